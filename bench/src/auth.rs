@@ -1,0 +1,305 @@
+//! An HTTP/1.0 server speaking nginx's `auth_http` protocol.
+//!
+//! Each connection carries one request head; the reply tells the proxy
+//! whether the login is good and which backend to use, then the connection
+//! is closed.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::net::{self, Listener, Stream};
+use crate::users::Users;
+
+/// Largest accepted request head, final blank line included.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Most headers parsed in one request.
+pub const MAX_HEADERS: usize = 64;
+/// Idle time allowed while waiting for a request head.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub const BAD_REQUEST: &[u8] = b"HTTP/1.0 400 Bad Request\r\n\r\n";
+pub const NO_BACKEND: &[u8] = b"HTTP/1.0 200 OK\r\n\
+Auth-Status: Temporary server problem, try again later\r\n\
+Auth-Error-Code: 451 4.3.0\r\n\
+Auth-Wait: 3\r\n\r\n";
+
+/// The protocols nginx names in `Auth-Protocol`.
+pub const PROTOCOLS: [&str; 3] = ["imap", "pop3", "smtp"];
+
+/// Where logins for one protocol are sent (`--backend PROTO=IP:PORT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Lower-case protocol name.
+    pub protocol: String,
+    pub addr: SocketAddr,
+}
+
+impl FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Backend, String> {
+        let (protocol, addr) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?}: expected PROTO=IP:PORT"))?;
+        let protocol = protocol.to_ascii_lowercase();
+        if !PROTOCOLS.contains(&protocol.as_str()) {
+            return Err(format!("{s:?}: protocol must be one of imap, pop3, smtp"));
+        }
+        let addr = addr.parse().map_err(|e| format!("{s:?}: bad IP:PORT: {e}"))?;
+        Ok(Backend { protocol, addr })
+    }
+}
+
+/// Everything the auth server needs to answer requests.
+#[derive(Debug, Default)]
+pub struct Config {
+    pub users: Users,
+    pub backends: Vec<Backend>,
+    /// `Auth-Wait` seconds added to failed-login replies.
+    pub wait: Option<u64>,
+    /// `Auth-Status` text of failed-login replies.
+    pub error: String,
+    /// Pause before answering each request.
+    pub delay: Duration,
+    /// File receiving a copy of every request head.
+    pub record: Option<Mutex<File>>,
+}
+
+impl Config {
+    fn backend(&self, protocol: &[u8]) -> Option<SocketAddr> {
+        self.backends
+            .iter()
+            .rev()
+            .find(|b| b.protocol.as_bytes().eq_ignore_ascii_case(protocol))
+            .map(|b| b.addr)
+    }
+}
+
+/// Serves `listener` forever.
+pub fn run(listener: Listener, config: Config) -> ! {
+    net::serve(listener, move |stream| handle(&config, stream))
+}
+
+fn handle(config: &Config, mut stream: Stream) {
+    if let Err(e) = stream.set_read_timeout(Some(READ_TIMEOUT)) {
+        eprintln!("postern-bench auth: set timeout: {e}");
+    }
+    let head = match read_head(&mut stream) {
+        Ok(Some(head)) => head,
+        Ok(None) => return,
+        Err(e) => {
+            if !net::is_disconnect(&e) {
+                eprintln!("postern-bench auth: read: {e}");
+            }
+            return;
+        }
+    };
+    if let Some(record) = &config.record {
+        let mut file = record.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(e) = file.write_all(&head) {
+            eprintln!("postern-bench auth: record: {e}");
+        }
+    }
+    if !config.delay.is_zero() {
+        std::thread::sleep(config.delay);
+    }
+    let reply = respond(config, &head);
+    let sent = stream
+        .write_all(&reply)
+        .and_then(|()| stream.flush())
+        .and_then(|()| stream.shutdown_write());
+    if let Err(e) = sent {
+        if !net::is_disconnect(&e) {
+            eprintln!("postern-bench auth: write: {e}");
+        }
+    }
+}
+
+/// Reads up to and including the first `\r\n\r\n`. Returns `None` when the
+/// peer closes first or the head would exceed [`MAX_HEAD`].
+fn read_head(stream: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let searched = head.len().saturating_sub(3);
+        head.extend_from_slice(&chunk[..n]);
+        if let Some(at) = memchr::memmem::find(&head[searched..], b"\r\n\r\n") {
+            let end = searched + at + 4;
+            if end > MAX_HEAD {
+                return Ok(None);
+            }
+            head.truncate(end);
+            return Ok(Some(head));
+        }
+        if head.len() >= MAX_HEAD {
+            return Ok(None);
+        }
+    }
+}
+
+/// The complete reply to one request head.
+pub fn respond(config: &Config, head: &[u8]) -> Vec<u8> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return BAD_REQUEST.to_vec(),
+    }
+    let field = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map_or(&b""[..], |h| h.value)
+    };
+    let user = percent_decode(field("Auth-User"));
+    let pass = percent_decode(field("Auth-Pass"));
+    if !config.users.check(&user, &pass) {
+        let mut reply = format!("HTTP/1.0 200 OK\r\nAuth-Status: {}\r\n", config.error);
+        if let Some(wait) = config.wait {
+            reply.push_str(&format!("Auth-Wait: {wait}\r\n"));
+        }
+        reply.push_str("\r\n");
+        return reply.into_bytes();
+    }
+    match config.backend(field("Auth-Protocol")) {
+        Some(addr) => format!(
+            "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: {}\r\nAuth-Port: {}\r\n\r\n",
+            addr.ip(),
+            addr.port()
+        )
+        .into_bytes(),
+        None => NO_BACKEND.to_vec(),
+    }
+}
+
+/// Decodes `%XX` escapes (hex digits of either case); every other byte,
+/// including a `%` not followed by two hex digits, is kept as is.
+pub fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' && i + 2 < input.len() {
+            if let (Some(hi), Some(lo)) = (hex(input[i + 1]), hex(input[i + 2])) {
+                out.push(hi << 4 | lo);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode(b"plain"), b"plain");
+        assert_eq!(percent_decode(b"a%20b"), b"a b");
+        assert_eq!(percent_decode(b"%3a%3A%2f%2F"), b":://");
+        assert_eq!(percent_decode(b"%00%ff%FF"), [0u8, 0xff, 0xff]);
+        assert_eq!(percent_decode(b"100%"), b"100%");
+        assert_eq!(percent_decode(b"%4"), b"%4");
+        assert_eq!(percent_decode(b"%zz%4g"), b"%zz%4g");
+        assert_eq!(percent_decode(b"%%41"), b"%A");
+        assert_eq!(percent_decode(b"%2541"), b"%41");
+        assert_eq!(percent_decode(b"+"), b"+");
+        assert_eq!(percent_decode(b""), b"");
+    }
+
+    fn config() -> Config {
+        let mut users = Users::default();
+        users.insert(b"alice".to_vec(), b"p@ss word".to_vec());
+        Config {
+            users,
+            backends: vec!["imap=127.0.0.1:1143".parse().unwrap(), "SMTP=[::1]:25".parse().unwrap()],
+            wait: None,
+            error: "Invalid login or password".into(),
+            ..Config::default()
+        }
+    }
+
+    fn request(user: &str, pass: &str, protocol: &str) -> Vec<u8> {
+        format!(
+            "GET /auth HTTP/1.0\r\nHost: localhost\r\nAuth-Method: plain\r\n\
+             Auth-User: {user}\r\nAuth-Pass: {pass}\r\nAuth-Protocol: {protocol}\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn replies() {
+        let mut config = config();
+        assert_eq!(
+            respond(&config, &request("alice", "p%40ss%20word", "imap")),
+            b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 1143\r\n\r\n"
+        );
+        assert_eq!(
+            respond(&config, &request("alice", "p%40ss%20word", "smtp")),
+            b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: ::1\r\nAuth-Port: 25\r\n\r\n"
+        );
+        assert_eq!(respond(&config, &request("alice", "p%40ss%20word", "pop3")), NO_BACKEND);
+        assert_eq!(
+            respond(&config, &request("alice", "wrong", "imap")),
+            b"HTTP/1.0 200 OK\r\nAuth-Status: Invalid login or password\r\n\r\n"
+        );
+        config.wait = Some(5);
+        config.error = "Go away".into();
+        assert_eq!(
+            respond(&config, &request("bob", "x", "imap")),
+            b"HTTP/1.0 200 OK\r\nAuth-Status: Go away\r\nAuth-Wait: 5\r\n\r\n"
+        );
+        assert_eq!(respond(&config, b"garbage\r\n\r\n"), BAD_REQUEST);
+        assert_eq!(respond(&config, b"GET / HTTP/1.0\r\nBad Header\r\n\r\n"), BAD_REQUEST);
+    }
+
+    #[test]
+    fn backend_flag() {
+        let b: Backend = "POP3=10.0.0.1:110".parse().unwrap();
+        assert_eq!(b.protocol, "pop3");
+        assert_eq!(b.addr, "10.0.0.1:110".parse().unwrap());
+        assert!("ftp=1.2.3.4:21".parse::<Backend>().is_err());
+        assert!("imap=localhost:143".parse::<Backend>().is_err());
+        assert!("imap".parse::<Backend>().is_err());
+    }
+
+    #[test]
+    fn head_reading() {
+        let mut input = &b"GET / HTTP/1.0\r\n\r\nextra"[..];
+        assert_eq!(read_head(&mut input).unwrap().unwrap(), b"GET / HTTP/1.0\r\n\r\n");
+        let mut partial = &b"GET / HTTP/1.0\r\n"[..];
+        assert_eq!(read_head(&mut partial).unwrap(), None);
+        let big = vec![b'a'; MAX_HEAD + 10];
+        assert_eq!(read_head(&mut &big[..]).unwrap(), None);
+        let mut exact = vec![b'a'; MAX_HEAD - 4];
+        exact.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(read_head(&mut &exact[..]).unwrap().unwrap().len(), MAX_HEAD);
+        exact.insert(0, b'a');
+        assert_eq!(read_head(&mut &exact[..]).unwrap(), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! Companions for exercising Postern: an nginx-compatible `auth_http`
+//! server and fake mail backends, all built on blocking std I/O with one
+//! thread per connection.
+
+pub mod auth;
+pub mod backend;
+pub mod message;
+pub mod net;
+pub mod users;

@@ -1,0 +1,159 @@
+//! Listening on TCP or Unix sockets, one thread per accepted connection.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix { listener: UnixListener, path: PathBuf },
+}
+
+/// An accepted connection.
+#[derive(Debug)]
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Listener {
+    /// Binds `spec`: either `unix:/path/to.sock` or anything
+    /// [`TcpListener::bind`] accepts (`127.0.0.1:0`, `[::1]:8080`, ...).
+    /// A stale socket file at the Unix path is removed first.
+    pub fn bind(spec: &str) -> io::Result<Listener> {
+        match spec.strip_prefix("unix:") {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                    if meta.file_type().is_socket() {
+                        std::fs::remove_file(&path)?;
+                    }
+                }
+                let listener = UnixListener::bind(&path)?;
+                Ok(Listener::Unix { listener, path })
+            }
+            None => Ok(Listener::Tcp(TcpListener::bind(spec)?)),
+        }
+    }
+
+    /// The bound address: `127.0.0.1:40123` or `unix:/tmp/x.sock`.
+    pub fn address(&self) -> io::Result<String> {
+        match self {
+            Listener::Tcp(l) => Ok(l.local_addr()?.to_string()),
+            Listener::Unix { path, .. } => Ok(format!("unix:{}", path.display())),
+        }
+    }
+
+    /// Accepts one connection; TCP sockets get `TCP_NODELAY`.
+    pub fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, _) = l.accept()?;
+                stream.set_nodelay(true)?;
+                Ok(Stream::Tcp(stream))
+            }
+            Listener::Unix { listener, .. } => Ok(Stream::Unix(listener.accept()?.0)),
+        }
+    }
+}
+
+/// Prints the single `listening <addr>` line on stdout and flushes it.
+pub fn announce(listener: &Listener) -> io::Result<()> {
+    let address = listener.address()?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "listening {address}")?;
+    out.flush()
+}
+
+/// Accepts connections forever, running `handler` on a new thread for each.
+pub fn serve<F>(listener: Listener, handler: F) -> !
+where
+    F: Fn(Stream) + Send + Sync + 'static,
+{
+    let handler = Arc::new(handler);
+    loop {
+        let stream = match listener.accept() {
+            Ok(stream) => stream,
+            Err(e) => {
+                eprintln!("postern-bench: accept: {e}");
+                // Back off so that e.g. EMFILE does not spin the CPU.
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let handler = Arc::clone(&handler);
+        if let Err(e) = thread::Builder::new()
+            .name("conn".into())
+            .spawn(move || handler(stream))
+        {
+            eprintln!("postern-bench: cannot spawn connection thread: {e}");
+        }
+    }
+}
+
+impl Stream {
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        match self {
+            Stream::Tcp(s) => Ok(Stream::Tcp(s.try_clone()?)),
+            Stream::Unix(s) => Ok(Stream::Unix(s.try_clone()?)),
+        }
+    }
+
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    /// Half-closes the write side so the peer sees EOF after our last reply.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// True for errors that just mean the peer went away.
+pub fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}

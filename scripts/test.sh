@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests of the sans-IO core, and end-to-end tests that
+# start Postern, the bench auth server and backends on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+
+# gcc and git: glommio's build compiles liburing; curl: a real IMAP client.
+need_packages curl:curl gcc:gcc git:git
+need_cargo
+
+cargo build --workspace --all-targets
+cargo test --workspace "$@"

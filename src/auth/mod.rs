@@ -1,0 +1,100 @@
+//! The auth_http client: what a front end asks (`AuthRequest`), what the auth
+//! server answers (`AuthReply`), the HTTP/1.0 codec for both (sans-IO), and
+//! the glommio side that performs the round trip.
+
+pub mod client;
+pub mod reply;
+pub mod request;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::Protocol;
+
+/// Bytes that must never reach a log: `Debug` prints a placeholder.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Secret {
+        Secret(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// `Auth-Method`: how the client proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// LOGIN, AUTHENTICATE PLAIN/LOGIN, USER/PASS, AUTH PLAIN/LOGIN.
+    Plain,
+}
+
+impl AuthMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Plain => "plain",
+        }
+    }
+}
+
+/// One login attempt, as a front end hands it to the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthRequest {
+    pub method: AuthMethod,
+    pub user: Vec<u8>,
+    pub pass: Secret,
+    pub protocol: Protocol,
+    /// `Auth-Login-Attempt`: 1 for the first attempt of the session.
+    pub attempt: u32,
+}
+
+/// What the auth server decided, already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthReply {
+    /// `Auth-Status: OK`: log in to `backend`, with the credentials the auth
+    /// server substituted (`Auth-User`/`Auth-Pass`), if any.
+    Accept {
+        backend: SocketAddr,
+        user: Option<Vec<u8>>,
+        pass: Option<Secret>,
+    },
+    /// Any other status: tell the client `message`. With `wait` the client may
+    /// try again after that delay; without it the session ends.
+    Reject { message: Vec<u8>, wait: Option<Duration> },
+    /// `Auth-Status: WAIT`: ask again, with the same request, after the delay.
+    Retry { wait: Duration },
+}
+
+/// Why the auth round trip produced no decision. Every variant gives the
+/// client the protocol's internal-error line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    Connect(String),
+    Io(String),
+    TimedOut,
+    /// The reply did not fit the limit (`reply::MAX_REPLY_BYTES`).
+    TooLarge,
+    /// Not HTTP, or a header the protocol defines had an invalid value.
+    Malformed(String),
+}
+
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthError::Connect(e) => write!(f, "auth http server connect failed: {e}"),
+            AuthError::Io(e) => write!(f, "auth http server I/O error: {e}"),
+            AuthError::TimedOut => f.write_str("auth http server timed out"),
+            AuthError::TooLarge => f.write_str("auth http server sent a too large response"),
+            AuthError::Malformed(e) => write!(f, "auth http server sent invalid response: {e}"),
+        }
+    }
+}

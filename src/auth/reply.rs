@@ -1,0 +1,196 @@
+//! Parses the auth server's HTTP/1.0 reply with `httparse` into an
+//! `AuthReply`. Pure and bounded: the caller accumulates bytes and calls
+//! `parse` until it stops answering `Partial`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::{AuthError, AuthReply, Secret};
+
+/// Largest reply head accepted. nginx reads the reply into 1 KiB; Postern
+/// allows 4 KiB so longer error texts fit, and still refuses a server that
+/// streams headers without end.
+pub const MAX_REPLY_BYTES: usize = 4096;
+
+/// Headers kept per reply; more is malformed.
+const MAX_HEADERS: usize = 32;
+
+/// The longest `Auth-Wait` honoured: a misconfigured server must not park a
+/// session for days.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    Complete(AuthReply),
+    /// The head is not complete yet; read more (the caller enforces
+    /// `MAX_REPLY_BYTES` and treats end of stream as malformed).
+    Partial,
+}
+
+pub fn parse(buf: &[u8]) -> Result<Parsed, AuthError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_REPLY_BYTES => return Err(AuthError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(e) => return Err(AuthError::Malformed(e.to_string())),
+    }
+    let find = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let status = find("Auth-Status").ok_or_else(|| malformed("no Auth-Status header"))?;
+    let wait = find("Auth-Wait").map(parse_wait).transpose()?;
+    let reply = match status {
+        b"OK" => {
+            let server = find("Auth-Server").ok_or_else(|| malformed("no Auth-Server header"))?;
+            let port = find("Auth-Port").ok_or_else(|| malformed("no Auth-Port header"))?;
+            let ip: IpAddr = ascii(server)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| malformed("Auth-Server is not an IP address"))?;
+            let port: u16 = ascii(port)
+                .and_then(|s| s.parse().ok())
+                .filter(|&p| p != 0)
+                .ok_or_else(|| malformed("invalid Auth-Port"))?;
+            AuthReply::Accept {
+                backend: SocketAddr::new(ip, port),
+                user: find("Auth-User").map(<[u8]>::to_vec),
+                pass: find("Auth-Pass").map(|p| Secret::new(p.to_vec())),
+            }
+        }
+        b"WAIT" => AuthReply::Retry {
+            wait: wait.ok_or_else(|| malformed("WAIT without Auth-Wait"))?,
+        },
+        message => AuthReply::Reject {
+            message: client_safe(message),
+            wait,
+        },
+    };
+    Ok(Parsed::Complete(reply))
+}
+
+fn malformed(what: &str) -> AuthError {
+    AuthError::Malformed(what.to_string())
+}
+
+fn ascii(value: &[u8]) -> Option<&str> {
+    std::str::from_utf8(value).ok().map(str::trim)
+}
+
+fn parse_wait(value: &[u8]) -> Result<Duration, AuthError> {
+    ascii(value)
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .filter(|&d| d <= MAX_WAIT)
+        .ok_or_else(|| malformed("invalid Auth-Wait"))
+}
+
+/// The error text goes into a protocol line to the client: keep it to
+/// printable ASCII so the auth server cannot break the client's framing.
+fn client_safe(message: &[u8]) -> Vec<u8> {
+    message
+        .iter()
+        .map(|&b| if (0x20..0x7f).contains(&b) { b } else { b'?' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(head: &str) -> Result<Parsed, AuthError> {
+        parse(head.as_bytes())
+    }
+
+    #[test]
+    fn rows() {
+        let accept = |ip: &str, user: Option<&[u8]>, pass: Option<&[u8]>| {
+            Ok(Parsed::Complete(AuthReply::Accept {
+                backend: ip.parse().unwrap(),
+                user: user.map(<[u8]>::to_vec),
+                pass: pass.map(|p| Secret::new(p.to_vec())),
+            }))
+        };
+        let rows: Vec<(&str, Result<Parsed, AuthError>)> = vec![
+            (
+                "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 143\r\n\r\n",
+                accept("127.0.0.1:143", None, None),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nauth-status: OK\r\nAUTH-SERVER: ::1\r\nAuth-Port: 1143\r\n\
+                 Auth-User: alice\r\nAuth-Pass: s3cret\r\n\r\nbody ignored",
+                accept("[::1]:1143", Some(b"alice"), Some(b"s3cret")),
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nAuth-Status: Invalid login\r\n\r\n",
+                Ok(Parsed::Complete(AuthReply::Reject {
+                    message: b"Invalid login".to_vec(),
+                    wait: None,
+                })),
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nAuth-Status: Invalid login\r\nAuth-Wait: 3\r\n\r\n",
+                Ok(Parsed::Complete(AuthReply::Reject {
+                    message: b"Invalid login".to_vec(),
+                    wait: Some(Duration::from_secs(3)),
+                })),
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nAuth-Status: WAIT\r\nAuth-Wait: 1\r\n\r\n",
+                Ok(Parsed::Complete(AuthReply::Retry {
+                    wait: Duration::from_secs(1),
+                })),
+            ),
+            ("HTTP/1.0 200 OK\r\nAuth-Status: OK\r\n", Ok(Parsed::Partial)),
+            (
+                "HTTP/1.0 200 OK\r\nAuth-Status: WAIT\r\n\r\n",
+                Err(malformed("WAIT without Auth-Wait")),
+            ),
+            ("HTTP/1.0 200 OK\r\n\r\n", Err(malformed("no Auth-Status header"))),
+            (
+                "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: mail.example\r\nAuth-Port: 143\r\n\r\n",
+                Err(malformed("Auth-Server is not an IP address")),
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 10.0.0.1\r\nAuth-Port: 0\r\n\r\n",
+                Err(malformed("invalid Auth-Port")),
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 10.0.0.1\r\nAuth-Port: 65536\r\n\r\n",
+                Err(malformed("invalid Auth-Port")),
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 10.0.0.1\r\n\r\n",
+                Err(malformed("no Auth-Port header")),
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nAuth-Status: no\r\nAuth-Wait: soon\r\n\r\n",
+                Err(malformed("invalid Auth-Wait")),
+            ),
+        ];
+        for (head, want) in rows {
+            assert_eq!(reply(head), want, "reply {head:?}");
+        }
+    }
+
+    #[test]
+    fn not_http_is_malformed() {
+        assert!(matches!(reply("SMTP/1.0 200 OK\r\n\r\n"), Err(AuthError::Malformed(_))));
+    }
+
+    #[test]
+    fn endless_head_is_too_large() {
+        let mut head = b"HTTP/1.0 200 OK\r\nX-Padding: ".to_vec();
+        head.resize(MAX_REPLY_BYTES, b'a');
+        assert_eq!(parse(&head), Err(AuthError::TooLarge));
+    }
+
+    #[test]
+    fn error_text_cannot_carry_control_bytes() {
+        assert_eq!(client_safe(b"bad\x1b[31m\xff"), b"bad?[31m?".to_vec());
+    }
+}

@@ -1,0 +1,361 @@
+//! From a directive tree to a `Config`, in two passes.
+//!
+//! 1. A walk in file order checks every directive against its row (name,
+//!    context, block, arity, duplicates) and applies it: main and `events`
+//!    directives to the main settings, `server` ones to that server's draft,
+//!    `mail`-level ones to a scratch draft, only to validate them (a `mail`
+//!    block may have no server), and they are kept for step 2. Errors thus
+//!    come out in file order, the first one as nginx would print it.
+//! 2. Each server takes, for every row it did not set itself, the `mail`
+//!    level's occurrences, else the row's default, through the same setter;
+//!    then its required settings are checked. The main settings take the
+//!    defaults of the rows the file did not set.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::address::Resolver;
+use super::directives::{self, Contexts, Row, Setter, Status, TABLE};
+use super::model::{
+    AuthHttp, AuthMethod, Config, ErrorLog, ImapSettings, Listen, ListenAddr, Location, MainConfig, Protocol,
+    ServerConfig, Workers,
+};
+use super::parser::Directive;
+use super::ConfigError;
+
+/// What setters may need beyond the directive: where relative paths start,
+/// the host name, the resolver, and the addresses already listened on.
+#[derive(Debug)]
+pub(crate) struct Env {
+    base_dir: PathBuf,
+    hostname: Option<String>,
+    pub(crate) resolver: Resolver,
+    listening: HashSet<SocketAddr>,
+}
+
+impl Env {
+    fn new(file: &Path) -> Env {
+        // Relative paths are taken from the configuration file's folder, and
+        // made absolute now so a later change of directory cannot move them.
+        let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        Env {
+            base_dir,
+            hostname: None,
+            resolver: Resolver::default(),
+            listening: HashSet::new(),
+        }
+    }
+
+    pub(crate) fn path(&self, text: &str) -> PathBuf {
+        self.base_dir.join(text)
+    }
+
+    /// The machine's host name, lower-cased as nginx does; `localhost` when
+    /// the kernel does not say.
+    pub(crate) fn hostname(&mut self) -> String {
+        self.hostname.get_or_insert_with(read_hostname).clone()
+    }
+
+    /// Records a listening address; `false` when another `listen` has it.
+    pub(crate) fn claim_listen(&mut self, addr: SocketAddr) -> bool {
+        self.listening.insert(addr)
+    }
+}
+
+fn read_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_ascii_lowercase())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Main and `events` settings while the file is read; `None` is unset.
+#[derive(Debug, Default)]
+pub(crate) struct MainDraft {
+    pub(crate) worker_processes: Option<Workers>,
+    pub(crate) error_log: Option<ErrorLog>,
+    pub(crate) pid: Option<PathBuf>,
+    pub(crate) worker_connections: Option<usize>,
+}
+
+/// One server's settings while the file is read; `None` is unset.
+#[derive(Debug, Default)]
+pub(crate) struct ServerDraft {
+    pub(crate) listen: Vec<Listen>,
+    /// With the `protocol` directive's location, for the errors about it.
+    pub(crate) protocol: Option<(Protocol, Location)>,
+    pub(crate) server_name: Option<String>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) auth_http: Option<AuthHttp>,
+    pub(crate) auth_http_timeout: Option<Duration>,
+    pub(crate) proxy_pass_error_message: Option<bool>,
+    pub(crate) imap_capabilities: Option<Vec<String>>,
+    pub(crate) imap_auth: Option<Vec<AuthMethod>>,
+    pub(crate) imap_client_buffer: Option<usize>,
+}
+
+/// A `server {}` block after step 1.
+struct ServerBlock {
+    location: Location,
+    draft: ServerDraft,
+    /// The rows the block set itself; the others are inherited.
+    set_here: HashSet<&'static str>,
+}
+
+struct Builder<'a> {
+    file: &'a Path,
+    env: Env,
+    main: MainDraft,
+    main_set: HashSet<&'static str>,
+    /// Validates `mail`-level values; never used for a server.
+    mail_scratch: ServerDraft,
+    /// `mail`-level directives in file order, for every server to inherit.
+    mail_level: Vec<(&'static Row, &'a Directive)>,
+    servers: Vec<ServerBlock>,
+}
+
+pub(crate) fn build(tree: &[Directive], file: &Path) -> Result<Config, ConfigError> {
+    let mut builder = Builder {
+        file,
+        env: Env::new(file),
+        main: MainDraft::default(),
+        main_set: HashSet::new(),
+        mail_scratch: ServerDraft::default(),
+        mail_level: Vec::new(),
+        servers: Vec::new(),
+    };
+    builder.walk(tree, Contexts::MAIN)?;
+    let main = builder.finish_main()?;
+    let servers = builder.finish_servers()?;
+    Ok(Config {
+        file: file.to_path_buf(),
+        main,
+        servers,
+    })
+}
+
+fn located(d: &Directive) -> impl Fn(String) -> ConfigError + '_ {
+    move |message| ConfigError::at(message, d.location.clone())
+}
+
+impl<'a> Builder<'a> {
+    /// Step 1 for one block whose directives are in `context`.
+    fn walk(&mut self, dirs: &'a [Directive], context: Contexts) -> Result<(), ConfigError> {
+        let mut seen: HashSet<&'static str> = HashSet::new();
+        for d in dirs {
+            let row = directives::lookup(d, context).map_err(located(d))?;
+            directives::check_form(row, d).map_err(located(d))?;
+            if !row.repeatable && !seen.insert(row.name) {
+                return Err(located(d)(format!("\"{}\" directive is duplicate", d.name)));
+            }
+            match row.status {
+                Status::Supported(setter) => self.apply(row, setter, d, context)?,
+                Status::Block(inner) => self.enter(d, inner)?,
+                Status::Ignored(why) => log::warn!("\"{}\" directive is ignored: {why} in {}", d.name, d.location),
+                // check_form refused these.
+                Status::NotYetSupported | Status::Refused(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn enter(&mut self, d: &'a Directive, inner: Contexts) -> Result<(), ConfigError> {
+        let children = d.block.as_deref().unwrap_or_default();
+        if inner != Contexts::SERVER {
+            return self.walk(children, inner);
+        }
+        self.servers.push(ServerBlock {
+            location: d.location.clone(),
+            draft: ServerDraft::default(),
+            set_here: HashSet::new(),
+        });
+        self.walk(children, inner)?;
+        // nginx checks this as the block closes, before any merging.
+        let no_listen = self.servers.last().is_some_and(|s| s.draft.listen.is_empty());
+        if no_listen {
+            return Err(ConfigError::at(
+                "no \"listen\" is defined for server",
+                d.location.clone(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        row: &'static Row,
+        setter: Setter,
+        d: &'a Directive,
+        context: Contexts,
+    ) -> Result<(), ConfigError> {
+        let env = &mut self.env;
+        let result = match setter {
+            Setter::Main(set) => {
+                self.main_set.insert(row.name);
+                set(&mut self.main, d, env)
+            }
+            Setter::Server(set) if context == Contexts::MAIL => {
+                self.mail_level.push((row, d));
+                set(&mut self.mail_scratch, d, env)
+            }
+            Setter::Server(set) => match self.servers.last_mut() {
+                Some(server) => {
+                    server.set_here.insert(row.name);
+                    set(&mut server.draft, d, env)
+                }
+                None => Err(internal(row.name, "set outside a server")),
+            },
+        };
+        result.map_err(located(d))
+    }
+
+    fn finish_main(&mut self) -> Result<MainConfig, ConfigError> {
+        for row in TABLE {
+            let Status::Supported(Setter::Main(set)) = row.status else {
+                continue;
+            };
+            if self.main_set.contains(row.name) {
+                continue;
+            }
+            if let Some(default) = self.default_directive(row, 0) {
+                set(&mut self.main, &default, &mut self.env).map_err(located(&default))?;
+            }
+        }
+        let main = std::mem::take(&mut self.main);
+        let at = Location {
+            file: self.file.to_path_buf(),
+            line: 0,
+        };
+        Ok(MainConfig {
+            worker_processes: required(main.worker_processes, "worker_processes", &at)?,
+            error_log: required(main.error_log, "error_log", &at)?,
+            pid: main.pid,
+            worker_connections: required(main.worker_connections, "worker_connections", &at)?,
+        })
+    }
+
+    fn finish_servers(&mut self) -> Result<Vec<ServerConfig>, ConfigError> {
+        let servers = std::mem::take(&mut self.servers);
+        servers
+            .into_iter()
+            .map(|mut server| {
+                self.inherit(&mut server)?;
+                finish_server(server)
+            })
+            .collect()
+    }
+
+    /// Step 2: the rows the server did not set come from the `mail` level,
+    /// else from the row's default.
+    fn inherit(&mut self, server: &mut ServerBlock) -> Result<(), ConfigError> {
+        for row in TABLE {
+            let Status::Supported(Setter::Server(set)) = row.status else {
+                continue;
+            };
+            if server.set_here.contains(row.name) {
+                continue;
+            }
+            let mut inherited = false;
+            for (_, d) in self.mail_level.iter().filter(|(r, _)| r.name == row.name) {
+                set(&mut server.draft, d, &mut self.env).map_err(located(d))?;
+                inherited = true;
+            }
+            if inherited {
+                continue;
+            }
+            if let Some(default) = self.default_directive(row, server.location.line) {
+                set(&mut server.draft, &default, &mut self.env).map_err(located(&default))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The row's default as if written at `line`.
+    fn default_directive(&mut self, row: &Row, line: u32) -> Option<Directive> {
+        let text = row.default?;
+        let args = text
+            .split_whitespace()
+            .map(|word| match word {
+                "$hostname" => self.env.hostname(),
+                _ => word.to_string(),
+            })
+            .collect();
+        Some(Directive {
+            name: row.name.to_string(),
+            args,
+            location: Location {
+                file: self.file.to_path_buf(),
+                line,
+            },
+            block: None,
+        })
+    }
+}
+
+/// The checks nginx makes when merging a server, then the typed result.
+fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
+    let ServerBlock { location, draft, .. } = server;
+    let protocol = server_protocol(&draft, &location)?;
+    let auth_http = draft
+        .auth_http
+        .ok_or_else(|| ConfigError::at("no \"auth_http\" is defined for server", location.clone()))?;
+    Ok(ServerConfig {
+        listen: draft.listen,
+        protocol,
+        server_name: required(draft.server_name, "server_name", &location)?,
+        timeout: required(draft.timeout, "timeout", &location)?,
+        auth_http,
+        auth_http_timeout: required(draft.auth_http_timeout, "auth_http_timeout", &location)?,
+        proxy_pass_error_message: required(draft.proxy_pass_error_message, "proxy_pass_error_message", &location)?,
+        imap: ImapSettings {
+            capabilities: required(draft.imap_capabilities, "imap_capabilities", &location)?,
+            auth: required(draft.imap_auth, "imap_auth", &location)?,
+            client_buffer: required(draft.imap_client_buffer, "imap_client_buffer", &location)?,
+        },
+        location,
+    })
+}
+
+/// The `protocol` given, else the one the first well-known port implies
+/// (nginx looks at each `listen` in turn until one matches).
+fn server_protocol(draft: &ServerDraft, server: &Location) -> Result<Protocol, ConfigError> {
+    let (protocol, location) = draft
+        .protocol
+        .clone()
+        .or_else(|| draft.listen.iter().find_map(implied_protocol))
+        .ok_or_else(|| ConfigError::at("unknown mail protocol for server", server.clone()))?;
+    if protocol != Protocol::Imap {
+        return Err(ConfigError::at(
+            format!("\"{}\" protocol is not supported yet", protocol.name()),
+            location,
+        ));
+    }
+    Ok(protocol)
+}
+
+fn implied_protocol(listen: &Listen) -> Option<(Protocol, Location)> {
+    let ListenAddr::Tcp(addr) = &listen.addr else {
+        return None;
+    };
+    let protocol = match addr.port() {
+        143 | 993 => Protocol::Imap,
+        110 | 995 => Protocol::Pop3,
+        25 | 465 | 587 => Protocol::Smtp,
+        _ => return None,
+    };
+    Some((protocol, listen.location.clone()))
+}
+
+/// Every row with a default sets its field, so `None` here is a table
+/// mistake: reported, not a panic.
+fn required<T>(value: Option<T>, name: &str, at: &Location) -> Result<T, ConfigError> {
+    value.ok_or_else(|| ConfigError::at(internal(name, "has no value"), at.clone()))
+}
+
+fn internal(name: &str, what: &str) -> String {
+    format!("internal error: \"{name}\" {what}")
+}

@@ -1,0 +1,625 @@
+//! The directive table: one row per directive nginx's core, events and mail
+//! modules know, in the manner of nginx's `ngx_command_t` arrays. A row says
+//! where the directive may appear, how many arguments it takes, whether
+//! Postern acts on it, and its default, written as nginx syntax and applied
+//! through the same setter as a value from the file.
+//!
+//! Every nginx directive is listed, built or not, so that a misspelling
+//! (`unknown directive`) is told apart from a directive Postern does not do
+//! yet (`is not supported yet`). Adding a directive is adding a row and the
+//! setter that fills its field.
+
+use std::path::Path;
+
+use super::address;
+use super::build::{Env, MainDraft, ServerDraft};
+use super::model::{AuthMethod, ErrorLog, Listen, ListenAddr, LogLevel, LogTarget, Protocol, Workers};
+use super::parser::Directive;
+use super::values::{self, invalid_flag, invalid_value};
+
+/// The blocks a directive may appear in, as bit flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Contexts(u8);
+
+impl Contexts {
+    pub(crate) const MAIN: Contexts = Contexts(1);
+    pub(crate) const EVENTS: Contexts = Contexts(2);
+    pub(crate) const MAIL: Contexts = Contexts(4);
+    pub(crate) const SERVER: Contexts = Contexts(8);
+    pub(crate) const MAIL_SERVER: Contexts = Contexts(4 | 8);
+    pub(crate) const ANY: Contexts = Contexts(1 | 2 | 4 | 8);
+
+    pub(crate) const fn contains(self, other: Contexts) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// How many arguments a directive takes (nginx's `NGX_CONF_TAKE*` flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arity {
+    Exact(usize),
+    Range(usize, usize),
+    AtLeast(usize),
+    /// One argument, `on` or `off`; the setter reads it.
+    Flag,
+}
+
+impl Arity {
+    pub(crate) fn accepts(self, count: usize) -> bool {
+        match self {
+            Arity::Exact(n) => count == n,
+            Arity::Range(min, max) => (min..=max).contains(&count),
+            Arity::AtLeast(min) => count >= min,
+            Arity::Flag => count == 1,
+        }
+    }
+}
+
+/// Errors are whole messages; the caller adds `in file:line`.
+pub(crate) type MainSetter = fn(&mut MainDraft, &Directive, &mut Env) -> Result<(), String>;
+pub(crate) type ServerSetter = fn(&mut ServerDraft, &Directive, &mut Env) -> Result<(), String>;
+
+/// Which settings a directive fills: the process-wide ones (main and
+/// `events {}`), or a server's (`mail {}` level, inherited, or `server {}`).
+#[derive(Clone, Copy)]
+pub(crate) enum Setter {
+    Main(MainSetter),
+    Server(ServerSetter),
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Status {
+    Supported(Setter),
+    /// nginx has it and Postern will; until then the file is refused rather
+    /// than silently run without it.
+    NotYetSupported,
+    /// Accepted and ignored with a warning: it has no meaning here. The text
+    /// says why.
+    Ignored(&'static str),
+    /// Opens a block whose directives are in the given context.
+    Block(Contexts),
+    /// Never: the text says why.
+    Refused(&'static str),
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Row {
+    pub(crate) name: &'static str,
+    pub(crate) contexts: Contexts,
+    pub(crate) arity: Arity,
+    /// May appear more than once in one block; otherwise a second one is
+    /// `"name" directive is duplicate`.
+    pub(crate) repeatable: bool,
+    pub(crate) status: Status,
+    /// nginx syntax, applied through the setter when neither the server nor
+    /// the `mail` level sets the directive. Words are separated by spaces;
+    /// `$hostname` stands for the machine's host name.
+    pub(crate) default: Option<&'static str>,
+}
+
+impl Row {
+    const fn new(name: &'static str, contexts: Contexts, arity: Arity, status: Status) -> Row {
+        Row {
+            name,
+            contexts,
+            arity,
+            repeatable: false,
+            status,
+            default: None,
+        }
+    }
+
+    const fn main(name: &'static str, contexts: Contexts, arity: Arity, set: MainSetter) -> Row {
+        Row::new(name, contexts, arity, Status::Supported(Setter::Main(set)))
+    }
+
+    const fn server(name: &'static str, contexts: Contexts, arity: Arity, set: ServerSetter) -> Row {
+        Row::new(name, contexts, arity, Status::Supported(Setter::Server(set)))
+    }
+
+    const fn block(name: &'static str, contexts: Contexts, inner: Contexts) -> Row {
+        Row::new(name, contexts, Arity::Exact(0), Status::Block(inner))
+    }
+
+    const fn not_yet(name: &'static str, contexts: Contexts) -> Row {
+        Row::new(name, contexts, Arity::AtLeast(0), Status::NotYetSupported)
+    }
+
+    const fn ignored(name: &'static str, contexts: Contexts, arity: Arity, why: &'static str) -> Row {
+        Row::new(name, contexts, arity, Status::Ignored(why))
+    }
+
+    const fn refused(name: &'static str, contexts: Contexts, why: &'static str) -> Row {
+        Row::new(name, contexts, Arity::AtLeast(0), Status::Refused(why))
+    }
+
+    const fn default(mut self, text: &'static str) -> Row {
+        self.default = Some(text);
+        self
+    }
+
+    const fn repeatable(mut self) -> Row {
+        self.repeatable = true;
+        self
+    }
+}
+
+use Arity::{AtLeast, Exact, Flag, Range};
+const MAIN: Contexts = Contexts::MAIN;
+const EVENTS: Contexts = Contexts::EVENTS;
+const MAIL: Contexts = Contexts::MAIL;
+const SERVER: Contexts = Contexts::SERVER;
+const MAIL_SERVER: Contexts = Contexts::MAIL_SERVER;
+const ANY: Contexts = Contexts::ANY;
+
+const MAIL_ONLY: &str = "Postern serves mail only";
+const ONE_LISTENER_PER_CORE: &str = "Postern accepts on one io_uring listener per core";
+
+pub(crate) static TABLE: &[Row] = &[
+    // main
+    Row::main("worker_processes", MAIN, Exact(1), set_worker_processes).default("auto"),
+    Row::main("error_log", MAIN, Range(1, 2), set_error_log).default("stderr error"),
+    Row::main("pid", MAIN, Exact(1), set_pid),
+    Row::main("daemon", MAIN, Flag, set_daemon),
+    Row::main("load_module", MAIN, Exact(1), set_load_module).repeatable(),
+    Row::block("events", MAIN, EVENTS),
+    Row::block("mail", MAIN, MAIL),
+    Row::refused("http", MAIN, MAIL_ONLY),
+    Row::refused("stream", MAIN, MAIL_ONLY),
+    Row::not_yet("include", ANY),
+    Row::not_yet("user", MAIN),
+    Row::not_yet("master_process", MAIN),
+    Row::not_yet("worker_rlimit_nofile", MAIN),
+    Row::not_yet("worker_rlimit_core", MAIN),
+    Row::not_yet("worker_priority", MAIN),
+    Row::not_yet("worker_cpu_affinity", MAIN),
+    Row::not_yet("working_directory", MAIN),
+    Row::not_yet("env", MAIN),
+    Row::not_yet("lock_file", MAIN),
+    Row::not_yet("pcre_jit", MAIN),
+    Row::not_yet("thread_pool", MAIN),
+    Row::not_yet("timer_resolution", MAIN),
+    Row::not_yet("worker_shutdown_timeout", MAIN),
+    Row::not_yet("ssl_engine", MAIN),
+    Row::not_yet("debug_points", MAIN),
+    // events {}
+    Row::main("worker_connections", EVENTS, Exact(1), set_worker_connections).default("512"),
+    Row::ignored("use", EVENTS, Exact(1), ONE_LISTENER_PER_CORE),
+    Row::ignored("multi_accept", EVENTS, Flag, ONE_LISTENER_PER_CORE),
+    Row::ignored("accept_mutex", EVENTS, Flag, ONE_LISTENER_PER_CORE),
+    Row::ignored("accept_mutex_delay", EVENTS, Exact(1), ONE_LISTENER_PER_CORE),
+    Row::not_yet("worker_aio_requests", EVENTS),
+    Row::not_yet("debug_connection", EVENTS),
+    // mail {} and server {}
+    Row::block("server", MAIL, SERVER).repeatable(),
+    Row::server("listen", SERVER, AtLeast(1), set_listen).repeatable(),
+    Row::server("protocol", SERVER, Exact(1), set_protocol),
+    Row::server("server_name", MAIL_SERVER, Exact(1), set_server_name).default("$hostname"),
+    Row::server("timeout", MAIL_SERVER, Exact(1), set_timeout).default("60s"),
+    Row::server("auth_http", MAIL_SERVER, Exact(1), set_auth_http),
+    Row::server("auth_http_timeout", MAIL_SERVER, Exact(1), set_auth_http_timeout).default("60s"),
+    Row::server(
+        "proxy_pass_error_message",
+        MAIL_SERVER,
+        Flag,
+        set_proxy_pass_error_message,
+    )
+    .default("off"),
+    // nginx appends repeated capabilities and ORs repeated auth methods.
+    Row::server("imap_capabilities", MAIL_SERVER, AtLeast(1), set_imap_capabilities)
+        .repeatable()
+        .default("IMAP4 IMAP4rev1 UIDPLUS"),
+    Row::server("imap_auth", MAIL_SERVER, AtLeast(1), set_imap_auth)
+        .repeatable()
+        .default("plain"),
+    Row::server("imap_client_buffer", MAIL_SERVER, Exact(1), set_imap_client_buffer).default("4k"),
+    Row::not_yet("error_log", MAIL_SERVER),
+    Row::not_yet("so_keepalive", MAIL_SERVER),
+    Row::not_yet("resolver", MAIL_SERVER),
+    Row::not_yet("resolver_timeout", MAIL_SERVER),
+    Row::not_yet("max_errors", MAIL_SERVER),
+    Row::not_yet("auth_http_header", MAIL_SERVER),
+    Row::not_yet("auth_http_pass_client_cert", MAIL_SERVER),
+    Row::not_yet("proxy_buffer", MAIL_SERVER),
+    Row::not_yet("proxy_timeout", MAIL_SERVER),
+    Row::not_yet("proxy_protocol", MAIL_SERVER),
+    Row::not_yet("proxy_smtp_auth", MAIL_SERVER),
+    Row::not_yet("xclient", MAIL_SERVER),
+    Row::not_yet("set_real_ip_from", MAIL_SERVER),
+    Row::not_yet("ssl", MAIL_SERVER),
+    Row::not_yet("starttls", MAIL_SERVER),
+    Row::not_yet("ssl_certificate", MAIL_SERVER),
+    Row::not_yet("ssl_certificate_key", MAIL_SERVER),
+    Row::not_yet("ssl_password_file", MAIL_SERVER),
+    Row::not_yet("ssl_dhparam", MAIL_SERVER),
+    Row::not_yet("ssl_ecdh_curve", MAIL_SERVER),
+    Row::not_yet("ssl_protocols", MAIL_SERVER),
+    Row::not_yet("ssl_ciphers", MAIL_SERVER),
+    Row::not_yet("ssl_prefer_server_ciphers", MAIL_SERVER),
+    Row::not_yet("ssl_session_cache", MAIL_SERVER),
+    Row::not_yet("ssl_session_tickets", MAIL_SERVER),
+    Row::not_yet("ssl_session_ticket_key", MAIL_SERVER),
+    Row::not_yet("ssl_session_timeout", MAIL_SERVER),
+    Row::not_yet("ssl_verify_client", MAIL_SERVER),
+    Row::not_yet("ssl_verify_depth", MAIL_SERVER),
+    Row::not_yet("ssl_client_certificate", MAIL_SERVER),
+    Row::not_yet("ssl_trusted_certificate", MAIL_SERVER),
+    Row::not_yet("ssl_crl", MAIL_SERVER),
+    Row::not_yet("ssl_conf_command", MAIL_SERVER),
+    Row::not_yet("pop3_auth", MAIL_SERVER),
+    Row::not_yet("pop3_capabilities", MAIL_SERVER),
+    Row::not_yet("smtp_auth", MAIL_SERVER),
+    Row::not_yet("smtp_capabilities", MAIL_SERVER),
+    Row::not_yet("smtp_client_buffer", MAIL_SERVER),
+    Row::not_yet("smtp_greeting_delay", MAIL_SERVER),
+];
+
+/// The row for `d` in `context`, or nginx's error: `unknown directive` when
+/// no row has the name, `is not allowed here` when none is for this context.
+/// A name may have one row per context (`error_log` at main and in `mail`).
+pub(crate) fn lookup(d: &Directive, context: Contexts) -> Result<&'static Row, String> {
+    let mut known = false;
+    for row in TABLE.iter().filter(|row| row.name == d.name) {
+        if row.contexts.contains(context) {
+            return Ok(row);
+        }
+        known = true;
+    }
+    Err(if known {
+        format!("\"{}\" directive is not allowed here", d.name)
+    } else {
+        format!("unknown directive \"{}\"", d.name)
+    })
+}
+
+/// Refuses what is not built, then checks the block and the argument count,
+/// in nginx's order.
+pub(crate) fn check_form(row: &Row, d: &Directive) -> Result<(), String> {
+    match row.status {
+        Status::NotYetSupported => {
+            return Err(format!("\"{}\" directive is not supported yet", d.name));
+        }
+        Status::Refused(why) => {
+            return Err(format!("\"{}\" directive is not supported: {why}", d.name));
+        }
+        Status::Block(_) if d.block.is_none() => {
+            return Err(format!("directive \"{}\" has no opening \"{{\"", d.name));
+        }
+        Status::Supported(_) | Status::Ignored(_) if d.block.is_some() => {
+            return Err(format!("directive \"{}\" is not terminated by \";\"", d.name));
+        }
+        _ => {}
+    }
+    if !row.arity.accepts(d.args.len()) {
+        return Err(invalid_arguments(d));
+    }
+    // Checked here so that ignored flags are held to nginx's rule too.
+    if row.arity == Flag {
+        flag_arg(d)?;
+    }
+    Ok(())
+}
+
+fn invalid_arguments(d: &Directive) -> String {
+    format!("invalid number of arguments in \"{}\" directive", d.name)
+}
+
+/// The only argument; the table's arity has been checked, so the error is a
+/// table mistake, reported rather than panicking.
+fn only(d: &Directive) -> Result<&str, String> {
+    match d.args.as_slice() {
+        [one] => Ok(one),
+        _ => Err(invalid_arguments(d)),
+    }
+}
+
+fn time_arg(d: &Directive) -> Result<std::time::Duration, String> {
+    let value = only(d)?;
+    values::parse_time(value).ok_or_else(|| invalid_value(value, &d.name))
+}
+
+fn flag_arg(d: &Directive) -> Result<bool, String> {
+    let value = only(d)?;
+    values::parse_flag(value).ok_or_else(|| invalid_flag(value, &d.name))
+}
+
+/// A count that must be at least one.
+fn positive_arg(d: &Directive) -> Result<usize, String> {
+    let value = only(d)?;
+    match values::parse_number(value) {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(invalid_value(value, &d.name)),
+    }
+}
+
+// Setters of the main and events contexts.
+
+fn set_worker_processes(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    m.worker_processes = Some(match only(d)? {
+        "auto" => Workers::Auto,
+        _ => Workers::Count(positive_arg(d)?),
+    });
+    Ok(())
+}
+
+fn set_error_log(m: &mut MainDraft, d: &Directive, env: &mut Env) -> Result<(), String> {
+    let (target, level) = match d.args.as_slice() {
+        [target] => (target, None),
+        [target, level] => (target, Some(level)),
+        _ => return Err(invalid_arguments(d)),
+    };
+    let target = match target.as_str() {
+        "stderr" => LogTarget::Stderr,
+        t if t.starts_with("syslog:") || t.starts_with("memory:") => {
+            let kind = t.split(':').next().unwrap_or(t);
+            return Err(format!("\"error_log {kind}:\" is not supported yet"));
+        }
+        path => LogTarget::File(env.path(path)),
+    };
+    let level = match level {
+        None => LogLevel::Error,
+        Some(word) => LogLevel::parse(word).ok_or_else(|| format!("invalid log level \"{word}\""))?,
+    };
+    m.error_log = Some(ErrorLog { target, level });
+    Ok(())
+}
+
+fn set_pid(m: &mut MainDraft, d: &Directive, env: &mut Env) -> Result<(), String> {
+    m.pid = Some(env.path(only(d)?));
+    Ok(())
+}
+
+fn set_daemon(_: &mut MainDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    if flag_arg(d)? {
+        return Err("\"daemon on\" is not supported yet: Postern runs in the foreground".into());
+    }
+    Ok(())
+}
+
+/// nginx builds the mail module either in or as a dynamic module; an nginx
+/// configuration that loads it can be used as it is.
+fn set_load_module(_: &mut MainDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    let module = only(d)?;
+    let file_name = Path::new(module)
+        .file_name()
+        .map(|name| name.to_string_lossy())
+        .unwrap_or_default();
+    if file_name.contains("ngx_mail_module") {
+        return Ok(());
+    }
+    Err(format!(
+        "module \"{module}\" is not supported: Postern has the mail module built in and loads no other"
+    ))
+}
+
+fn set_worker_connections(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    m.worker_connections = Some(positive_arg(d)?);
+    Ok(())
+}
+
+// Setters of the mail and server contexts.
+
+/// `listen` parameters nginx knows. Each comes in a later issue: it will
+/// turn into a row here with a setter filling the listener's options.
+const LISTEN_PARAMS: &[&str] = &[
+    "ssl",
+    "proxy_protocol",
+    "bind",
+    "reuseport",
+    "multipath",
+    "backlog=",
+    "rcvbuf=",
+    "sndbuf=",
+    "ipv6only=",
+    "so_keepalive=",
+];
+
+fn check_listen_param(word: &str) -> Result<(), String> {
+    let known = LISTEN_PARAMS.iter().find(|&&p| match p.strip_suffix('=') {
+        Some(_) => word.starts_with(p),
+        None => word == p,
+    });
+    match known {
+        Some(param) => Err(format!("\"listen ... {param}\" is not supported yet")),
+        None => Err(format!("the invalid \"{word}\" parameter")),
+    }
+}
+
+fn set_listen(s: &mut ServerDraft, d: &Directive, env: &mut Env) -> Result<(), String> {
+    let Some((addr, params)) = d.args.split_first() else {
+        return Err(invalid_arguments(d));
+    };
+    if addr.starts_with("unix:") {
+        return Err("\"unix:\" listen is not supported yet".into());
+    }
+    let addrs = address::listen_addrs(addr, &mut env.resolver)
+        .map_err(|err| format!("{err} in \"{addr}\" of the \"listen\" directive"))?;
+    for param in params {
+        check_listen_param(param)?;
+    }
+    for addr in addrs {
+        if !env.claim_listen(addr) {
+            return Err(format!("duplicate \"{addr}\" address and port pair"));
+        }
+        s.listen.push(Listen {
+            addr: ListenAddr::Tcp(addr),
+            location: d.location.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn set_protocol(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    let protocol = match only(d)? {
+        "imap" => Protocol::Imap,
+        "pop3" => Protocol::Pop3,
+        "smtp" => Protocol::Smtp,
+        other => return Err(format!("unknown protocol \"{other}\"")),
+    };
+    s.protocol = Some((protocol, d.location.clone()));
+    Ok(())
+}
+
+fn set_server_name(s: &mut ServerDraft, d: &Directive, env: &mut Env) -> Result<(), String> {
+    let name = only(d)?;
+    // nginx: an empty name means the machine's.
+    s.server_name = Some(if name.is_empty() {
+        env.hostname()
+    } else {
+        name.to_string()
+    });
+    Ok(())
+}
+
+fn set_timeout(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.timeout = Some(time_arg(d)?);
+    Ok(())
+}
+
+fn set_auth_http(s: &mut ServerDraft, d: &Directive, env: &mut Env) -> Result<(), String> {
+    s.auth_http = Some(address::auth_http(only(d)?, &mut env.resolver)?);
+    Ok(())
+}
+
+fn set_auth_http_timeout(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.auth_http_timeout = Some(time_arg(d)?);
+    Ok(())
+}
+
+fn set_proxy_pass_error_message(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.proxy_pass_error_message = Some(flag_arg(d)?);
+    Ok(())
+}
+
+fn set_imap_capabilities(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.imap_capabilities
+        .get_or_insert_with(Vec::new)
+        .extend(d.args.iter().cloned());
+    Ok(())
+}
+
+/// `imap_auth` methods in the order nginx advertises them, whatever the
+/// order in the file.
+const IMAP_AUTH_METHODS: [(&str, AuthMethod); 4] = [
+    ("plain", AuthMethod::Plain),
+    ("login", AuthMethod::Login),
+    ("cram-md5", AuthMethod::CramMd5),
+    ("external", AuthMethod::External),
+];
+
+fn set_imap_auth(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    let methods = s.imap_auth.get_or_insert_with(Vec::new);
+    for word in &d.args {
+        let (_, method) = IMAP_AUTH_METHODS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(word))
+            .ok_or_else(|| invalid_value(word, &d.name))?;
+        if !methods.contains(method) {
+            methods.push(*method);
+        }
+    }
+    methods.sort_by_key(|m| IMAP_AUTH_METHODS.iter().position(|(_, known)| known == m));
+    Ok(())
+}
+
+fn set_imap_client_buffer(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    let value = only(d)?;
+    // A zero buffer could hold no command at all.
+    s.imap_client_buffer = match values::parse_size(value) {
+        Some(size) if size > 0 => Some(size),
+        _ => return Err(invalid_value(value, &d.name)),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn contexts_of(setter: Setter) -> Contexts {
+        match setter {
+            Setter::Main(_) => Contexts(MAIN.0 | EVENTS.0),
+            Setter::Server(_) => MAIL_SERVER,
+        }
+    }
+
+    /// A setter only fills settings of the contexts its row names, so the
+    /// build can tell from the context alone which settings a row fills.
+    #[test]
+    fn setters_match_their_contexts() {
+        for row in TABLE {
+            if let Status::Supported(setter) = row.status {
+                assert!(
+                    contexts_of(setter).contains(row.contexts),
+                    "{}: setter of the wrong kind for its contexts",
+                    row.name
+                );
+            }
+        }
+    }
+
+    /// The build looks rows up by name and context: two rows may share a name
+    /// only for different contexts.
+    #[test]
+    fn one_row_per_name_and_context() {
+        let mut seen = HashSet::new();
+        for row in TABLE {
+            for bit in [MAIN, EVENTS, MAIL, SERVER] {
+                if row.contexts.contains(bit) {
+                    assert!(seen.insert((row.name, bit.0)), "{} twice", row.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_only_on_supported_rows() {
+        for row in TABLE {
+            if row.default.is_some() {
+                assert!(
+                    matches!(row.status, Status::Supported(_)),
+                    "{}: a default on a row that sets nothing",
+                    row.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn arity() {
+        let rows: &[(Arity, usize, bool)] = &[
+            (Exact(1), 0, false),
+            (Exact(1), 1, true),
+            (Exact(1), 2, false),
+            (Range(1, 2), 0, false),
+            (Range(1, 2), 2, true),
+            (Range(1, 2), 3, false),
+            (AtLeast(1), 0, false),
+            (AtLeast(1), 9, true),
+            (Flag, 1, true),
+            (Flag, 2, false),
+        ];
+        for &(arity, count, want) in rows {
+            assert_eq!(arity.accepts(count), want, "{arity:?} {count}");
+        }
+    }
+
+    #[test]
+    fn listen_params() {
+        let rows: &[(&str, &str)] = &[
+            ("ssl", "\"listen ... ssl\" is not supported yet"),
+            ("proxy_protocol", "\"listen ... proxy_protocol\" is not supported yet"),
+            ("backlog=10", "\"listen ... backlog=\" is not supported yet"),
+            ("so_keepalive=on", "\"listen ... so_keepalive=\" is not supported yet"),
+            ("ipv6only=off", "\"listen ... ipv6only=\" is not supported yet"),
+            ("reuseport", "\"listen ... reuseport\" is not supported yet"),
+            ("ssl=1", "the invalid \"ssl=1\" parameter"),
+            ("backlog", "the invalid \"backlog\" parameter"),
+            ("fast", "the invalid \"fast\" parameter"),
+        ];
+        for &(word, want) in rows {
+            assert_eq!(check_listen_param(word), Err(want.to_string()), "{word}");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The typed configuration every other module reads: built once from the
+//! nginx-syntax file, validated, merged (mail -> server inheritance, row
+//! defaults), then shared read-only by every core.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a directive came from, for `file:line` in every message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: u32,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// nginx's error-log levels, least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Notice,
+    Warn,
+    Error,
+    Crit,
+    Alert,
+    Emerg,
+}
+
+impl LogLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Notice => "notice",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+            LogLevel::Crit => "crit",
+            LogLevel::Alert => "alert",
+            LogLevel::Emerg => "emerg",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<LogLevel> {
+        Some(match word {
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "notice" => LogLevel::Notice,
+            "warn" => LogLevel::Warn,
+            "error" => LogLevel::Error,
+            "crit" => LogLevel::Crit,
+            "alert" => LogLevel::Alert,
+            "emerg" => LogLevel::Emerg,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLog {
+    pub target: LogTarget,
+    pub level: LogLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// One executor per CPU the process may run on.
+    Auto,
+    Count(usize),
+}
+
+/// Main and `events {}` context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MainConfig {
+    pub worker_processes: Workers,
+    /// nginx default: `logs/error.log error`; Postern runs in the foreground and
+    /// defaults to stderr at `error`.
+    pub error_log: ErrorLog,
+    pub pid: Option<PathBuf>,
+    /// Per-core cap on sessions (`events { worker_connections }`), default 512 as nginx.
+    pub worker_connections: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Imap,
+    Pop3,
+    Smtp,
+}
+
+impl Protocol {
+    /// The word used in `protocol` and in the `Auth-Protocol` header.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+            Protocol::Smtp => "smtp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: ListenAddr,
+    pub location: Location,
+}
+
+/// `auth_http URL`: where the auth server is, resolved once at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthHttpTarget {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthHttp {
+    pub target: AuthHttpTarget,
+    /// The `Host` header: the URL's host as written, `localhost` for `unix:`.
+    pub host: String,
+    /// Request path, `/` when the URL has none.
+    pub uri: String,
+}
+
+/// SASL and login methods of `imap_auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Plain,
+    Login,
+    CramMd5,
+    External,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImapSettings {
+    /// `imap_capabilities`, default `IMAP4 IMAP4rev1 UIDPLUS`.
+    pub capabilities: Vec<String>,
+    /// `imap_auth`, default `plain`.
+    pub auth: Vec<AuthMethod>,
+    /// `imap_client_buffer`, default 4k: the longest command, literals included.
+    pub client_buffer: usize,
+}
+
+/// One `server {}` block with everything inherited from `mail {}` and the
+/// defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub location: Location,
+    pub listen: Vec<Listen>,
+    pub protocol: Protocol,
+    pub server_name: String,
+    pub timeout: Duration,
+    pub auth_http: AuthHttp,
+    pub auth_http_timeout: Duration,
+    pub proxy_pass_error_message: bool,
+    pub imap: ImapSettings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub file: PathBuf,
+    pub main: MainConfig,
+    pub servers: Vec<ServerConfig>,
+}
+
+/// `proxy_buffer` default: one page, as nginx.
+pub const DEFAULT_PROXY_BUFFER: usize = 4096;

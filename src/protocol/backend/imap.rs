@@ -1,0 +1,282 @@
+//! Logs in to an IMAP backend on the client's behalf, as nginx does: LOGIN
+//! with the client's tag and synchronizing literals for user and password,
+//! so no byte of either can be read as IMAP syntax.
+
+use std::collections::VecDeque;
+
+use super::BackendStep;
+use crate::auth::Secret;
+use crate::protocol::line::{next_line, Line};
+use crate::protocol::BackendOutcome;
+
+/// `ImapBackend` drives one login.
+///
+/// Input: `feed(bytes)` with what the backend sent; it returns how many bytes
+/// it consumed (it stops at the end of the login, the rest belongs to the
+/// relay). Output: `poll()` until `None` after creation and after each
+/// `feed`. The last step is always `Done`.
+#[derive(Debug)]
+pub struct ImapBackend {
+    tag: Vec<u8>,
+    user: Vec<u8>,
+    pass: Secret,
+    /// Longest backend line, and the most untagged bytes kept for the client
+    /// (`proxy_buffer`).
+    line_limit: usize,
+    pass_error_message: bool,
+    phase: Phase,
+    steps: VecDeque<BackendStep>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    ExpectGreeting,
+    ExpectUserContinuation,
+    ExpectPassContinuation,
+    /// Untagged lines (`* CAPABILITY ...`) before the tagged reply are kept
+    /// and forwarded with it.
+    ExpectLoginResult {
+        untagged: Vec<u8>,
+    },
+    Done,
+}
+
+impl ImapBackend {
+    pub fn new(tag: Vec<u8>, user: Vec<u8>, pass: Secret, line_limit: usize, pass_error_message: bool) -> Self {
+        ImapBackend {
+            tag,
+            user,
+            pass,
+            line_limit,
+            pass_error_message,
+            phase: Phase::ExpectGreeting,
+            steps: VecDeque::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn poll(&mut self) -> Option<BackendStep> {
+        self.steps.pop_front()
+    }
+
+    pub fn feed(&mut self, input: &[u8]) -> usize {
+        let mut used = 0;
+        while self.phase != Phase::Done {
+            match next_line(&input[used..], self.line_limit) {
+                Line::Complete { line, consumed } => {
+                    used += consumed;
+                    self.on_line(line);
+                }
+                Line::Partial => break,
+                Line::TooLong => {
+                    // An endless line cannot be forwarded whole; it is never
+                    // a valid login step either.
+                    self.finish(BackendOutcome::Failed { client_reply: None });
+                    break;
+                }
+            }
+        }
+        used
+    }
+
+    fn on_line(&mut self, line: &[u8]) {
+        let tagged_ok = self.is_tagged_ok(line);
+        match &mut self.phase {
+            Phase::ExpectGreeting if line.starts_with(b"* OK") => {
+                let mut cmd = self.tag.clone();
+                cmd.extend_from_slice(format!(" LOGIN {{{}}}\r\n", self.user.len()).as_bytes());
+                self.send(cmd);
+                self.phase = Phase::ExpectUserContinuation;
+            }
+            Phase::ExpectUserContinuation if line.starts_with(b"+") => {
+                let mut cmd = self.user.clone();
+                cmd.extend_from_slice(format!(" {{{}}}\r\n", self.pass.expose().len()).as_bytes());
+                self.send(cmd);
+                self.phase = Phase::ExpectPassContinuation;
+            }
+            Phase::ExpectPassContinuation if line.starts_with(b"+") => {
+                let mut cmd = self.pass.expose().to_vec();
+                cmd.extend_from_slice(b"\r\n");
+                self.send(cmd);
+                self.phase = Phase::ExpectLoginResult { untagged: Vec::new() };
+            }
+            Phase::ExpectLoginResult { untagged } if line.starts_with(b"* ") => {
+                if untagged.len() + line.len() + 2 > self.line_limit {
+                    self.fail(line);
+                } else {
+                    untagged.extend_from_slice(line);
+                    untagged.extend_from_slice(b"\r\n");
+                }
+            }
+            Phase::ExpectLoginResult { untagged } if tagged_ok => {
+                let mut reply = std::mem::take(untagged);
+                reply.extend_from_slice(line);
+                reply.extend_from_slice(b"\r\n");
+                self.finish(BackendOutcome::LoggedIn { client_reply: reply });
+            }
+            _ => self.fail(line),
+        }
+    }
+
+    fn is_tagged_ok(&self, line: &[u8]) -> bool {
+        line.strip_prefix(self.tag.as_slice())
+            .and_then(|rest| rest.strip_prefix(b" "))
+            .is_some_and(|rest| rest.len() >= 2 && rest[..2].eq_ignore_ascii_case(b"OK"))
+    }
+
+    fn fail(&mut self, line: &[u8]) {
+        let client_reply = self.pass_error_message.then(|| {
+            let mut reply = line.to_vec();
+            reply.extend_from_slice(b"\r\n");
+            reply
+        });
+        self.finish(BackendOutcome::Failed { client_reply });
+    }
+
+    fn send(&mut self, bytes: Vec<u8>) {
+        self.steps.push_back(BackendStep::Send(bytes));
+    }
+
+    fn finish(&mut self, outcome: BackendOutcome) {
+        self.phase = Phase::Done;
+        self.steps.push_back(BackendStep::Done(outcome));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(pass_error_message: bool) -> ImapBackend {
+        ImapBackend::new(
+            b"a1".to_vec(),
+            b"b\"o b".to_vec(),
+            Secret::new(b"p\r\nw".to_vec()),
+            4096,
+            pass_error_message,
+        )
+    }
+
+    /// Feeds each backend line and collects the steps after it.
+    fn run(m: &mut ImapBackend, lines: &[&[u8]]) -> Vec<BackendStep> {
+        let mut steps = Vec::new();
+        for line in lines {
+            assert_eq!(m.feed(line), line.len());
+            while let Some(s) = m.poll() {
+                steps.push(s);
+            }
+        }
+        steps
+    }
+
+    fn send(bytes: &[u8]) -> BackendStep {
+        BackendStep::Send(bytes.to_vec())
+    }
+
+    #[test]
+    fn login_with_literals() {
+        let steps = run(
+            &mut machine(false),
+            &[
+                b"* OK ready\r\n",
+                b"+ go\r\n",
+                b"+ go\r\n",
+                b"* CAPABILITY IMAP4rev1\r\n",
+                b"a1 OK done\r\n",
+            ],
+        );
+        assert_eq!(
+            steps,
+            vec![
+                send(b"a1 LOGIN {5}\r\n"),
+                send(b"b\"o b {4}\r\n"),
+                send(b"p\r\nw\r\n"),
+                BackendStep::Done(BackendOutcome::LoggedIn {
+                    client_reply: b"* CAPABILITY IMAP4rev1\r\na1 OK done\r\n".to_vec()
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn refusal_hidden_or_passed() {
+        let lines: &[&[u8]] = &[b"* OK\r\n", b"+\r\n", b"+\r\n", b"a1 NO [AUTHENTICATIONFAILED] no\r\n"];
+        let last = |pass| run(&mut machine(pass), lines).pop();
+        assert_eq!(
+            last(false),
+            Some(BackendStep::Done(BackendOutcome::Failed { client_reply: None }))
+        );
+        assert_eq!(
+            last(true),
+            Some(BackendStep::Done(BackendOutcome::Failed {
+                client_reply: Some(b"a1 NO [AUTHENTICATIONFAILED] no\r\n".to_vec())
+            }))
+        );
+    }
+
+    #[test]
+    fn bad_greeting_fails() {
+        let steps = run(&mut machine(false), &[b"* BYE go away\r\n"]);
+        assert_eq!(
+            steps,
+            vec![BackendStep::Done(BackendOutcome::Failed { client_reply: None })]
+        );
+    }
+
+    #[test]
+    fn other_tag_is_not_ours() {
+        let steps = run(&mut machine(false), &[b"* OK\r\n", b"+\r\n", b"+\r\n", b"a10 OK\r\n"]);
+        assert_eq!(
+            steps.last(),
+            Some(&BackendStep::Done(BackendOutcome::Failed { client_reply: None }))
+        );
+    }
+
+    #[test]
+    fn stops_consuming_after_login() {
+        let mut m = machine(false);
+        let _ = run(&mut m, &[b"* OK\r\n", b"+\r\n", b"+\r\n"]);
+        assert_eq!(m.feed(b"a1 OK\r\n* 3 EXISTS\r\n"), 7);
+    }
+
+    #[test]
+    fn endless_line_fails() {
+        let mut m = ImapBackend::new(b"a".to_vec(), b"u".to_vec(), Secret::new(b"p".to_vec()), 16, true);
+        m.feed(&[b'x'; 16]);
+        assert_eq!(
+            m.poll(),
+            Some(BackendStep::Done(BackendOutcome::Failed { client_reply: None }))
+        );
+    }
+
+    #[test]
+    fn split_anywhere_same_steps() {
+        let script: &[u8] = b"* OK\r\n+\r\n+\r\n* X\r\na1 OK\r\n";
+        let whole = {
+            let mut m = machine(false);
+            let mut fed = 0;
+            let mut steps = Vec::new();
+            // Feed one byte more each time, as a driver whose reads return one byte.
+            for end in 1..=script.len() {
+                fed += m.feed(&script[fed..end]);
+                while let Some(s) = m.poll() {
+                    steps.push(s);
+                }
+            }
+            steps
+        };
+        for cut in 0..script.len() {
+            let mut m = machine(false);
+            let mut steps = Vec::new();
+            let used = m.feed(&script[..cut]);
+            while let Some(s) = m.poll() {
+                steps.push(s);
+            }
+            m.feed(&script[used..]);
+            while let Some(s) = m.poll() {
+                steps.push(s);
+            }
+            assert_eq!(steps, whole, "cut at {cut}");
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Backend login machines (nginx's `ngx_mail_proxy_module`): fed the
+//! backend's bytes, they return the lines to send until the login is done.
+
+pub mod imap;
+
+pub use imap::ImapBackend;
+
+use super::BackendOutcome;
+
+/// An order from a backend login machine to the driver.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub enum BackendStep {
+    /// Write these bytes to the backend.
+    Send(Vec<u8>),
+    /// The login is over; bytes `feed` did not consume belong to the relay.
+    Done(BackendOutcome),
+}
+
+/// One variant per protocol, so the driver needs no trait objects.
+#[derive(Debug)]
+pub enum BackendLogin {
+    Imap(ImapBackend),
+}
+
+impl BackendLogin {
+    pub fn feed(&mut self, input: &[u8]) -> usize {
+        match self {
+            BackendLogin::Imap(m) => m.feed(input),
+        }
+    }
+
+    pub fn poll(&mut self) -> Option<BackendStep> {
+        match self {
+            BackendLogin::Imap(m) => m.poll(),
+        }
+    }
+}

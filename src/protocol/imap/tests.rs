@@ -1,0 +1,360 @@
+use std::time::Duration;
+
+use super::*;
+use crate::protocol::backend::BackendLogin;
+
+fn settings() -> ImapFrontSettings {
+    ImapFrontSettings {
+        capability_line: b"* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN\r\n".to_vec(),
+        client_buffer: 64,
+        max_errors: 3,
+        proxy_buffer: 4096,
+        pass_error_message: false,
+    }
+}
+
+fn seed() -> SessionSeed {
+    SessionSeed {
+        client: Some("192.0.2.1:4000".parse().unwrap()),
+        random: [7; 16],
+        now_unix: 0,
+    }
+}
+
+/// Steps as text, so rows read like a transcript.
+fn render(step: Step) -> String {
+    match step {
+        Step::Send(bytes) => format!("send {}", String::from_utf8_lossy(&bytes)),
+        Step::Authenticate(r) => format!(
+            "auth {}:{} #{}",
+            String::from_utf8_lossy(&r.user),
+            String::from_utf8_lossy(r.pass.expose()),
+            r.attempt
+        ),
+        Step::Wait(d) => format!("wait {}ms", d.as_millis()),
+        Step::ConnectBackend(plan) => format!("connect {} as {}", plan.addr, String::from_utf8_lossy(&plan.user)),
+        Step::Relay => "relay".to_string(),
+        Step::Close(reason) => format!("close {reason:?}"),
+    }
+}
+
+fn drain(m: &mut ImapFront) -> Vec<String> {
+    std::iter::from_fn(|| m.poll()).map(render).collect()
+}
+
+/// A new machine with the greeting already taken.
+fn machine() -> ImapFront {
+    let mut m = ImapFront::new(settings(), seed());
+    assert_eq!(drain(&mut m), vec!["send * OK IMAP4 ready\r\n"]);
+    m
+}
+
+/// Feeds `input` whole and returns (bytes consumed, steps).
+fn run(input: &[u8]) -> (usize, Vec<String>) {
+    let mut m = machine();
+    let used = m.feed(input);
+    (used, drain(&mut m))
+}
+
+#[test]
+fn transcripts() {
+    let rows: &[(&[u8], &[&str])] = &[
+        (
+            b"a1 CAPABILITY\r\n",
+            &["send * CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN\r\na1 OK completed\r\n"],
+        ),
+        (
+            b"a1 capability\n",
+            &["send * CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN\r\na1 OK completed\r\n"],
+        ),
+        (b"x.Y_z-9 NOOP\r\n", &["send x.Y_z-9 OK completed\r\n"]),
+        (
+            b"a LOGOUT\r\n",
+            &["send * BYE\r\na OK completed\r\n", "close ClientQuit"],
+        ),
+        (b"a LOGIN bob secret\r\n", &["auth bob:secret #1"]),
+        (b"a login \"b\\\"o b\" \"p\\\\w\"\r\n", &["auth b\"o b:p\\w #1"]),
+        (b"a LOGIN  bob   pw  \r\n", &["auth bob:pw #1"]),
+        (
+            b"a LOGIN {3}\r\nbob {2}\r\npw\r\n",
+            &["send + OK\r\n+ OK\r\n", "auth bob:pw #1"],
+        ),
+        (b"a LOGIN {3+}\r\nbob {2+}\r\npw\r\n", &["auth bob:pw #1"]),
+        (b"a LOGIN {0}\r\n \"\"\r\n", &["send + OK\r\n", "auth : #1"]),
+        (b"a LOGIN bob\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a LOGIN a b c\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a FETCH 1 BODY[]\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a LOGIN \"bob\"\"x\" pw\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a LOGIN \"bo\\b\" pw\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a LOGIN \"bob pw\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a LOGIN {x}\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a LOGIN {3} pw\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a+b NOOP\r\n", &["send * BAD invalid command\r\n"]),
+        (b"NOOP\r\n", &["send * BAD invalid command\r\n"]),
+        (b"\r\n", &["send * BAD invalid command\r\n"]),
+        (
+            b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa NOOP\r\n",
+            &["send * BAD invalid command\r\n"],
+        ),
+        (b"a N00P\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a AUTHENTICATE PLAIN AGJvYgBzZWNyZXQ=\r\n", &["auth bob:secret #1"]),
+        (
+            b"a AUTHENTICATE PLAIN\r\nAGJvYgBzZWNyZXQ=\r\n",
+            &["send + \r\n", "auth bob:secret #1"],
+        ),
+        (
+            b"a AUTHENTICATE plain\r\n*\r\n",
+            &["send + \r\na BAD authentication cancelled\r\n"],
+        ),
+        (b"a AUTHENTICATE PLAIN !!\r\n", &["send a BAD invalid command\r\n"]),
+        (
+            b"a AUTHENTICATE PLAIN AGJvYg==\r\n",
+            &["send a BAD invalid command\r\n"],
+        ),
+        (
+            b"a AUTHENTICATE LOGIN\r\nYm9i\r\nc2VjcmV0\r\n",
+            &["send + VXNlcm5hbWU6\r\n+ UGFzc3dvcmQ6\r\n", "auth bob:secret #1"],
+        ),
+        (
+            b"a AUTHENTICATE LOGIN Ym9i\r\nc2VjcmV0\r\n",
+            &["send + UGFzc3dvcmQ6\r\n", "auth bob:secret #1"],
+        ),
+        (b"a AUTHENTICATE CRAM-MD5\r\n", &["send a BAD invalid command\r\n"]),
+    ];
+    for (input, want) in rows {
+        let (used, steps) = run(input);
+        assert_eq!(steps, *want, "input {:?}", String::from_utf8_lossy(input));
+        assert_eq!(used, input.len(), "input {:?}", String::from_utf8_lossy(input));
+    }
+}
+
+#[test]
+fn too_long_line_closes() {
+    let mut input = b"a LOGIN ".to_vec();
+    input.resize(64, b'x');
+    let (_, steps) = run(&input);
+    assert_eq!(steps, vec!["send * BAD invalid command\r\n", "close CommandTooLong"]);
+    // Up to the limit, a line is fine.
+    let mut input = b"a LOGIN b ".to_vec();
+    input.resize(62, b'x');
+    input.extend_from_slice(b"\r\n");
+    assert_eq!(run(&input).1, vec![format!("auth b:{} #1", "x".repeat(52))]);
+}
+
+#[test]
+fn literal_over_the_buffer_closes_before_reading_it() {
+    let (used, steps) = run(b"a LOGIN {60}\r\n");
+    assert_eq!(used, 14);
+    assert_eq!(steps, vec!["send * BAD invalid command\r\n", "close CommandTooLong"]);
+}
+
+#[test]
+fn literals_count_against_the_buffer() {
+    // 14 + 40 + 6 = 60 bytes fit; a second literal of 10 does not.
+    let mut input = b"a LOGIN {40}\r\n".to_vec();
+    input.extend_from_slice(&[b'u'; 40]);
+    input.extend_from_slice(b" {10}\r\n");
+    let (_, steps) = run(&input);
+    assert_eq!(
+        steps,
+        vec!["send + OK\r\n* BAD invalid command\r\n", "close CommandTooLong"]
+    );
+}
+
+#[test]
+fn max_errors_closes() {
+    let (used, steps) = run(b"a X\r\nb Y\r\nc Z\r\nd NOOP\r\n");
+    assert_eq!(used, 15, "nothing after the close is consumed");
+    assert_eq!(
+        steps,
+        vec![
+            "send a BAD invalid command\r\nb BAD invalid command\r\nc BAD invalid command\r\n",
+            "close TooManyErrors"
+        ]
+    );
+}
+
+#[test]
+fn pipelined_commands_stop_at_login() {
+    let input = b"a CAPABILITY\r\nb LOGIN bob pw\r\nc SELECT INBOX\r\n";
+    let (used, steps) = run(input);
+    assert_eq!(used, input.len() - b"c SELECT INBOX\r\n".len());
+    assert_eq!(
+        steps,
+        vec![
+            "send * CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN\r\na OK completed\r\n",
+            "auth bob:pw #1"
+        ]
+    );
+}
+
+fn logged_in_request() -> ImapFront {
+    let mut m = machine();
+    m.feed(b"t1 LOGIN bob pw\r\n");
+    assert_eq!(drain(&mut m), vec!["auth bob:pw #1"]);
+    m
+}
+
+#[test]
+fn accept_connects_with_overrides() {
+    let mut m = logged_in_request();
+    m.on_auth(Ok(AuthReply::Accept {
+        backend: "10.0.0.2:143".parse().unwrap(),
+        user: Some(b"robert".to_vec()),
+        pass: None,
+    }));
+    let Some(Step::ConnectBackend(mut plan)) = m.poll() else {
+        panic!("expected a backend plan")
+    };
+    assert_eq!(plan.addr, "10.0.0.2:143".parse().unwrap());
+    assert_eq!(plan.user, b"robert");
+    // The login machine carries the client's tag, the override user and the
+    // client's own password.
+    let BackendLogin::Imap(login) = &mut plan.login;
+    login.feed(b"* OK hi\r\n+\r\n+\r\n");
+    let sent: Vec<_> = std::iter::from_fn(|| login.poll()).collect();
+    assert_eq!(
+        sent,
+        vec![
+            crate::protocol::backend::BackendStep::Send(b"t1 LOGIN {6}\r\n".to_vec()),
+            crate::protocol::backend::BackendStep::Send(b"robert {2}\r\n".to_vec()),
+            crate::protocol::backend::BackendStep::Send(b"pw\r\n".to_vec()),
+        ]
+    );
+    m.on_backend(BackendOutcome::LoggedIn {
+        client_reply: b"t1 OK done\r\n".to_vec(),
+    });
+    assert_eq!(drain(&mut m), vec!["send t1 OK done\r\n", "relay"]);
+    assert!(!m.wants_input());
+    assert_eq!(m.feed(b"t2 SELECT INBOX\r\n"), 0, "relay bytes are not the machine's");
+}
+
+#[test]
+fn backend_failure_gives_internal_error_or_its_line() {
+    let mut m = logged_in_request();
+    m.on_auth(Ok(AuthReply::Accept {
+        backend: "10.0.0.2:143".parse().unwrap(),
+        user: None,
+        pass: None,
+    }));
+    let _ = drain(&mut m);
+    m.on_backend(BackendOutcome::Failed { client_reply: None });
+    assert_eq!(
+        drain(&mut m),
+        vec!["send * BAD internal server error\r\n", "close BackendFailed"]
+    );
+
+    let mut m = logged_in_request();
+    m.on_auth(Ok(AuthReply::Accept {
+        backend: "10.0.0.2:143".parse().unwrap(),
+        user: None,
+        pass: None,
+    }));
+    let _ = drain(&mut m);
+    m.on_backend(BackendOutcome::Failed {
+        client_reply: Some(b"t1 NO go away\r\n".to_vec()),
+    });
+    assert_eq!(drain(&mut m), vec!["send t1 NO go away\r\n", "close BackendFailed"]);
+}
+
+#[test]
+fn reject_without_wait_closes() {
+    let mut m = logged_in_request();
+    m.on_auth(Ok(AuthReply::Reject {
+        message: b"Invalid login".to_vec(),
+        wait: None,
+    }));
+    assert_eq!(
+        drain(&mut m),
+        vec!["send t1 NO Invalid login\r\n", "close LoginRefused"]
+    );
+}
+
+#[test]
+fn reject_with_wait_lets_the_client_retry() {
+    let mut m = logged_in_request();
+    m.on_auth(Ok(AuthReply::Reject {
+        message: b"Try later".to_vec(),
+        wait: Some(Duration::from_secs(2)),
+    }));
+    assert_eq!(drain(&mut m), vec!["wait 2000ms", "send t1 NO Try later\r\n"]);
+    assert!(m.wants_input());
+    m.feed(b"t2 LOGIN bob pw2\r\n");
+    assert_eq!(drain(&mut m), vec!["auth bob:pw2 #2"]);
+}
+
+#[test]
+fn wait_status_asks_again() {
+    let mut m = logged_in_request();
+    m.on_auth(Ok(AuthReply::Retry {
+        wait: Duration::from_secs(1),
+    }));
+    assert_eq!(drain(&mut m), vec!["wait 1000ms", "auth bob:pw #1"]);
+    m.on_auth(Ok(AuthReply::Reject {
+        message: b"no".to_vec(),
+        wait: None,
+    }));
+    assert_eq!(drain(&mut m), vec!["send t1 NO no\r\n", "close LoginRefused"]);
+}
+
+#[test]
+fn auth_failure_is_internal_error() {
+    let mut m = logged_in_request();
+    m.on_auth(Err(AuthError::TimedOut));
+    assert_eq!(
+        drain(&mut m),
+        vec!["send * BAD internal server error\r\n", "close AuthFailed"]
+    );
+}
+
+#[test]
+fn capability_line_from_config() {
+    let mut server = crate::config::parse_str(
+        "mail { auth_http 127.0.0.1:9/a; imap_capabilities IMAP4rev1 ID; imap_auth login plain;\n\
+         server { listen 127.0.0.1:1143; protocol imap; } }",
+        std::path::Path::new("t.conf"),
+    )
+    .unwrap()
+    .servers
+    .remove(0);
+    server.imap.client_buffer = 8192;
+    let s = ImapFrontSettings::from_server(&server);
+    assert_eq!(
+        s.capability_line,
+        b"* CAPABILITY IMAP4rev1 ID AUTH=PLAIN AUTH=LOGIN\r\n"
+    );
+    assert_eq!(s.client_buffer, 8192);
+}
+
+/// The first property of every machine: however the input is split across
+/// reads, the steps are the same.
+#[test]
+fn split_anywhere_same_steps() {
+    let script: &[u8] = b"a CAPABILITY\r\nb NOOP\r\nc bad\r\nd AUTHENTICATE LOGIN\r\nYm9i\r\nc2VjcmV0\r\n";
+    let literal: &[u8] = b"a LOGIN {3}\r\nbob {6+}\r\nsecret\r\n";
+    for script in [script, literal] {
+        let collect = |cuts: &[usize]| {
+            let mut m = machine();
+            let mut buffered: Vec<u8> = Vec::new();
+            let mut out = String::new();
+            let mut last = 0;
+            for &cut in cuts.iter().chain(std::iter::once(&script.len())) {
+                buffered.extend_from_slice(&script[last..cut]);
+                last = cut;
+                let used = m.feed(&buffered);
+                buffered.drain(..used);
+                for s in drain(&mut m) {
+                    // Concatenate sends: a split may join or part writes.
+                    out.push_str(s.strip_prefix("send ").unwrap_or(&format!("[{s}]")));
+                }
+            }
+            out
+        };
+        let whole = collect(&[]);
+        for cut in 0..=script.len() {
+            assert_eq!(collect(&[cut]), whole, "cut at {cut}");
+        }
+        let every_byte: Vec<usize> = (1..script.len()).collect();
+        assert_eq!(collect(&every_byte), whole);
+    }
+}

@@ -1,0 +1,88 @@
+//! The copy relay: read into a buffer, write it out, in both directions at
+//! once. Used until the splice relay lands, and later for TLS.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
+use std::task::Poll;
+
+use futures_lite::io::{split, ReadHalf, WriteHalf};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use super::RelayStats;
+
+/// Copy buffer per direction.
+const BUFFER: usize = 64 * 1024;
+
+/// Relays until the backend has closed and its bytes reached the client, or
+/// either direction failed. `to_backend` and `to_client` are bytes already
+/// read from each side that belong to the other (commands pipelined behind
+/// the login, data after the backend's login reply).
+///
+/// The client's end of stream is passed on as a half-close and the backend's
+/// answer still flows back (`LOGOUT` then `shutdown(SHUT_WR)` gets its BYE).
+/// The backend's end of stream ends the session, as in nginx: a mail server
+/// that closed accepts no more commands, and a client that ignored the close
+/// would otherwise hold the session open.
+pub async fn relay(client: TcpStream, backend: TcpStream, to_backend: Vec<u8>, to_client: Vec<u8>) -> RelayStats {
+    let (client_rx, client_tx) = split(client);
+    let (backend_rx, backend_tx) = split(backend);
+    let up_count = Cell::new(0u64);
+    let down_count = Cell::new(0u64);
+    let mut up = pin!(direction(client_rx, backend_tx, to_backend, &up_count));
+    let mut down = pin!(direction(backend_rx, client_tx, to_client, &down_count));
+    let mut up_done: Option<Result<(), String>> = None;
+    let mut down_done: Option<Result<(), String>> = None;
+    std::future::poll_fn(|cx| {
+        if up_done.is_none() {
+            if let Poll::Ready(r) = up.as_mut().poll(cx) {
+                up_done = Some(r);
+            }
+        }
+        if down_done.is_none() {
+            if let Poll::Ready(r) = down.as_mut().poll(cx) {
+                down_done = Some(r);
+            }
+        }
+        match (&up_done, &down_done) {
+            // A failed direction (reset, write error) ends the session: the
+            // other one would otherwise wait for a peer that is gone.
+            (Some(Err(_)), _) | (_, Some(_)) => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    })
+    .await;
+    let error = match (up_done, down_done) {
+        (Some(Err(e)), _) => Some(format!("client->backend: {e}")),
+        (_, Some(Err(e))) => Some(format!("backend->client: {e}")),
+        _ => None,
+    };
+    RelayStats {
+        client_to_backend: up_count.get(),
+        backend_to_client: down_count.get(),
+        error,
+    }
+}
+
+async fn direction(
+    mut from: ReadHalf<TcpStream>,
+    mut to: WriteHalf<TcpStream>,
+    already: Vec<u8>,
+    count: &Cell<u64>,
+) -> Result<(), String> {
+    if !already.is_empty() {
+        to.write_all(&already).await.map_err(|e| e.to_string())?;
+        count.set(count.get() + already.len() as u64);
+    }
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        let n = from.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            // Half-close: the peer may still be sending the other way.
+            return to.close().await.map_err(|e| e.to_string());
+        }
+        to.write_all(&buf[..n]).await.map_err(|e| e.to_string())?;
+        count.set(count.get() + n as u64);
+    }
+}

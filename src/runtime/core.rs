@@ -1,0 +1,116 @@
+//! What runs on one core: its listeners' accept loops and its sessions. Nothing
+//! here is shared with another core.
+
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::unix::io::FromRawFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+use glommio::sync::Semaphore;
+
+use crate::config::ServerConfig;
+use crate::session::{self, ServerContext};
+
+/// After a failed accept (EMFILE, ENFILE, ENOBUFS), wait this long before
+/// trying again rather than spin on the error.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One listening socket of this core and the server block it serves.
+pub struct CoreListener {
+    pub fd: OwnedFd,
+    pub server: ServerConfig,
+}
+
+/// Per-core identity and limits.
+pub struct CoreSpec {
+    pub index: usize,
+    pub cores: usize,
+    pub listeners: Vec<CoreListener>,
+    /// `worker_connections`: sessions this core serves at once.
+    pub max_sessions: usize,
+}
+
+/// Per-core state shared by this core's tasks (never across cores).
+struct Core {
+    index: u64,
+    cores: u64,
+    next_seq: Cell<u64>,
+    sessions: Rc<Semaphore>,
+    random: RandomState,
+}
+
+impl Core {
+    /// nginx numbers connections across the whole process; each core takes
+    /// every `cores`-th number, so ids stay unique without sharing a counter.
+    fn next_id(&self) -> u64 {
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq + 1);
+        seq * self.cores + self.index + 1
+    }
+
+    /// Per-session random bytes (salts): SipHash keyed from the OS's
+    /// randomness once per core, over a counter.
+    fn random(&self, id: u64) -> [u8; 16] {
+        let a = self.random.hash_one((id, 0u8));
+        let b = self.random.hash_one((id, 1u8));
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&a.to_le_bytes());
+        out[8..].copy_from_slice(&b.to_le_bytes());
+        out
+    }
+}
+
+pub async fn run(spec: CoreSpec) {
+    let core = Rc::new(Core {
+        index: spec.index as u64,
+        cores: spec.cores as u64,
+        next_seq: Cell::new(0),
+        sessions: Rc::new(Semaphore::new(spec.max_sessions as u64)),
+        random: RandomState::new(),
+    });
+    let mut loops = Vec::new();
+    for listener in spec.listeners {
+        // SAFETY: the fd is a bound, listening, non-blocking TCP socket whose
+        // only owner was `listener.fd`; ownership moves to the glommio listener.
+        let socket = unsafe { TcpListener::from_raw_fd(listener.fd.into_raw_fd()) };
+        let ctx = Rc::new(ServerContext::new(listener.server));
+        loops.push(glommio::spawn_local(accept_loop(socket, ctx, core.clone())));
+    }
+    for task in loops {
+        task.await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Rc<ServerContext>, core: Rc<Core>) {
+    loop {
+        // Past worker_connections the core stops accepting until a session
+        // ends; the kernel queues new connections on this core's socket.
+        let permit = match core.sessions.acquire_static_permit(1).await {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("session limit failed: {e}");
+                return;
+            }
+        };
+        match listener.accept().await {
+            Ok(stream) => {
+                let id = core.next_id();
+                let random = core.random(id);
+                let ctx = ctx.clone();
+                glommio::spawn_local(async move {
+                    session::serve(stream, id, ctx, random).await;
+                    drop(permit);
+                })
+                .detach();
+            }
+            Err(e) => {
+                log::error!("accept() failed ({e})");
+                glommio::timer::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}

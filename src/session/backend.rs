@@ -1,0 +1,71 @@
+//! Connects to the backend and drives the login machine over the socket.
+
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::protocol::backend::BackendStep;
+use crate::protocol::{BackendOutcome, BackendPlan};
+
+const READ_CHUNK: usize = 4096;
+
+/// Returns the logged-in stream with the bytes read past the login reply,
+/// or `None` and the failure to report.
+pub async fn login(
+    mut plan: BackendPlan,
+    timeout: Duration,
+    id: u64,
+) -> (Option<(TcpStream, Vec<u8>)>, BackendOutcome) {
+    let failed = BackendOutcome::Failed { client_reply: None };
+    let mut stream = match TcpStream::connect_timeout(plan.addr, timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("*{id} connect() to {} failed: {e}", plan.addr);
+            return (None, failed);
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let mut pending = Vec::with_capacity(READ_CHUNK);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        while let Some(step) = plan.login.poll() {
+            match step {
+                BackendStep::Send(bytes) => {
+                    if let Err(e) = stream.write_all(&bytes).await {
+                        log::error!("*{id} writing to backend {} failed: {e}", plan.addr);
+                        return (None, failed);
+                    }
+                }
+                BackendStep::Done(outcome) => {
+                    if let BackendOutcome::Failed { .. } = outcome {
+                        log::error!(
+                            "*{id} backend {} refused the login or sent an invalid response",
+                            plan.addr
+                        );
+                        return (None, outcome);
+                    }
+                    let _ = stream.set_read_timeout(None);
+                    let _ = stream.set_write_timeout(None);
+                    return (Some((stream, pending)), outcome);
+                }
+            }
+        }
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) => {
+                log::error!("*{id} backend {} closed the connection during login", plan.addr);
+                return (None, failed);
+            }
+            Ok(n) => n,
+            Err(e) => {
+                log::error!("*{id} reading from backend {} failed: {e}", plan.addr);
+                return (None, failed);
+            }
+        };
+        pending.extend_from_slice(&chunk[..n]);
+        let used = plan.login.feed(&pending);
+        pending.drain(..used);
+    }
+}

@@ -1,0 +1,191 @@
+//! One client connection's life, stage by stage: the front-end machine's
+//! dialogue, the auth round trip, the backend login, the relay, and the one
+//! log line at the end. This module shuttles bytes and performs the
+//! machines' orders; it makes no protocol decision of its own.
+
+mod backend;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::auth::{self, request::RequestContext};
+use crate::config::ServerConfig;
+use crate::protocol::imap::{ImapFront, ImapFrontSettings};
+use crate::protocol::line::printable;
+use crate::protocol::{SessionSeed, Step};
+use crate::relay;
+
+/// Bytes read from the client per read before the relay.
+const READ_CHUNK: usize = 4096;
+
+/// What every session of one server block on one core shares.
+#[derive(Debug)]
+pub struct ServerContext {
+    pub server: ServerConfig,
+    pub imap: ImapFrontSettings,
+}
+
+impl ServerContext {
+    pub fn new(server: ServerConfig) -> Self {
+        ServerContext {
+            imap: ImapFrontSettings::from_server(&server),
+            server,
+        }
+    }
+}
+
+/// Facts about one session for its log lines.
+struct Trace {
+    id: u64,
+    client: Option<SocketAddr>,
+    started: Instant,
+    user: Option<Vec<u8>>,
+    backend: Option<SocketAddr>,
+}
+
+impl Trace {
+    fn who(&self) -> String {
+        let client = self.client.map_or_else(|| "unix:".to_string(), |a| a.to_string());
+        let mut who = format!("client {client}");
+        if let Some(user) = &self.user {
+            who.push_str(&format!(", user \"{}\"", printable(user)));
+        }
+        if let Some(backend) = &self.backend {
+            who.push_str(&format!(", backend {backend}"));
+        }
+        who
+    }
+}
+
+pub async fn serve(client: TcpStream, id: u64, ctx: Rc<ServerContext>, random: [u8; 16]) {
+    let peer = client.peer_addr().ok();
+    let mut trace = Trace {
+        id,
+        client: peer,
+        started: Instant::now(),
+        user: None,
+        backend: None,
+    };
+    log::info!("*{id} {} connected to {}", trace.who(), display_local(&client));
+    let _ = client.set_nodelay(true);
+    let timeout = ctx.server.timeout;
+    let _ = client.set_read_timeout(Some(timeout));
+    let _ = client.set_write_timeout(Some(timeout));
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let seed = SessionSeed {
+        client: peer,
+        random,
+        now_unix,
+    };
+    let front = ImapFront::new(ctx.imap.clone(), seed);
+    match dialogue(client, front, &ctx, &mut trace).await {
+        Ok(()) => {}
+        Err(reason) => log::info!("*{id} {}: {reason}", trace.who()),
+    }
+}
+
+/// Runs the front end until it closes or hands over to the relay.
+async fn dialogue(
+    mut client: TcpStream,
+    mut front: ImapFront,
+    ctx: &ServerContext,
+    trace: &mut Trace,
+) -> Result<(), String> {
+    let mut pending: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut backend: Option<(TcpStream, Vec<u8>)> = None;
+    loop {
+        while let Some(step) = front.poll() {
+            match step {
+                Step::Send(bytes) => client
+                    .write_all(&bytes)
+                    .await
+                    .map_err(|e| io_reason("writing to client", &e))?,
+                Step::Authenticate(request) => {
+                    trace.user = Some(request.user.clone());
+                    let http = auth::request::build(
+                        &request,
+                        &RequestContext {
+                            uri: &ctx.server.auth_http.uri,
+                            host: &ctx.server.auth_http.host,
+                            client_ip: trace.client.map(|a| a.ip()),
+                        },
+                    );
+                    let reply = auth::client::ask(&ctx.server.auth_http, &http, ctx.server.auth_http_timeout).await;
+                    if let Err(e) = &reply {
+                        log::error!("*{} {e} while in http auth state, {}", trace.id, trace.who());
+                    }
+                    front.on_auth(reply);
+                }
+                Step::Wait(delay) => glommio::timer::sleep(delay).await,
+                Step::ConnectBackend(plan) => {
+                    trace.backend = Some(plan.addr);
+                    trace.user = Some(plan.user.clone());
+                    let (stream, outcome) = backend::login(plan, ctx.server.timeout, trace.id).await;
+                    backend = stream;
+                    front.on_backend(outcome);
+                }
+                Step::Relay => {
+                    let (backend, backend_pending) =
+                        backend.take().ok_or_else(|| "relay without a backend".to_string())?;
+                    log::info!("*{} {}: logged in", trace.id, trace.who());
+                    let _ = client.set_read_timeout(None);
+                    let _ = client.set_write_timeout(None);
+                    let stats = relay::copy::relay(client, backend, pending, backend_pending).await;
+                    log::info!(
+                        "*{} {}: session done, client->backend {} bytes, backend->client {} bytes, {:.3}s{}",
+                        trace.id,
+                        trace.who(),
+                        stats.client_to_backend,
+                        stats.backend_to_client,
+                        trace.started.elapsed().as_secs_f64(),
+                        stats.error.map_or_else(String::new, |e| format!(", {e}")),
+                    );
+                    return Ok(());
+                }
+                Step::Close(reason) => {
+                    let _ = client.close().await;
+                    return Err(reason.describe().to_string());
+                }
+            }
+        }
+        if !front.wants_input() {
+            return Err("session machine stalled".to_string());
+        }
+        if !pending.is_empty() {
+            let used = front.feed(&pending);
+            if used > 0 {
+                pending.drain(..used);
+                continue;
+            }
+        }
+        let n = client
+            .read(&mut chunk)
+            .await
+            .map_err(|e| io_reason("reading from client", &e))?;
+        if n == 0 {
+            return Err("client closed connection".to_string());
+        }
+        pending.extend_from_slice(&chunk[..n]);
+        let used = front.feed(&pending);
+        pending.drain(..used);
+    }
+}
+
+fn io_reason(doing: &str, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        "client timed out".to_string()
+    } else {
+        format!("{doing}: {e}")
+    }
+}
+
+fn display_local(stream: &TcpStream) -> String {
+    stream.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string())
+}

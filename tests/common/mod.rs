@@ -1,0 +1,290 @@
+//! Starts Postern as shipped and its bench companions as real processes on
+//! loopback, and speaks to them over real sockets.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Every read in a test gives up after this, so a broken proxy fails the
+/// test instead of hanging it.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn postern_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_postern"))
+}
+
+/// `postern-bench` is built into the same target directory by
+/// `cargo test --workspace` (scripts/test.sh).
+pub fn bench_bin() -> PathBuf {
+    let path = postern_bin().with_file_name("postern-bench");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// A scratch directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("postern-test-{}-{n}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed and reaped on drop.
+pub struct Proc {
+    child: Child,
+    /// Lines of the child's stderr, as they arrive and all of them so far.
+    lines: mpsc::Receiver<String>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn child process");
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("piped stdout")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("piped stderr")),
+        ] {
+            let tx = tx.clone();
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push_str(&format!("{line}\n"));
+                    if tx.send(line).is_err() {
+                        // Nobody waits for lines any more; keep collecting the log.
+                    }
+                }
+            });
+        }
+        Proc { child, lines, log }
+    }
+
+    /// Waits for an output line containing `needle` and returns it.
+    pub fn wait_for(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(IO_TIMEOUT) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(_) => panic!("no line with {needle:?}; output so far:\n{}", self.log()),
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait for child")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bench companion and the address it listens on.
+pub struct Companion {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+}
+
+pub fn start_bench(args: &[&str]) -> Companion {
+    let mut cmd = Command::new(bench_bin());
+    cmd.args(args);
+    let proc = Proc::spawn(cmd);
+    let line = proc.wait_for("listening ");
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .expect("listening line")
+        .parse()
+        .expect("address");
+    Companion { proc, addr }
+}
+
+/// The fake IMAP backend with `user:pass`, `messages` seeded messages of `size` bytes.
+pub fn start_backend(users: &[&str], messages: usize, size: usize) -> Companion {
+    let (m, s) = (messages.to_string(), size.to_string());
+    let mut args = vec!["backend", "--messages", &m, "--msg-bytes", &s];
+    for u in users {
+        args.extend(["--user", u]);
+    }
+    start_bench(&args)
+}
+
+/// The auth server sending IMAP logins to `backend`; `extra` flags as given.
+pub fn start_auth(users: &[&str], backend: SocketAddr, extra: &[&str]) -> Companion {
+    let route = format!("imap={backend}");
+    let mut args = vec!["auth", "--backend", &route];
+    for u in users {
+        args.extend(["--user", u]);
+    }
+    args.extend_from_slice(extra);
+    start_bench(&args)
+}
+
+/// A port nothing listens on now: bound, then released.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running Postern with its config file.
+pub struct Postern {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+}
+
+/// Starts Postern on a free port with `mail_body` inside `mail { }` and a
+/// server block listening on that port; waits for its start-up notice.
+/// Postern binds every listener before that notice, so connecting cannot race.
+pub fn start_postern(mail_body: &str) -> Postern {
+    let dir = TempDir::new("postern");
+    let port = free_port();
+    let conf = format!(
+        "worker_processes 2;\nerror_log stderr info;\nmail {{\n{mail_body}\n    server {{\n        listen 127.0.0.1:{port};\n        protocol imap;\n    }}\n}}\n"
+    );
+    let path = dir.path("postern.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(postern_bin());
+    cmd.arg("-c").arg(&path);
+    let proc = Proc::spawn(cmd);
+    proc.wait_for("started");
+    Postern {
+        proc,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    }
+}
+
+pub fn auth_http(auth: &Companion) -> String {
+    format!("    auth_http {}/auth;", auth.addr)
+}
+
+/// A line-oriented client over a real socket, with exact-byte helpers.
+pub struct Client {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    /// Bytes written and read so far, to check the proxy's byte counts.
+    pub sent: usize,
+    pub received: usize,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client {
+            stream,
+            reader,
+            sent: 0,
+            received: 0,
+        }
+    }
+
+    /// Connects and checks the greeting.
+    pub fn imap(addr: SocketAddr) -> Client {
+        let mut c = Client::connect(addr);
+        assert_eq!(c.line(), "* OK IMAP4 ready\r\n");
+        c
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+        self.sent += bytes.len();
+    }
+
+    /// One line, CRLF included ("" at end of stream).
+    pub fn line(&mut self) -> String {
+        let mut line = Vec::new();
+        self.reader.read_until(b'\n', &mut line).expect("read line");
+        self.received += line.len();
+        String::from_utf8(line).expect("UTF-8 line")
+    }
+
+    pub fn exact(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; n];
+        self.reader.read_exact(&mut buf).expect("read exact");
+        self.received += n;
+        buf
+    }
+
+    /// Reads until the peer closes; the bytes read.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest).expect("read to end");
+        self.received += rest.len();
+        rest
+    }
+
+    /// Sends a command and checks the whole reply, line by line.
+    pub fn expect(&mut self, command: &str, reply: &[&str]) {
+        self.send(command.as_bytes());
+        for want in reply {
+            assert_eq!(self.line(), *want, "reply to {command:?}");
+        }
+    }
+
+    /// `tag FETCH n BODY[]`: the message bytes, the trailing lines checked.
+    pub fn fetch(&mut self, tag: &str, n: usize) -> Vec<u8> {
+        self.send(format!("{tag} FETCH {n} BODY[]\r\n").as_bytes());
+        let head = self.line();
+        let size: usize = head
+            .rsplit_once('{')
+            .and_then(|(_, s)| s.strip_suffix("}\r\n"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected FETCH line {head:?}"));
+        let body = self.exact(size);
+        assert_eq!(self.line(), ")\r\n");
+        assert_eq!(self.line(), format!("{tag} OK FETCH completed\r\n"));
+        body
+    }
+}
+
+pub fn read_file(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_default()
+}

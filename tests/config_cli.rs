@@ -1,0 +1,106 @@
+//! `postern -t` and start-up failures, as an operator sees them.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+/// Runs `postern -t -c FILE` on `text`; (exit status, stderr, file path).
+fn test_config(text: &str) -> (bool, String, String) {
+    let dir = TempDir::new("conf");
+    let path = dir.path("postern.conf");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(postern_bin())
+        .arg("-t")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stderr).unwrap(),
+        path.display().to_string(),
+    )
+}
+
+const GOOD: &str = "mail {\n    auth_http 127.0.0.1:9000/auth;\n    server {\n        listen 127.0.0.1:1143;\n        protocol imap;\n    }\n}\n";
+
+#[test]
+fn good_config_is_ok() {
+    let (ok, stderr, path) = test_config(GOOD);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "postern: the configuration file {path} syntax is ok\npostern: configuration file {path} test is successful\n"
+        )
+    );
+}
+
+#[test]
+fn errors_name_file_and_line() {
+    let rows: &[(&str, &str)] = &[
+        (
+            "mail {\n    auth_http 127.0.0.1:9000/auth;\n    imap_capabilitie IMAP4;\n}\n",
+            "unknown directive \"imap_capabilitie\" in {path}:3",
+        ),
+        (
+            "mail {\n    auth_http 127.0.0.1:9000/auth;\n\n    starttls on;\n}\n",
+            "\"starttls\" directive is not supported yet in {path}:4",
+        ),
+        (
+            "http {\n}\n",
+            "\"http\" directive is not supported: Postern serves mail only in {path}:1",
+        ),
+        (
+            "mail {\n    timeout 10x;\n}\n",
+            "invalid value \"10x\" in \"timeout\" directive in {path}:2",
+        ),
+        (
+            "mail {\n    server {\n        listen 127.0.0.1:1143;\n        protocol imap\n    }\n}\n",
+            "in {path}:5",
+        ),
+    ];
+    for (text, want) in rows {
+        let (ok, stderr, path) = test_config(text);
+        assert!(!ok, "accepted: {text}");
+        let want = want.replace("{path}", &path);
+        assert!(stderr.starts_with("postern: [emerg] "), "{stderr}");
+        assert!(
+            stderr.lines().next().unwrap().ends_with(&want),
+            "want {want:?}, got {stderr}"
+        );
+        assert!(
+            stderr.ends_with(&format!("postern: configuration file {path} test failed\n")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn missing_file_fails() {
+    let out = Command::new(postern_bin())
+        .args(["-t", "-c", "/nonexistent/postern.conf"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("/nonexistent/postern.conf"), "{stderr}");
+}
+
+#[test]
+fn busy_port_fails_at_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = TempDir::new("busy");
+    let path = dir.path("postern.conf");
+    std::fs::write(&path, GOOD.replace("1143", &port.to_string())).unwrap();
+    let out = Command::new(postern_bin()).arg("-c").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("bind() to 127.0.0.1:{port} failed")),
+        "{stderr}"
+    );
+}
