@@ -20,6 +20,9 @@ fn main() -> ExitCode {
         }
     };
     if args.test {
+        for warning in &config.warnings {
+            eprintln!("postern: [warn] {warning}");
+        }
         eprintln!("postern: the configuration file {file} syntax is ok");
         eprintln!("postern: configuration file {file} test is successful");
         return ExitCode::SUCCESS;
@@ -27,6 +30,9 @@ fn main() -> ExitCode {
     if let Err(e) = logging::init(&config.main.error_log) {
         eprintln!("postern: [emerg] {e}");
         return ExitCode::FAILURE;
+    }
+    for warning in &config.warnings {
+        log::warn!("{warning}");
     }
     let options = RuntimeOptions {
         cores: args.cores,

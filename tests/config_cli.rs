@@ -79,6 +79,22 @@ fn errors_name_file_and_line() {
 }
 
 #[test]
+fn ignored_directives_are_said_and_protocol_comes_from_the_port() {
+    let (ok, stderr, path) = test_config(
+        "events {\n    use epoll;\n}\nmail {\n    auth_http 127.0.0.1:9000/auth;\n    server { listen 127.0.0.1:143; }\n}\n",
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stderr.lines().next().unwrap(),
+        format!("postern: [warn] \"use\" directive is ignored: Postern accepts on one io_uring listener per core in {path}:2")
+    );
+    let (ok, stderr, path) =
+        test_config("mail {\n    auth_http 127.0.0.1:9000/auth;\n    server {\n listen 127.0.0.1:1143; }\n}\n");
+    assert!(!ok);
+    assert!(stderr.starts_with(&format!("postern: [emerg] unknown mail protocol for server in {path}:3")), "{stderr}");
+}
+
+#[test]
 fn missing_file_fails() {
     let out = Command::new(postern_bin())
         .args(["-t", "-c", "/nonexistent/postern.conf"])

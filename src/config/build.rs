@@ -116,6 +116,7 @@ struct Builder<'a> {
     /// `mail`-level directives in file order, for every server to inherit.
     mail_level: Vec<(&'static Row, &'a Directive)>,
     servers: Vec<ServerBlock>,
+    warnings: Vec<String>,
 }
 
 pub(crate) fn build(tree: &[Directive], file: &Path) -> Result<Config, ConfigError> {
@@ -127,6 +128,7 @@ pub(crate) fn build(tree: &[Directive], file: &Path) -> Result<Config, ConfigErr
         mail_scratch: ServerDraft::default(),
         mail_level: Vec::new(),
         servers: Vec::new(),
+        warnings: Vec::new(),
     };
     builder.walk(tree, Contexts::MAIN)?;
     let main = builder.finish_main()?;
@@ -135,6 +137,7 @@ pub(crate) fn build(tree: &[Directive], file: &Path) -> Result<Config, ConfigErr
         file: file.to_path_buf(),
         main,
         servers,
+        warnings: builder.warnings,
     })
 }
 
@@ -155,7 +158,10 @@ impl<'a> Builder<'a> {
             match row.status {
                 Status::Supported(setter) => self.apply(row, setter, d, context)?,
                 Status::Block(inner) => self.enter(d, inner)?,
-                Status::Ignored(why) => log::warn!("\"{}\" directive is ignored: {why} in {}", d.name, d.location),
+                // Kept for the caller: the error log is not open yet.
+                Status::Ignored(why) => self
+                    .warnings
+                    .push(format!("\"{}\" directive is ignored: {why} in {}", d.name, d.location)),
                 // check_form refused these.
                 Status::NotYetSupported | Status::Refused(_) => {}
             }

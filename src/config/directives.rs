@@ -514,6 +514,11 @@ fn set_imap_auth(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), 
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(word))
             .ok_or_else(|| invalid_value(word, &d.name))?;
+        // Advertising a mechanism the IMAP front end cannot run would break
+        // clients that pick it; these come with the SASL issue.
+        if matches!(method, AuthMethod::CramMd5 | AuthMethod::External) {
+            return Err(format!("\"{} {}\" is not supported yet", d.name, word.to_ascii_lowercase()));
+        }
         if !methods.contains(method) {
             methods.push(*method);
         }

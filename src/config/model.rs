@@ -177,6 +177,9 @@ pub struct Config {
     pub file: PathBuf,
     pub main: MainConfig,
     pub servers: Vec<ServerConfig>,
+    /// Directives accepted with no effect (`use epoll`, `multi_accept`):
+    /// said at start-up and by `-t`, never silently dropped.
+    pub warnings: Vec<String>,
 }
 
 /// `proxy_buffer` default: one page, as nginx.
