@@ -91,7 +91,12 @@ fn ignored_directives_are_said_and_protocol_comes_from_the_port() {
     let (ok, stderr, path) =
         test_config("mail {\n    auth_http 127.0.0.1:9000/auth;\n    server {\n listen 127.0.0.1:1143; }\n}\n");
     assert!(!ok);
-    assert!(stderr.starts_with(&format!("postern: [emerg] unknown mail protocol for server in {path}:3")), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "postern: [emerg] unknown mail protocol for server in {path}:3"
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -517,7 +517,11 @@ fn set_imap_auth(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), 
         // Advertising a mechanism the IMAP front end cannot run would break
         // clients that pick it; these come with the SASL issue.
         if matches!(method, AuthMethod::CramMd5 | AuthMethod::External) {
-            return Err(format!("\"{} {}\" is not supported yet", d.name, word.to_ascii_lowercase()));
+            return Err(format!(
+                "\"{} {}\" is not supported yet",
+                d.name,
+                word.to_ascii_lowercase()
+            ));
         }
         if !methods.contains(method) {
             methods.push(*method);

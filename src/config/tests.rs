@@ -108,7 +108,24 @@ fn minimal_config_gets_exactly_the_defaults() {
                     client_buffer: 4096,
                 },
             }],
+            warnings: Vec::new(),
         }
+    );
+}
+
+#[test]
+fn ignored_directives_become_warnings() {
+    let config = ok("events {\n  use epoll;\n  multi_accept on;\n}\n");
+    assert_eq!(config.warnings.len(), 2);
+    assert!(
+        config.warnings[0].starts_with("\"use\" directive is ignored: "),
+        "{:?}",
+        config.warnings
+    );
+    assert!(
+        config.warnings[1].ends_with(&format!("in {FILE}:3")),
+        "{:?}",
+        config.warnings
     );
 }
 
@@ -195,7 +212,9 @@ fn server_directives() {
         ("imap_capabilities A;\nimap_capabilities B C;", |s| {
             s.imap.capabilities == ["A", "B", "C"]
         }),
-        ("imap_auth login plain;", |s| s.imap.auth == [AuthMethod::Plain, AuthMethod::Login]),
+        ("imap_auth login plain;", |s| {
+            s.imap.auth == [AuthMethod::Plain, AuthMethod::Login]
+        }),
         ("imap_auth login;", |s| s.imap.auth == [AuthMethod::Login]),
         ("imap_auth LOGIN login;\nimap_auth PLAIN;", |s| {
             s.imap.auth == [AuthMethod::Plain, AuthMethod::Login]

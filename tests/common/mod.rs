@@ -65,7 +65,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
+    pub fn spawn(mut cmd: Command) -> Proc {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -131,10 +131,7 @@ pub struct Companion {
 }
 
 pub fn start_bench(args: &[&str]) -> Companion {
-    let mut cmd = Command::new(bench_bin());
-    cmd.args(args);
-    let proc = Proc::spawn(cmd);
-    let line = proc.wait_for("listening ");
+    let (proc, line) = start_bench_any(args);
     let addr = line
         .trim()
         .strip_prefix("listening ")
@@ -142,6 +139,15 @@ pub fn start_bench(args: &[&str]) -> Companion {
         .parse()
         .expect("address");
     Companion { proc, addr }
+}
+
+/// Starts a companion and returns its `listening ...` line (any address form).
+pub fn start_bench_any(args: &[&str]) -> (Proc, String) {
+    let mut cmd = Command::new(bench_bin());
+    cmd.args(args);
+    let proc = Proc::spawn(cmd);
+    let line = proc.wait_for("listening ");
+    (proc, line)
 }
 
 /// The fake IMAP backend with `user:pass`, `messages` seeded messages of `size` bytes.
@@ -181,10 +187,19 @@ pub struct Postern {
 /// server block listening on that port; waits for its start-up notice.
 /// Postern binds every listener before that notice, so connecting cannot race.
 pub fn start_postern(mail_body: &str) -> Postern {
+    start_postern_with("error_log stderr info;", mail_body)
+}
+
+/// As `start_postern`, with `main` in the main context; `{dir}` in either is
+/// replaced by the scratch directory. Without an `error_log` to stderr in
+/// `main`, the start-up notice is not seen: don't.
+pub fn start_postern_with(main: &str, mail_body: &str) -> Postern {
     let dir = TempDir::new("postern");
     let port = free_port();
+    let dir_text = dir.0.display().to_string();
+    let (main, mail_body) = (main.replace("{dir}", &dir_text), mail_body.replace("{dir}", &dir_text));
     let conf = format!(
-        "worker_processes 2;\nerror_log stderr info;\nmail {{\n{mail_body}\n    server {{\n        listen 127.0.0.1:{port};\n        protocol imap;\n    }}\n}}\n"
+        "worker_processes 2;\n{main}\nmail {{\n{mail_body}\n    server {{\n        listen 127.0.0.1:{port};\n        protocol imap;\n    }}\n}}\n"
     );
     let path = dir.path("postern.conf");
     std::fs::write(&path, conf).unwrap();

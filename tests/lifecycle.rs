@@ -1,0 +1,108 @@
+//! Start, stop, logs and the auth server on a unix socket.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn sigterm_stops_and_removes_the_pid_file() {
+    let mut postern = start_postern_with(
+        "error_log stderr info;\npid {dir}/postern.pid;",
+        "    auth_http 127.0.0.1:9/auth;",
+    );
+    let pid_file = postern.dir.path("postern.pid");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        format!("{}\n", postern.proc.pid())
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &postern.proc.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = postern.proc.wait_exit();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(!pid_file.exists(), "pid file left behind");
+    assert!(postern.proc.log().contains("[notice]"), "{}", postern.proc.log());
+    assert!(
+        postern.proc.log().contains("signal 15 received, exiting"),
+        "{}",
+        postern.proc.log()
+    );
+}
+
+/// The error log as a file: a FIFO, so the test reads each line as Postern
+/// writes it (through the same append-mode file sink) and needs no polling.
+#[test]
+fn error_log_file_gets_nginx_lines() {
+    let backend = start_backend(&["bob:secret"], 1, 10);
+    let auth = start_auth(&["bob:secret"], backend.addr, &[]);
+    let dir = TempDir::new("logfile");
+    let log = dir.path("error.log");
+    assert!(Command::new("mkfifo").arg(&log).status().unwrap().success());
+    let (tx, lines) = std::sync::mpsc::channel();
+    let reader_path = log.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let fifo = std::fs::File::open(reader_path).unwrap();
+        for line in std::io::BufReader::new(fifo).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next_with = |needle: &str| loop {
+        let line = lines.recv_timeout(IO_TIMEOUT).expect("a log line");
+        if line.contains(needle) {
+            return line;
+        }
+    };
+    let port = free_port();
+    let conf = dir.path("postern.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "error_log {} info;\nmail {{\n    auth_http {}/auth;\n    server {{ listen 127.0.0.1:{port}; protocol imap; }}\n}}\n",
+            log.display(),
+            auth.addr
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(postern_bin());
+    cmd.arg("-c").arg(&conf);
+    let _postern = Proc::spawn(cmd);
+    let started = next_with("started");
+    assert!(started.contains(" [notice] "), "{started}");
+    let mut client = Client::imap(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    client.expect(
+        "a LOGIN bob secret\r\n",
+        &["a OK [CAPABILITY IMAP4rev1 LITERAL+] LOGIN completed\r\n"],
+    );
+    client.expect("b LOGOUT\r\n", &["* BYE logging out\r\n", "b OK LOGOUT completed\r\n"]);
+    assert_eq!(client.read_to_close(), b"");
+    let line = next_with("session done");
+    let (stamp, rest) = line.split_at(19);
+    assert!(stamp.chars().all(|c| c.is_ascii_digit() || "/ :".contains(c)), "{line}");
+    assert!(rest.starts_with(" [info] "), "{line}");
+    assert!(rest.contains(": *"), "{line}");
+    assert!(rest.contains("user \"bob\""), "{line}");
+    assert!(!line.contains("secret"), "password in the log: {line}");
+}
+
+#[test]
+fn auth_server_on_a_unix_socket() {
+    let dir = TempDir::new("unix-auth");
+    let socket = dir.path("auth.sock");
+    let backend = start_backend(&["bob:secret"], 1, 10);
+    let listen = format!("unix:{}", socket.display());
+    let route = format!("imap={}", backend.addr);
+    let _auth = start_bench_any(&["auth", "--listen", &listen, "--user", "bob:secret", "--backend", &route]);
+    let postern = start_postern(&format!("    auth_http unix:{}:/auth;", socket.display()));
+    let mut c = Client::imap(postern.addr);
+    c.expect(
+        "a LOGIN bob secret\r\n",
+        &["a OK [CAPABILITY IMAP4rev1 LITERAL+] LOGIN completed\r\n"],
+    );
+}
