@@ -2,16 +2,19 @@
 //!
 //! Each connection carries one request head; the reply tells the proxy
 //! whether the login is good and which backend to use, then the connection
-//! is closed.
+//! is closed. For testing the proxy's error paths the server can also ask
+//! it to wait and retry ([`Config::wait_first`]), send a canned reply
+//! ([`Mode::ReplyFile`]) or never answer ([`Mode::Hang`]).
 
-use std::fs::File;
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::net::{self, Listener, Stream};
+use crate::record::Record;
 use crate::users::Users;
 
 /// Largest accepted request head, final blank line included.
@@ -26,6 +29,10 @@ pub const NO_BACKEND: &[u8] = b"HTTP/1.0 200 OK\r\n\
 Auth-Status: Temporary server problem, try again later\r\n\
 Auth-Error-Code: 451 4.3.0\r\n\
 Auth-Wait: 3\r\n\r\n";
+
+/// The reply to each of the first [`Config::wait_first`] requests: the proxy
+/// must send the same request again after one second.
+pub const WAIT: &[u8] = b"HTTP/1.0 200 OK\r\nAuth-Status: WAIT\r\nAuth-Wait: 1\r\n\r\n";
 
 /// The protocols nginx names in `Auth-Protocol`.
 pub const PROTOCOLS: [&str; 3] = ["imap", "pop3", "smtp"];
@@ -54,6 +61,59 @@ impl FromStr for Backend {
     }
 }
 
+/// Backend credentials sent for one user (`--override NAME=USER:PASS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    /// The (percent-decoded) `Auth-User` this applies to.
+    pub name: Vec<u8>,
+    /// Sent raw as `Auth-User` in the OK reply.
+    pub user: Vec<u8>,
+    /// Sent raw as `Auth-Pass` in the OK reply.
+    pub pass: Vec<u8>,
+}
+
+impl Override {
+    /// Parses `NAME=USER:PASS`, split at the first `=` and then at the first
+    /// `:`. USER and PASS go into reply headers verbatim (nginx does not
+    /// decode them), so they must not contain CR or LF.
+    pub fn parse(spec: &[u8]) -> Result<Override, String> {
+        let shown = || String::from_utf8_lossy(spec).into_owned();
+        let eq = memchr::memchr(b'=', spec).ok_or_else(|| format!("{:?}: expected NAME=USER:PASS", shown()))?;
+        let (name, rest) = (&spec[..eq], &spec[eq + 1..]);
+        let colon = memchr::memchr(b':', rest).ok_or_else(|| format!("{:?}: expected NAME=USER:PASS", shown()))?;
+        let (user, pass) = (&rest[..colon], &rest[colon + 1..]);
+        if memchr::memchr2(b'\r', b'\n', rest).is_some() {
+            return Err(format!("{:?}: USER and PASS must not contain CR or LF", shown()));
+        }
+        Ok(Override {
+            name: name.to_vec(),
+            user: user.to_vec(),
+            pass: pass.to_vec(),
+        })
+    }
+}
+
+/// How requests are answered once their head has been read.
+#[derive(Debug, Default)]
+pub enum Mode {
+    /// Check the credentials and answer accordingly.
+    #[default]
+    Decide,
+    /// Send these exact bytes, whatever the request (`--reply-file`).
+    ReplyFile(Vec<u8>),
+    /// Never answer; keep the connection until the peer closes it (`--hang`).
+    Hang,
+}
+
+/// What to do with one request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer<'a> {
+    /// Send these bytes, then close.
+    Reply(Cow<'a, [u8]>),
+    /// Send nothing and wait for the peer to close.
+    Hang,
+}
+
 /// Everything the auth server needs to answer requests.
 #[derive(Debug, Default)]
 pub struct Config {
@@ -66,7 +126,14 @@ pub struct Config {
     /// Pause before answering each request.
     pub delay: Duration,
     /// File receiving a copy of every request head.
-    pub record: Option<Mutex<File>>,
+    pub record: Option<Record>,
+    /// The first this many requests are answered [`WAIT`].
+    pub wait_first: u64,
+    /// Backend credentials for particular users; the last match wins.
+    pub overrides: Vec<Override>,
+    pub mode: Mode,
+    /// Request heads received so far, across all connections.
+    pub received: AtomicU64,
 }
 
 impl Config {
@@ -76,6 +143,21 @@ impl Config {
             .rev()
             .find(|b| b.protocol.as_bytes().eq_ignore_ascii_case(protocol))
             .map(|b| b.addr)
+    }
+
+    /// Counts one received request head and decides what to do with it:
+    /// [`WAIT`] for the first [`Config::wait_first`] requests, then whatever
+    /// [`Config::mode`] says.
+    pub fn answer(&self, head: &[u8]) -> Answer<'_> {
+        let number = self.received.fetch_add(1, Ordering::SeqCst);
+        if number < self.wait_first {
+            return Answer::Reply(Cow::Borrowed(WAIT));
+        }
+        match &self.mode {
+            Mode::Decide => Answer::Reply(Cow::Owned(respond(self, head))),
+            Mode::ReplyFile(bytes) => Answer::Reply(Cow::Borrowed(bytes)),
+            Mode::Hang => Answer::Hang,
+        }
     }
 }
 
@@ -99,15 +181,15 @@ fn handle(config: &Config, mut stream: Stream) {
         }
     };
     if let Some(record) = &config.record {
-        let mut file = record.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Err(e) = file.write_all(&head) {
-            eprintln!("postern-bench auth: record: {e}");
-        }
+        record.write(&head);
     }
+    let reply = match config.answer(&head) {
+        Answer::Reply(reply) => reply,
+        Answer::Hang => return hang(&mut stream),
+    };
     if !config.delay.is_zero() {
         std::thread::sleep(config.delay);
     }
-    let reply = respond(config, &head);
     let sent = stream
         .write_all(&reply)
         .and_then(|()| stream.flush())
@@ -115,6 +197,28 @@ fn handle(config: &Config, mut stream: Stream) {
     if let Err(e) = sent {
         if !net::is_disconnect(&e) {
             eprintln!("postern-bench auth: write: {e}");
+        }
+    }
+}
+
+/// Reads and discards whatever arrives until the peer closes the connection
+/// (or it fails), however long that takes.
+fn hang(stream: &mut Stream) {
+    if let Err(e) = stream.set_read_timeout(None) {
+        eprintln!("postern-bench auth: set timeout: {e}");
+    }
+    let mut sink = [0u8; 4096];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                if !net::is_disconnect(&e) {
+                    eprintln!("postern-bench auth: read: {e}");
+                }
+                return;
+            }
         }
     }
 }
@@ -174,15 +278,24 @@ pub fn respond(config: &Config, head: &[u8]) -> Vec<u8> {
         reply.push_str("\r\n");
         return reply.into_bytes();
     }
-    match config.backend(field("Auth-Protocol")) {
-        Some(addr) => format!(
-            "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: {}\r\nAuth-Port: {}\r\n\r\n",
-            addr.ip(),
-            addr.port()
-        )
-        .into_bytes(),
-        None => NO_BACKEND.to_vec(),
+    let Some(addr) = config.backend(field("Auth-Protocol")) else {
+        return NO_BACKEND.to_vec();
+    };
+    let mut reply = format!(
+        "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: {}\r\nAuth-Port: {}\r\n",
+        addr.ip(),
+        addr.port()
+    )
+    .into_bytes();
+    if let Some(o) = config.overrides.iter().rev().find(|o| o.name == user) {
+        for (name, value) in [(&b"Auth-User: "[..], &o.user), (b"Auth-Pass: ", &o.pass)] {
+            reply.extend_from_slice(name);
+            reply.extend_from_slice(value);
+            reply.extend_from_slice(b"\r\n");
+        }
     }
+    reply.extend_from_slice(b"\r\n");
+    reply
 }
 
 /// Decodes `%XX` escapes (hex digits of either case); every other byte,
@@ -276,6 +389,85 @@ mod tests {
         );
         assert_eq!(respond(&config, b"garbage\r\n\r\n"), BAD_REQUEST);
         assert_eq!(respond(&config, b"GET / HTTP/1.0\r\nBad Header\r\n\r\n"), BAD_REQUEST);
+    }
+
+    #[test]
+    fn odd_user_names() {
+        let mut config = config();
+        config.users.insert(b"a\r\nb %\"\\\xff".to_vec(), b"p w".to_vec());
+        let ok = b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 1143\r\n\r\n";
+        assert_eq!(respond(&config, &request("a%0D%0Ab%20%25\"\\%FF", "p%20w", "imap")), ok);
+        assert_eq!(
+            respond(&config, &request("a%0d%0ab%20%25%22%5c%ff", "p%20w", "imap")),
+            ok
+        );
+        assert_ne!(respond(&config, &request("a%0D%0Ab %25\"\\", "p%20w", "imap")), ok);
+    }
+
+    #[test]
+    fn overrides() {
+        let mut config = config();
+        config.users.insert(b"a b".to_vec(), b"x".to_vec());
+        config.overrides = vec![
+            Override::parse(b"alice=old:old").unwrap(),
+            Override::parse(b"alice=real=1:p:w d").unwrap(),
+            Override::parse(b"a b=\xff:").unwrap(),
+        ];
+        assert_eq!(
+            respond(&config, &request("alice", "p%40ss%20word", "imap")),
+            b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 1143\r\n\
+              Auth-User: real=1\r\nAuth-Pass: p:w d\r\n\r\n"
+        );
+        assert_eq!(
+            respond(&config, &request("a%20b", "x", "smtp")),
+            b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: ::1\r\nAuth-Port: 25\r\n\
+              Auth-User: \xff\r\nAuth-Pass: \r\n\r\n"
+        );
+        // Failed logins and missing backends are not affected.
+        assert_eq!(
+            respond(&config, &request("alice", "nope", "imap")),
+            b"HTTP/1.0 200 OK\r\nAuth-Status: Invalid login or password\r\n\r\n"
+        );
+        assert_eq!(respond(&config, &request("alice", "p%40ss%20word", "pop3")), NO_BACKEND);
+    }
+
+    #[test]
+    fn override_flag() {
+        assert_eq!(
+            Override::parse(b"n=a=b:c:d=e").unwrap(),
+            Override {
+                name: b"n".to_vec(),
+                user: b"a=b".to_vec(),
+                pass: b"c:d=e".to_vec()
+            }
+        );
+        assert_eq!(Override::parse(b"=:").unwrap().name, b"");
+        assert!(Override::parse(b"n:u=p").is_err());
+        assert!(Override::parse(b"n=up").is_err());
+        assert!(Override::parse(b"nup").is_err());
+        assert!(Override::parse(b"n=u\r:p").is_err());
+        assert!(Override::parse(b"n=u:p\n").is_err());
+        assert!(Override::parse(b"n\r\n=u:p").is_ok());
+    }
+
+    #[test]
+    fn wait_first_then_mode() {
+        let mut config = config();
+        config.wait_first = 2;
+        let good = request("alice", "p%40ss%20word", "pop3");
+        let reply = |bytes: &[u8]| Answer::Reply(Cow::Owned(bytes.to_vec()));
+        assert_eq!(config.answer(&good), reply(WAIT));
+        assert_eq!(config.answer(b"garbage\r\n\r\n"), reply(WAIT));
+        assert_eq!(config.answer(&good), reply(NO_BACKEND));
+        assert_eq!(config.answer(b"garbage\r\n\r\n"), reply(BAD_REQUEST));
+        config.mode = Mode::ReplyFile(b"canned".to_vec());
+        assert_eq!(config.answer(&good), reply(b"canned"));
+        config.mode = Mode::Hang;
+        assert_eq!(config.answer(&good), Answer::Hang);
+        config.wait_first = 7;
+        assert_eq!(config.answer(&good), reply(WAIT));
+        assert_eq!(config.received.load(Ordering::SeqCst), 7);
+        assert_eq!(config.answer(&good), Answer::Hang);
     }
 
     #[test]

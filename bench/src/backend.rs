@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::message::seeded_message;
 use crate::net::{self, Listener, Stream};
+use crate::record::Record;
 use crate::users::Users;
 
 /// The protocol a backend speaks.
@@ -23,6 +24,8 @@ pub struct Config {
     pub users: Users,
     /// The mailbox every connection starts with.
     pub mailbox: Mailbox,
+    /// File receiving every byte read from clients, as it is read.
+    pub record: Option<Arc<Record>>,
 }
 
 impl Config {
@@ -97,6 +100,7 @@ mod tests {
             protocol: Protocol::Imap,
             users: Users::default(),
             mailbox: Mailbox::default(),
+            record: None,
         };
         assert!(config.login_ok(b"anyone", b"anything"));
         config.users.insert(b"a".to_vec(), b"b".to_vec());

@@ -6,4 +6,5 @@ pub mod auth;
 pub mod backend;
 pub mod message;
 pub mod net;
+pub mod record;
 pub mod users;

@@ -1,9 +1,10 @@
 //! `postern-bench`: companions for exercising Postern.
 
-use std::fs::OpenOptions;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -11,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use postern_bench::auth;
 use postern_bench::backend::{self, Mailbox, Protocol};
 use postern_bench::net::{self, Listener};
+use postern_bench::record::Record;
 use postern_bench::users::Users;
 
 #[derive(Parser)]
@@ -33,9 +35,9 @@ struct AuthArgs {
     /// Address to listen on: IP:PORT or unix:/path/to.sock.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     listen: String,
-    /// A user accepted by the server (repeatable).
+    /// A user accepted by the server (repeatable; any bytes but NUL, split at the first ':').
     #[arg(long = "user", value_name = "NAME:PASS")]
-    user: Vec<String>,
+    user: Vec<OsString>,
     /// File of name:pass lines ('#' comments and blank lines ignored).
     #[arg(long, value_name = "FILE")]
     users: Option<PathBuf>,
@@ -54,6 +56,18 @@ struct AuthArgs {
     /// Append every raw request head to this file.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Answer the first N requests (across all connections) with Auth-Status: WAIT and Auth-Wait: 1.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    wait_first: u64,
+    /// Send Auth-User: USER and Auth-Pass: PASS when NAME logs in (repeatable).
+    #[arg(long = "override", value_name = "NAME=USER:PASS")]
+    overrides: Vec<OsString>,
+    /// Answer every request with the exact bytes of FILE, then close.
+    #[arg(long, value_name = "FILE", conflicts_with = "hang")]
+    reply_file: Option<PathBuf>,
+    /// Never answer; keep each connection open until the peer closes it.
+    #[arg(long)]
+    hang: bool,
 }
 
 #[derive(Args)]
@@ -61,9 +75,9 @@ struct BackendArgs {
     /// Address to listen on: IP:PORT or unix:/path/to.sock.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     listen: String,
-    /// A user accepted at login (repeatable); with no users every login succeeds.
+    /// A user accepted at login (repeatable; any bytes but NUL); with no users every login succeeds.
     #[arg(long = "user", value_name = "NAME:PASS")]
-    user: Vec<String>,
+    user: Vec<OsString>,
     /// File of name:pass lines ('#' comments and blank lines ignored).
     #[arg(long, value_name = "FILE")]
     users: Option<PathBuf>,
@@ -76,6 +90,9 @@ struct BackendArgs {
     /// Protocol to speak.
     #[arg(long, value_enum, default_value_t = ProtocolArg::Imap)]
     protocol: ProtocolArg,
+    /// Append every byte received from clients to this file.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -98,6 +115,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--user` values as raw bytes: they need not be UTF-8.
+fn user_bytes(values: &[OsString]) -> Vec<&[u8]> {
+    values.iter().map(|v| v.as_bytes()).collect()
+}
+
 fn bind(spec: &str) -> Result<Listener, String> {
     let listener = Listener::bind(spec).map_err(|e| format!("cannot listen on {spec}: {e}"))?;
     net::announce(&listener).map_err(|e| format!("cannot write to stdout: {e}"))?;
@@ -108,17 +130,20 @@ fn run_auth(args: AuthArgs) -> Result<(), String> {
     if args.error.contains(['\r', '\n']) {
         return Err("--error must not contain CR or LF".into());
     }
-    let users = Users::load(&args.user, args.users.as_deref())?;
-    let record = match &args.record {
-        Some(path) => Some(Mutex::new(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open record file {}: {e}", path.display()))?,
-        )),
-        None => None,
+    let users = Users::load(&user_bytes(&args.user), args.users.as_deref())?;
+    let overrides = args
+        .overrides
+        .iter()
+        .map(|spec| auth::Override::parse(spec.as_bytes()).map_err(|e| format!("--override {e}")))
+        .collect::<Result<Vec<_>, String>>()?;
+    let mode = match (&args.reply_file, args.hang) {
+        (Some(path), _) => auth::Mode::ReplyFile(
+            std::fs::read(path).map_err(|e| format!("cannot read reply file {}: {e}", path.display()))?,
+        ),
+        (None, true) => auth::Mode::Hang,
+        (None, false) => auth::Mode::Decide,
     };
+    let record = args.record.as_deref().map(Record::open).transpose()?;
     let config = auth::Config {
         users,
         backends: args.backend,
@@ -126,13 +151,18 @@ fn run_auth(args: AuthArgs) -> Result<(), String> {
         error: args.error,
         delay: Duration::from_millis(args.delay_ms),
         record,
+        wait_first: args.wait_first,
+        overrides,
+        mode,
+        ..auth::Config::default()
     };
     let listener = bind(&args.listen)?;
     auth::run(listener, config)
 }
 
 fn run_backend(args: BackendArgs) -> Result<(), String> {
-    let users = Users::load(&args.user, args.users.as_deref())?;
+    let users = Users::load(&user_bytes(&args.user), args.users.as_deref())?;
+    let record = args.record.as_deref().map(Record::open).transpose()?.map(Arc::new);
     let protocol = match args.protocol {
         ProtocolArg::Imap => Protocol::Imap,
     };
@@ -140,6 +170,7 @@ fn run_backend(args: BackendArgs) -> Result<(), String> {
         protocol,
         users,
         mailbox: Mailbox::seeded(args.messages, args.msg_bytes),
+        record,
     };
     let listener = bind(&args.listen)?;
     backend::run(listener, config)

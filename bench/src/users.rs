@@ -2,7 +2,10 @@
 //!
 //! Users come from `--user NAME:PASS` flags and `--users FILE` files whose
 //! lines are `name:pass`. Names and passwords are raw bytes: they are split
-//! at the first `:`, so a password may itself contain colons.
+//! at the first `:`, so a password may itself contain colons (a name may
+//! not). A `--user` value may hold any byte but NUL, CR and LF included, and
+//! need not be UTF-8; a line of a users file cannot hold LF, and a trailing
+//! CR is taken as part of its line ending.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,7 +19,7 @@ pub struct Users {
 impl Users {
     /// Builds the table from `--user` values and an optional `--users` file.
     /// Later entries replace earlier ones with the same name.
-    pub fn load(pairs: &[String], file: Option<&Path>) -> Result<Users, String> {
+    pub fn load<P: AsRef<[u8]>>(pairs: &[P], file: Option<&Path>) -> Result<Users, String> {
         let mut users = Users::default();
         if let Some(path) = file {
             let data = std::fs::read(path).map_err(|e| format!("cannot read users file {}: {e}", path.display()))?;
@@ -25,8 +28,9 @@ impl Users {
             }
         }
         for pair in pairs {
-            let (name, pass) =
-                split_pair(pair.as_bytes()).ok_or_else(|| format!("--user {pair:?}: expected NAME:PASS"))?;
+            let pair = pair.as_ref();
+            let (name, pass) = split_pair(pair)
+                .ok_or_else(|| format!("--user {:?}: expected NAME:PASS", String::from_utf8_lossy(pair)))?;
             users.insert(name, pass);
         }
         Ok(users)
@@ -118,7 +122,7 @@ mod tests {
     fn load_and_check() {
         let path = std::env::temp_dir().join(format!("postern-bench-users-{}", std::process::id()));
         std::fs::write(&path, "alice:old\nbob:b\n").unwrap();
-        let users = Users::load(&["alice:new".into(), "eve:e:e".into()], Some(&path)).unwrap();
+        let users = Users::load(&["alice:new", "eve:e:e"], Some(&path)).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(users.len(), 3);
         assert!(users.check(b"alice", b"new"));
@@ -126,7 +130,16 @@ mod tests {
         assert!(users.check(b"bob", b"b"));
         assert!(users.check(b"eve", b"e:e"));
         assert!(!users.check(b"mallory", b""));
-        assert!(Users::load(&["bad".into()], None).is_err());
-        assert!(Users::load(&[], Some(Path::new("/nonexistent/users"))).is_err());
+        assert!(Users::load(&["bad"], None).is_err());
+        assert!(Users::load::<&str>(&[], Some(Path::new("/nonexistent/users"))).is_err());
+    }
+
+    #[test]
+    fn any_byte_but_nul_in_flags() {
+        let odd: &[u8] = b"a\r\nb %\"\\\xff\t:p w:\r\n";
+        let users = Users::load(&[odd], None).unwrap();
+        assert!(users.check(b"a\r\nb %\"\\\xff\t", b"p w:\r\n"));
+        assert!(!users.check(b"a\nb %\"\\\xff\t", b"p w:\r\n"));
+        assert!(!users.check(b"a\r\nb %\"\\\xff\t", b"p w:"));
     }
 }

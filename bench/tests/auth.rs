@@ -2,12 +2,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::ffi::OsStr;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, TempPath};
+use common::{start_fails, Server, TempPath};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -150,4 +152,277 @@ fn delay_and_oversized_heads() {
         Ok(_) => assert!(reply.is_empty(), "{}", text(&reply)),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
     }
+}
+
+const WAIT: &str = "HTTP/1.0 200 OK\r\nAuth-Status: WAIT\r\nAuth-Wait: 1\r\n\r\n";
+const OK_1143: &str = "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 1143\r\n\r\n";
+const DENIED: &str = "HTTP/1.0 200 OK\r\nAuth-Status: Invalid login or password\r\n\r\n";
+
+/// Asserts that nothing arrives on `stream` for a while and the connection
+/// stays open.
+fn assert_silent(stream: &mut TcpStream) {
+    stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => panic!("server closed the connection"),
+        Ok(_) => panic!("server sent {:?}", byte[0] as char),
+        Err(e) => assert!(matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut), "{e}"),
+    }
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+}
+
+#[test]
+fn wait_first_answers_the_first_requests_wait() {
+    let record = TempPath::new("record");
+    let server = Server::start(&[
+        "auth",
+        "--user",
+        "alice:pw",
+        "--backend",
+        "imap=127.0.0.1:1143",
+        "--wait-first",
+        "3",
+        "--record",
+        record.as_str(),
+    ]);
+    let mut sent = Vec::new();
+    let mut check = |req: Vec<u8>, expected: &str| {
+        assert_eq!(text(&exchange(&server.addr, &req)), expected, "request {}", text(&req));
+        sent.extend_from_slice(&req);
+    };
+    // Good, bad and malformed requests alike; each on its own connection.
+    check(request("alice", "pw", "imap"), WAIT);
+    check(request("alice", "wrong", "imap"), WAIT);
+    check(b"not http at all\r\n\r\n".to_vec(), WAIT);
+    check(request("alice", "pw", "imap"), OK_1143);
+    check(request("alice", "wrong", "imap"), DENIED);
+    check(b"not http at all\r\n\r\n".to_vec(), "HTTP/1.0 400 Bad Request\r\n\r\n");
+    assert_eq!(text(&std::fs::read(&record.0).unwrap()), text(&sent));
+
+    // Heads that never complete are not requests and do not count.
+    let server = Server::start(&[
+        "auth",
+        "--user",
+        "a:b",
+        "--backend",
+        "imap=127.0.0.1:1143",
+        "--wait-first",
+        "1",
+    ]);
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(b"GET / HTTP/1.0\r\n").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"");
+    assert_eq!(text(&exchange(&server.addr, &request("a", "b", "imap"))), WAIT);
+    assert_eq!(text(&exchange(&server.addr, &request("a", "b", "imap"))), OK_1143);
+}
+
+#[test]
+fn wait_first_counts_across_concurrent_connections() {
+    let server = Server::start(&[
+        "auth",
+        "--user",
+        "a:b",
+        "--backend",
+        "imap=127.0.0.1:1143",
+        "--wait-first",
+        "5",
+    ]);
+    let replies: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| scope.spawn(|| text(&exchange(&server.addr, &request("a", "b", "imap")))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(replies.iter().filter(|r| *r == WAIT).count(), 5, "{replies:?}");
+    assert_eq!(replies.iter().filter(|r| *r == OK_1143).count(), 11, "{replies:?}");
+}
+
+#[test]
+fn override_adds_backend_credentials() {
+    let server = Server::start(&[
+        "auth",
+        "--user",
+        "alice:pw",
+        "--user",
+        "bob:b",
+        "--user",
+        "carol:c",
+        "--backend",
+        "imap=127.0.0.1:1143",
+        "--override",
+        "alice=stale:stale",
+        "--override",
+        "alice=real=1:p:w d",
+        "--override",
+        "carol=\"q\\%41:",
+        "--override",
+        "nobody=x:y",
+    ]);
+    assert_eq!(
+        text(&exchange(&server.addr, &request("alice", "pw", "imap"))),
+        "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 1143\r\n\
+         Auth-User: real=1\r\nAuth-Pass: p:w d\r\n\r\n"
+    );
+    // Sent verbatim: no escaping, and an empty password is still sent.
+    assert_eq!(
+        text(&exchange(&server.addr, &request("carol", "c", "imap"))),
+        "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 1143\r\n\
+         Auth-User: \"q\\%41\r\nAuth-Pass: \r\n\r\n"
+    );
+    assert_eq!(text(&exchange(&server.addr, &request("bob", "b", "imap"))), OK_1143);
+    assert_eq!(text(&exchange(&server.addr, &request("alice", "bad", "imap"))), DENIED);
+    assert_eq!(text(&exchange(&server.addr, &request("nobody", "x", "imap"))), DENIED);
+
+    let err = start_fails(&["auth", "--override", "alice:x=y"]);
+    assert!(err.contains("NAME=USER:PASS"), "{err}");
+    let err = start_fails(&["auth", "--override", "alice=u:p\r\nX-Injected: 1"]);
+    assert!(err.contains("CR or LF"), "{err}");
+}
+
+#[test]
+fn reply_file_is_sent_verbatim() {
+    let record = TempPath::new("record");
+    let reply = TempPath::new("reply");
+    // No blank line, a bare LF, a NUL and bytes that are not UTF-8.
+    let canned = b"HTTP/1.0 200 OK\r\nAuth-Status: OK\nAuth-Server: \x00\xff\xfe\r\n".to_vec();
+    std::fs::write(&reply.0, &canned).unwrap();
+    let server = Server::start(&[
+        "auth",
+        "--user",
+        "a:b",
+        "--backend",
+        "imap=127.0.0.1:1143",
+        "--wait-first",
+        "1",
+        "--reply-file",
+        reply.as_str(),
+        "--record",
+        record.as_str(),
+    ]);
+    // The file is read once, at start.
+    std::fs::write(&reply.0, b"changed").unwrap();
+    let good = request("a", "b", "imap");
+    assert_eq!(text(&exchange(&server.addr, &good)), WAIT);
+    assert!(exchange(&server.addr, &good) == canned);
+    assert!(exchange(&server.addr, b"garbage\r\n\r\n") == canned);
+
+    // Nothing is sent before the head is complete.
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream.write_all(b"GET / HTTP/1.0\r\nAuth-User: x\r\n").unwrap();
+    assert_silent(&mut stream);
+    stream.write_all(b"\r\n").unwrap();
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).unwrap();
+    assert!(got == canned);
+
+    let mut sent = good.clone();
+    sent.extend_from_slice(&good);
+    sent.extend_from_slice(b"garbage\r\n\r\nGET / HTTP/1.0\r\nAuth-User: x\r\n\r\n");
+    assert_eq!(text(&std::fs::read(&record.0).unwrap()), text(&sent));
+}
+
+#[test]
+fn reply_file_oversized_and_empty() {
+    let reply = TempPath::new("reply");
+    let big: Vec<u8> = (0..3 << 20).map(|i: u32| (i * 31 % 251) as u8).collect();
+    std::fs::write(&reply.0, &big).unwrap();
+    let server = Server::start(&["auth", "--reply-file", reply.as_str()]);
+    assert!(
+        exchange(&server.addr, &request("a", "b", "imap")) == big,
+        "3 MiB reply differs"
+    );
+
+    let empty = TempPath::new("empty");
+    std::fs::write(&empty.0, b"").unwrap();
+    let server = Server::start(&["auth", "--reply-file", empty.as_str()]);
+    assert_eq!(exchange(&server.addr, &request("a", "b", "imap")), b"");
+
+    let err = start_fails(&["auth", "--reply-file", "/nonexistent/reply"]);
+    assert!(err.contains("/nonexistent/reply"), "{err}");
+    let err = start_fails(&["auth", "--reply-file", empty.as_str(), "--hang"]);
+    assert!(err.contains("--hang"), "{err}");
+}
+
+#[test]
+fn hang_keeps_the_connection_until_the_peer_closes() {
+    let record = TempPath::new("record");
+    let server = Server::start(&[
+        "auth",
+        "--user",
+        "a:b",
+        "--backend",
+        "imap=127.0.0.1:1143",
+        "--wait-first",
+        "1",
+        "--hang",
+        "--record",
+        record.as_str(),
+    ]);
+    let good = request("a", "b", "imap");
+    assert_eq!(text(&exchange(&server.addr, &good)), WAIT);
+
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream.write_all(&good).unwrap();
+    assert_silent(&mut stream);
+    // Later bytes are read and dropped, neither answered nor recorded.
+    stream.write_all(&good).unwrap();
+    assert_silent(&mut stream);
+    // Once we close our side, the server closes its side without a word.
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"");
+
+    let mut sent = good.clone();
+    sent.extend_from_slice(&good);
+    assert_eq!(text(&std::fs::read(&record.0).unwrap()), text(&sent));
+}
+
+#[test]
+fn user_names_with_any_bytes() {
+    let server = Server::start(&[
+        OsStr::new("auth"),
+        OsStr::new("--user"),
+        OsStr::new("a\r\nb %\"\\:p w"),
+        OsStr::new("--user"),
+        OsStr::from_bytes(b"\xff\xfe\x01:\x80"),
+        OsStr::new("--backend"),
+        OsStr::new("imap=127.0.0.1:1143"),
+        OsStr::new("--override"),
+        OsStr::from_bytes(b"\xff\xfe\x01=\xc3\xa9\":\\\xff"),
+    ]);
+    assert_eq!(
+        text(&exchange(&server.addr, &request("a%0D%0Ab%20%25\"\\", "p%20w", "imap"))),
+        OK_1143
+    );
+    assert_eq!(
+        text(&exchange(
+            &server.addr,
+            &request("a%0d%0ab%20%25%22%5C", "p%20w", "imap")
+        )),
+        OK_1143
+    );
+    assert_eq!(
+        text(&exchange(&server.addr, &request("a%0Ab%20%25\"\\", "p%20w", "imap"))),
+        DENIED
+    );
+    assert_eq!(
+        text(&exchange(&server.addr, &request("a%0D%0Ab%20%25\"\\", "p w", "imap"))),
+        OK_1143
+    );
+    assert_eq!(
+        text(&exchange(&server.addr, &request("a%0D%0Ab%20%25\"\\", "p%20W", "imap"))),
+        DENIED
+    );
+    let mut expected = b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 1143\r\n\
+        Auth-User: \xc3\xa9\"\r\nAuth-Pass: \\\xff\r\n\r\n"
+        .to_vec();
+    assert!(exchange(&server.addr, &request("%FF%fe%01", "%80", "imap")) == expected);
+    expected.clear();
+    expected.extend_from_slice(DENIED.as_bytes());
+    assert!(exchange(&server.addr, &request("%FF%fe%01", "%81", "imap")) == expected);
 }

@@ -2,8 +2,10 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use common::{Server, TempPath};
@@ -28,6 +30,12 @@ impl Client {
 
     fn send(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).unwrap();
+    }
+
+    /// Sends `bytes` and expects `reply` in return.
+    fn call(&mut self, bytes: &[u8], reply: &str) {
+        self.send(bytes);
+        self.expect(reply);
     }
 
     fn line(&mut self) -> String {
@@ -165,4 +173,87 @@ fn without_users_every_login_succeeds() {
     c.expect("z BAD invalid message sequence number\r\n");
     c.send(b"w UID FETCH 1:* BODY[]\r\n");
     c.expect("w OK FETCH completed\r\n");
+}
+
+#[test]
+fn user_names_with_any_bytes() {
+    let server = Server::start(&[
+        OsStr::new("backend"),
+        OsStr::new("--user"),
+        OsStr::new("a\r\nb %\"\\:p w"),
+        OsStr::new("--user"),
+        OsStr::from_bytes(b"q\"\\\xff:{1}"),
+    ]);
+    let no = "NO [AUTHENTICATIONFAILED] Invalid credentials\r\n";
+    let mut c = Client::connect(&server.addr);
+    c.expect(GREETING);
+    // Off by one byte: LF where the user has CR LF.
+    c.call(b"t1 LOGIN {7}\r\n", "+ go ahead\r\n");
+    c.call(b"a\nb %\"\\ {3}\r\n", "+ go ahead\r\n");
+    c.call(b"p w\r\n", &format!("t1 {no}"));
+    // A literal is compared byte for byte, with no unescaping.
+    c.call(b"t2 LOGIN {9+}\r\na\r\nb %\"\\\\ \"p w\"\r\n", &format!("t2 {no}"));
+    c.call(b"t3 LOGIN {8}\r\n", "+ go ahead\r\n");
+    c.call(b"a\r\nb %\"\\ {3}\r\n", "+ go ahead\r\n");
+    c.call(b"p w\r\n", &format!("t3 {LOGGED_IN}"));
+
+    let mut c = Client::connect(&server.addr);
+    c.expect(GREETING);
+    // Quoted strings unescape \" and \\; 8-bit bytes pass through.
+    c.call(b"u1 LOGIN \"q\\\"\\\\\xff\" \"{2}\"\r\n", &format!("u1 {no}"));
+    c.call(b"u2 LOGIN \"q\\\"\\\\\xff\" \"{1}\"\r\n", &format!("u2 {LOGGED_IN}"));
+    let mut c = Client::connect(&server.addr);
+    c.expect(GREETING);
+    c.call(
+        b"v1 LOGIN {4+}\r\nq\"\\\xff {3+}\r\n{1}\r\n",
+        &format!("v1 {LOGGED_IN}"),
+    );
+}
+
+#[test]
+fn record_appends_every_byte_from_every_client() {
+    let record = TempPath::new("record");
+    std::fs::write(&record.0, b"earlier run\n").unwrap();
+    let server = Server::start(&[
+        "backend",
+        "--messages",
+        "1",
+        "--msg-bytes",
+        "100",
+        "--record",
+        record.as_str(),
+    ]);
+    let mut expected = b"earlier run\n".to_vec();
+    let mut a = Client::connect(&server.addr);
+    let mut b = Client::connect(&server.addr);
+    a.expect(GREETING);
+    b.expect(GREETING);
+    // Every reply is written after its bytes were read, and so recorded.
+    let mut step = |c: &mut Client, bytes: &[u8], reply: &str| {
+        c.call(bytes, reply);
+        expected.extend_from_slice(bytes);
+    };
+    step(&mut a, b"a1 LOGIN {4}\r\n", "+ go ahead\r\n");
+    step(&mut b, b"b1 NOOP\r\n", "b1 OK NOOP completed\r\n");
+    step(&mut a, b"u\r\n\xff {1}\r\n", "+ go ahead\r\n");
+    step(&mut a, b"\0\r\n", &format!("a1 {LOGGED_IN}"));
+    step(&mut b, b"b2 FROB \"\\\\\"\r\n", "b2 BAD unknown command\r\n");
+    let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let mut append = b"a2 APPEND INBOX {70000+}\r\n".to_vec();
+    append.extend_from_slice(&binary);
+    append.extend_from_slice(b"\r\n");
+    step(&mut a, &append, "a2 OK [APPENDUID 1 2] APPEND completed\r\n");
+    step(
+        &mut b,
+        b"b3 LOGOUT\r\n",
+        "* BYE logging out\r\nb3 OK LOGOUT completed\r\n",
+    );
+    assert!(b.eof());
+    step(&mut a, b"a3 bad\n", "a3 BAD line must end with CRLF\r\n");
+    let recorded = std::fs::read(&record.0).unwrap();
+    assert!(
+        recorded == expected,
+        "record differs:\n{}",
+        String::from_utf8_lossy(&recorded)
+    );
 }

@@ -8,6 +8,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 
 use super::{Config, Mailbox};
 use crate::net::{self, Stream};
+use crate::record::Recording;
 use command::{read_command, Arg, Command, ReadError, LIMITS};
 
 pub const GREETING: &[u8] = b"* OK [CAPABILITY IMAP4rev1 LITERAL+] postern-bench backend ready\r\n";
@@ -23,7 +24,7 @@ pub fn serve_connection(config: &Config, stream: Stream) {
             return;
         }
     };
-    let mut input = BufReader::with_capacity(BUFFER, reader);
+    let mut input = BufReader::with_capacity(BUFFER, Recording::new(reader, config.record.clone()));
     let mut output = BufWriter::with_capacity(BUFFER, stream);
     if let Err(e) = run(config, &mut input, &mut output) {
         if !net::is_disconnect(&e) {

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
+use std::fmt::Debug;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -17,7 +19,8 @@ pub struct Server {
 
 impl Server {
     /// Starts `postern-bench ARGS...` and waits for its `listening` line.
-    pub fn start(args: &[&str]) -> Server {
+    /// Arguments may be `&str` or, for bytes that are not UTF-8, `&OsStr`.
+    pub fn start<S: AsRef<OsStr> + Debug>(args: &[S]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_postern-bench"))
             .args(args)
             .stdin(Stdio::null())
@@ -40,6 +43,23 @@ impl Server {
         server.addr = addr.to_string();
         server
     }
+}
+
+/// Runs `postern-bench ARGS...`, which must exit with a failure status
+/// before printing anything on stdout; returns its stderr.
+pub fn start_fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_postern-bench"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run postern-bench");
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(
+        out.stdout.is_empty(),
+        "{args:?} printed {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 impl Drop for Server {

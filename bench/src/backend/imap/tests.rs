@@ -13,6 +13,7 @@ fn config(users: &[(&str, &str)]) -> Config {
         protocol: Protocol::Imap,
         users: table,
         mailbox: Mailbox::seeded(2, 100),
+        record: None,
     }
 }
 
@@ -111,4 +112,43 @@ fn oversized_line_closes() {
     input.resize(70_000, b'x');
     input.extend_from_slice(b"\r\nb NOOP\r\n");
     expect(&config(&[]), &input, b"* BYE line too long\r\n");
+}
+
+#[test]
+fn login_compares_raw_bytes() {
+    let mut table = Users::default();
+    table.insert(b"a\r\nb %\"\\\xff".to_vec(), b"p w".to_vec());
+    table.insert(b"q\"\\".to_vec(), b"{1}".to_vec());
+    let config = Config {
+        users: table,
+        ..config(&[])
+    };
+    let ok = "OK [CAPABILITY IMAP4rev1 LITERAL+] LOGIN completed\r\n";
+    let no = "NO [AUTHENTICATIONFAILED] Invalid credentials\r\n";
+    let cases: [(&[u8], &str); 8] = [
+        // Literals carry the name byte for byte: CR, LF, quote, backslash, 8-bit.
+        (b"t LOGIN {9}\r\na\r\nb %\"\\\xff {3}\r\np w\r\n", ok),
+        (b"t LOGIN {9+}\r\na\r\nb %\"\\\xff \"p w\"\r\n", ok),
+        // One byte off: LF only, or a trailing CR.
+        (b"t LOGIN {8+}\r\na\nb %\"\\\xff \"p w\"\r\n", no),
+        (b"t LOGIN {9+}\r\na\r\nb %\"\\\xff {4+}\r\np w\r\r\n", no),
+        // The literal is not unescaped.
+        (b"t LOGIN {10+}\r\na\r\nb %\"\\\\\xff \"p w\"\r\n", no),
+        // Quoted strings are.
+        (b"t LOGIN \"q\\\"\\\\\" \"{1}\"\r\n", ok),
+        (b"t LOGIN {3+}\r\nq\"\\ {3+}\r\n{1}\r\n", ok),
+        (b"t LOGIN \"q\\\"\\\\\" \"{2}\"\r\n", no),
+    ];
+    for (login, reply) in cases {
+        let mut input = login.to_vec();
+        input.extend_from_slice(b"u LOGOUT\r\n");
+        let got = transcript(&config, &input);
+        let got = String::from_utf8_lossy(&got[GREETING.len()..]);
+        let got = got.trim_start_matches("+ go ahead\r\n");
+        assert!(
+            got.starts_with(&format!("t {reply}")),
+            "{:?} -> {got:?}",
+            String::from_utf8_lossy(login)
+        );
+    }
 }
