@@ -1,10 +1,12 @@
-//! The command line, nginx's flags first.
+//! The command line: nginx's flags first, then Postern's per-core tuning,
+//! each of which overrides the configuration file.
 
 use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::Workers;
+use crate::config::{LogLevel, Workers};
+use crate::runtime::cpus::parse_cpu_list;
 
 pub const DEFAULT_CONFIG: &str = "/etc/postern/postern.conf";
 
@@ -13,7 +15,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/postern/postern.conf";
 #[derive(Debug, Parser)]
 #[command(name = "postern", version)]
 pub struct Args {
-    /// Configuration file (nginx syntax).
+    /// Configuration file (nginx syntax). Relative to the prefix when `-p`
+    /// is given.
     #[arg(short = 'c', value_name = "FILE", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 
@@ -22,20 +25,88 @@ pub struct Args {
     #[arg(short = 't')]
     pub test: bool,
 
-    /// Executors to run, one per core: a number or `auto` (every CPU this
-    /// process may use). Overrides `worker_processes`.
+    /// Prefix: relative paths in the configuration (pid, error_log, unix
+    /// sockets) and of `-c` start here, as nginx's `-p`.
+    #[arg(short = 'p', value_name = "PREFIX")]
+    pub prefix: Option<PathBuf>,
+
+    /// Error log file, or `stderr`, replacing the main `error_log` target
+    /// (its level stays), as nginx's `-e`.
+    #[arg(short = 'e', value_name = "FILE|stderr")]
+    pub error_log: Option<String>,
+
+    /// Executors to run, one per core: a number or `auto` (one per CPU of
+    /// `--cpus`, else of the process's affinity). Overrides
+    /// `worker_processes`.
     #[arg(long, value_name = "N|auto", value_parser = parse_workers)]
     pub cores: Option<Workers>,
+
+    /// CPUs to run the executors on, e.g. `0-3,6`; core i takes the i-th CPU
+    /// of the list. Default: the CPUs this process may use.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    pub cpus: Option<CpuList>,
+
+    /// Do not pin executors to CPUs; let the kernel move them.
+    #[arg(long)]
+    pub no_pin: bool,
+
+    /// io_uring registered-buffer memory per executor, in bytes (`k`, `m`
+    /// suffixes). Sockets do not use it; keep it under RLIMIT_MEMLOCK.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "512k")]
+    pub io_memory: usize,
+
+    /// Sessions per core; past it a core stops accepting until one ends.
+    /// Overrides `events { worker_connections }`.
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    pub max_conns: Option<usize>,
+
+    /// Lowest level written to the error log (debug, info, notice, warn,
+    /// error, crit, alert, emerg). Overrides the `error_log` level.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+    pub log_level: Option<LogLevel>,
+}
+
+/// `--cpus`: one argument holding a whole list (clap would read a bare
+/// `Vec` as a repeated flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+fn parse_cpus(text: &str) -> Result<CpuList, String> {
+    parse_cpu_list(text).map(CpuList)
 }
 
 fn parse_workers(text: &str) -> Result<Workers, String> {
     if text == "auto" {
         return Ok(Workers::Auto);
     }
+    parse_positive(text)
+        .map(Workers::Count)
+        .map_err(|_| format!("expected a positive number or \"auto\", got \"{text}\""))
+}
+
+fn parse_positive(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(Workers::Count(n)),
-        _ => Err(format!("expected a positive number or \"auto\", got \"{text}\"")),
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("expected a positive number, got \"{text}\"")),
     }
+}
+
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&text[..i], 1 << 10),
+        Some((i, 'm' | 'M')) => (&text[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&text[..i], 1 << 30),
+        _ => (text, 1),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("expected a size such as 524288, 512k or 1m, got \"{text}\""))
+}
+
+fn parse_level(text: &str) -> Result<LogLevel, String> {
+    LogLevel::parse(text).ok_or_else(|| format!("unknown log level \"{text}\""))
 }
 
 #[cfg(test)]
@@ -51,6 +122,56 @@ mod tests {
         let args = Args::try_parse_from(["postern", "--cores", "auto"]).unwrap();
         assert_eq!(args.config, PathBuf::from(DEFAULT_CONFIG));
         assert_eq!(args.cores, Some(Workers::Auto));
+        assert_eq!(args.io_memory, 512 << 10);
+        assert!(!args.no_pin);
         assert!(Args::try_parse_from(["postern", "--cores", "0"]).is_err());
+    }
+
+    #[test]
+    fn nginx_and_tuning_flags() {
+        let args = Args::try_parse_from([
+            "postern",
+            "-p",
+            "/srv/p/",
+            "-c",
+            "p.conf",
+            "-e",
+            "stderr",
+            "--cpus",
+            "0-1,3",
+            "--no-pin",
+            "--io-memory",
+            "1m",
+            "--max-conns",
+            "100",
+            "--log-level",
+            "notice",
+        ])
+        .unwrap();
+        assert_eq!(args.prefix, Some(PathBuf::from("/srv/p/")));
+        assert_eq!(args.error_log.as_deref(), Some("stderr"));
+        assert_eq!(args.cpus, Some(CpuList(vec![0, 1, 3])));
+        assert!(args.no_pin);
+        assert_eq!(args.io_memory, 1 << 20);
+        assert_eq!(args.max_conns, Some(100));
+        assert_eq!(args.log_level, Some(LogLevel::Notice));
+        for bad in [
+            ["--cpus", "3-1"],
+            ["--io-memory", "lots"],
+            ["--max-conns", "0"],
+            ["--log-level", "loud"],
+        ] {
+            assert!(Args::try_parse_from(["postern", bad[0], bad[1]]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("4k"), Ok(4096));
+        assert_eq!(parse_bytes("2M"), Ok(2 << 20));
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("k").is_err());
+        assert!(parse_bytes("99999999999999999999g").is_err());
     }
 }

@@ -3,13 +3,22 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use postern::cli::Args;
+use postern::config::{self, LoadOptions};
+use postern::logging;
 use postern::runtime::{self, RuntimeOptions};
-use postern::{config, logging};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let file = args.config.display().to_string();
-    let config = match config::load(&args.config) {
+    let options = LoadOptions {
+        prefix: args.prefix.clone(),
+        error_log: args.error_log.clone(),
+    };
+    let file = match &args.prefix {
+        Some(prefix) => prefix.join(&args.config),
+        None => args.config.clone(),
+    };
+    let file = file.display().to_string();
+    let mut config = match config::load_with(&args.config, &options) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("postern: [emerg] {e}");
@@ -27,6 +36,9 @@ fn main() -> ExitCode {
         eprintln!("postern: configuration file {file} test is successful");
         return ExitCode::SUCCESS;
     }
+    if let Some(level) = args.log_level {
+        config.main.error_log.level = level;
+    }
     if let Err(e) = logging::init(&config.main.error_log) {
         eprintln!("postern: [emerg] {e}");
         return ExitCode::FAILURE;
@@ -36,7 +48,10 @@ fn main() -> ExitCode {
     }
     let options = RuntimeOptions {
         cores: args.cores,
-        ..RuntimeOptions::default()
+        cpus: args.cpus.map(|list| list.0),
+        pin: !args.no_pin,
+        io_memory: args.io_memory,
+        max_conns: args.max_conns,
     };
     match runtime::run(config, options) {
         Ok(()) => ExitCode::SUCCESS,

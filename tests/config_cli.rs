@@ -125,3 +125,48 @@ fn busy_port_fails_at_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn include_globs_relative_to_the_including_file() {
+    let dir = TempDir::new("include");
+    std::fs::create_dir_all(dir.path("conf.d")).unwrap();
+    std::fs::write(
+        dir.path("postern.conf"),
+        "mail {\n    auth_http 127.0.0.1:9000/auth;\n    include conf.d/*.conf;\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path("conf.d/a.conf"),
+        "server {\n    listen 127.0.0.1:1143;\n    protocol imap;\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path("conf.d/b.conf"),
+        "server {\n    listen 127.0.0.1:1144;\n    protocol imap;\n}\n",
+    )
+    .unwrap();
+    let run = || {
+        Command::new(postern_bin())
+            .arg("-t")
+            .arg("-c")
+            .arg(dir.path("postern.conf"))
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // An error inside an included file names that file and line.
+    std::fs::write(
+        dir.path("conf.d/b.conf"),
+        "server {\n    listen 127.0.0.1:1144;\n    protocl imap;\n}\n",
+    )
+    .unwrap();
+    let out = run();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let want = format!(
+        "unknown directive \"protocl\" in {}:3",
+        dir.path("conf.d/b.conf").display()
+    );
+    assert!(stderr.contains(&want), "want {want:?} in {stderr}");
+}

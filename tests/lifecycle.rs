@@ -106,3 +106,124 @@ fn auth_server_on_a_unix_socket() {
         &["a OK [CAPABILITY IMAP4rev1 LITERAL+] LOGIN completed\r\n"],
     );
 }
+
+/// A unix-socket listener: bound once, shared by both cores, removed at exit;
+/// the auth server hears `Client-IP: unix:`.
+#[test]
+fn unix_listener() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = TempDir::new("unix-listen");
+    let record = dir.path("requests");
+    let backend = start_backend(&["bob:secret"], 1, 10);
+    let auth = start_auth(&["bob:secret"], backend.addr, &["--record", record.to_str().unwrap()]);
+    let socket = dir.path("imap.sock");
+    let conf = dir.path("postern.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 2;\nerror_log stderr info;\nmail {{\n    auth_http {}/auth;\n    server {{\n        listen unix:{};\n        protocol imap;\n    }}\n}}\n",
+            auth.addr,
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(postern_bin());
+    cmd.arg("-c").arg(&conf);
+    let mut postern = Proc::spawn(cmd);
+    postern.wait_for("started");
+    for round in 0..4 {
+        let stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "* OK IMAP4 ready\r\n");
+        (&stream)
+            .write_all(format!("u{round} LOGIN bob secret\r\n").as_bytes())
+            .unwrap();
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(
+            line,
+            format!("u{round} OK [CAPABILITY IMAP4rev1 LITERAL+] LOGIN completed\r\n")
+        );
+    }
+    let requests = String::from_utf8(read_file(&record)).unwrap();
+    assert_eq!(requests.matches("\r\nClient-IP: unix:\r\n").count(), 4, "{requests}");
+    assert!(
+        postern
+            .log()
+            .contains(&format!("connected to unix:{}", socket.display())),
+        "{}",
+        postern.log()
+    );
+    assert!(Command::new("kill")
+        .args(["-TERM", &postern.pid().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(postern.wait_exit().success());
+    assert!(!socket.exists(), "the socket file is left behind");
+}
+
+/// nginx's test harness starts `BIN -p DIR/ -c nginx.conf -e error.log`.
+#[test]
+fn prefix_and_error_log_flags() {
+    let dir = TempDir::new("prefix");
+    std::fs::create_dir_all(dir.path("logs")).unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path("postern.conf"),
+        format!(
+            "pid logs/postern.pid;\nerror_log logs/ignored.log info;\nmail {{\n    auth_http 127.0.0.1:9/auth;\n    server {{ listen 127.0.0.1:{port}; protocol imap; }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(postern_bin());
+    cmd.arg("-p")
+        .arg(format!("{}/", dir.0.display()))
+        .args(["-c", "postern.conf", "-e", "stderr"]);
+    let mut postern = Proc::spawn(cmd);
+    // -e moved the log to stderr, at the config's level (info).
+    postern.wait_for("started");
+    let pid = std::fs::read_to_string(dir.path("logs/postern.pid")).unwrap();
+    assert_eq!(pid.trim(), postern.pid().to_string());
+    assert!(!dir.path("logs/ignored.log").exists());
+    let _ = Client::imap(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    postern.wait_for("[info]");
+    assert!(Command::new("kill")
+        .args(["-INT", &postern.pid().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(postern.wait_exit().success());
+}
+
+/// Every listen parameter at once; the socket options themselves are read
+/// back with getsockopt in `runtime::listener`'s tests. Here: the backlog as
+/// `ss` reports it, once per core (one SO_REUSEPORT socket each).
+#[test]
+fn listen_parameters_and_per_core_sockets() {
+    let dir = TempDir::new("params");
+    let port = free_port();
+    let conf = dir.path("postern.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 2;\nerror_log stderr info;\nmail {{\n    auth_http 127.0.0.1:9/auth;\n    server {{\n        listen 127.0.0.1:{port} bind backlog=37 rcvbuf=64k sndbuf=64k so_keepalive=30m::10 reuseport;\n        protocol imap;\n    }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(postern_bin());
+    cmd.arg("-c").arg(&conf);
+    let postern = Proc::spawn(cmd);
+    postern.wait_for("started");
+    let out = Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let backlogs: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
+    assert_eq!(backlogs, ["37", "37"], "ss says:\n{text}");
+    let _ = Client::imap(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+}

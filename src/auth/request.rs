@@ -12,6 +12,8 @@ pub struct RequestContext<'a> {
     pub host: &'a str,
     /// `Client-IP`; `None` for a client on a unix socket.
     pub client_ip: Option<IpAddr>,
+    /// `auth_http_header`s, validated by the config (token names, no CR/LF).
+    pub headers: &'a [(String, String)],
 }
 
 /// The request bytes, headers in nginx's order. User and password are
@@ -36,7 +38,14 @@ pub fn build(req: &AuthRequest, ctx: &RequestContext<'_>) -> Vec<u8> {
         Some(ip) => out.extend_from_slice(ip.to_string().as_bytes()),
         None => out.extend_from_slice(b"unix:"),
     }
-    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in ctx.headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
     out
 }
 
@@ -74,12 +83,13 @@ mod tests {
             uri: "/auth",
             host: "localhost",
             client_ip: Some("192.0.2.7".parse().unwrap()),
+            headers: &[("X-Auth-Key".to_string(), "s3cr3t key".to_string())],
         };
         assert_eq!(
             String::from_utf8(build(&req, &ctx)).unwrap(),
             "GET /auth HTTP/1.0\r\nHost: localhost\r\nAuth-Method: plain\r\nAuth-User: bob\r\n\
              Auth-Pass: pa%20ss\r\nAuth-Protocol: imap\r\nAuth-Login-Attempt: 2\r\n\
-             Client-IP: 192.0.2.7\r\n\r\n"
+             Client-IP: 192.0.2.7\r\nX-Auth-Key: s3cr3t key\r\n\r\n"
         );
     }
 

@@ -1,7 +1,8 @@
 //! From a directive tree to a `Config`, in two passes.
 //!
 //! 1. A walk in file order checks every directive against its row (name,
-//!    context, block, arity, duplicates) and applies it: main and `events`
+//!    context, block, arity, duplicates) and applies it; an `include` is
+//!    read and walked in its place, in the same block: main and `events`
 //!    directives to the main settings, `server` ones to that server's draft,
 //!    `mail`-level ones to a scratch draft, only to validate them (a `mail`
 //!    block may have no server), and they are kept for step 2. Errors thus
@@ -22,8 +23,12 @@ use super::model::{
     AuthHttp, AuthMethod, Config, ErrorLog, ImapSettings, Listen, ListenAddr, Location, MainConfig, Protocol,
     ServerConfig, Workers,
 };
-use super::parser::Directive;
-use super::ConfigError;
+use super::parser::{self, Directive};
+use super::{files, ConfigError, LoadOptions};
+
+/// How many files deep `include` may go (the main file is level 0); a
+/// deeper chain is refused rather than followed without end.
+pub(crate) const MAX_INCLUDE_NESTING: usize = 16;
 
 /// What setters may need beyond the directive: where relative paths start,
 /// the host name, the resolver, and the addresses already listened on.
@@ -33,19 +38,27 @@ pub(crate) struct Env {
     hostname: Option<String>,
     pub(crate) resolver: Resolver,
     listening: HashSet<SocketAddr>,
+    listening_unix: HashSet<PathBuf>,
 }
 
 impl Env {
-    fn new(file: &Path) -> Env {
-        // Relative paths are taken from the configuration file's folder, and
-        // made absolute now so a later change of directory cannot move them.
-        let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-        let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    fn new(file: &Path, prefix: Option<&Path>) -> Env {
+        // Relative paths are taken from the prefix, else the configuration
+        // file's folder, and made absolute now so a later change of
+        // directory cannot move them.
+        let base_dir = match prefix {
+            Some(prefix) => std::path::absolute(prefix).unwrap_or_else(|_| prefix.to_path_buf()),
+            None => {
+                let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+                file.parent().map(Path::to_path_buf).unwrap_or_default()
+            }
+        };
         Env {
             base_dir,
             hostname: None,
             resolver: Resolver::default(),
             listening: HashSet::new(),
+            listening_unix: HashSet::new(),
         }
     }
 
@@ -60,8 +73,11 @@ impl Env {
     }
 
     /// Records a listening address; `false` when another `listen` has it.
-    pub(crate) fn claim_listen(&mut self, addr: SocketAddr) -> bool {
-        self.listening.insert(addr)
+    pub(crate) fn claim_listen(&mut self, addr: &ListenAddr) -> bool {
+        match addr {
+            ListenAddr::Tcp(addr) => self.listening.insert(*addr),
+            ListenAddr::Unix(path) => self.listening_unix.insert(path.clone()),
+        }
     }
 }
 
@@ -80,6 +96,7 @@ pub(crate) struct MainDraft {
     pub(crate) error_log: Option<ErrorLog>,
     pub(crate) pid: Option<PathBuf>,
     pub(crate) worker_connections: Option<usize>,
+    pub(crate) worker_rlimit_nofile: Option<u64>,
 }
 
 /// One server's settings while the file is read; `None` is unset.
@@ -92,7 +109,12 @@ pub(crate) struct ServerDraft {
     pub(crate) timeout: Option<Duration>,
     pub(crate) auth_http: Option<AuthHttp>,
     pub(crate) auth_http_timeout: Option<Duration>,
+    pub(crate) auth_http_headers: Option<Vec<(String, String)>>,
     pub(crate) proxy_pass_error_message: Option<bool>,
+    pub(crate) so_keepalive: Option<bool>,
+    pub(crate) max_errors: Option<u32>,
+    pub(crate) proxy_buffer: Option<usize>,
+    pub(crate) proxy_timeout: Option<Duration>,
     pub(crate) imap_capabilities: Option<Vec<String>>,
     pub(crate) imap_auth: Option<Vec<AuthMethod>>,
     pub(crate) imap_client_buffer: Option<usize>,
@@ -114,24 +136,31 @@ struct Builder<'a> {
     /// Validates `mail`-level values; never used for a server.
     mail_scratch: ServerDraft,
     /// `mail`-level directives in file order, for every server to inherit.
-    mail_level: Vec<(&'static Row, &'a Directive)>,
+    mail_level: Vec<(&'static Row, Directive)>,
     servers: Vec<ServerBlock>,
     warnings: Vec<String>,
+    /// The files being read, the main one first, as `canonicalize` names
+    /// them: an `include` of one of them would never end.
+    reading: Vec<PathBuf>,
 }
 
-pub(crate) fn build(tree: &[Directive], file: &Path) -> Result<Config, ConfigError> {
+pub(crate) fn build(tree: &[Directive], file: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
     let mut builder = Builder {
         file,
-        env: Env::new(file),
+        env: Env::new(file, options.prefix.as_deref()),
         main: MainDraft::default(),
         main_set: HashSet::new(),
         mail_scratch: ServerDraft::default(),
         mail_level: Vec::new(),
         servers: Vec::new(),
         warnings: Vec::new(),
+        reading: vec![canonical(file)],
     };
-    builder.walk(tree, Contexts::MAIN)?;
-    let main = builder.finish_main()?;
+    builder.walk(tree, Contexts::MAIN, &mut HashSet::new())?;
+    let mut main = builder.finish_main()?;
+    if let Some(target) = &options.error_log {
+        main.error_log.target = error_log_option(target, &builder.env)?;
+    }
     let servers = builder.finish_servers()?;
     Ok(Config {
         file: file.to_path_buf(),
@@ -141,14 +170,35 @@ pub(crate) fn build(tree: &[Directive], file: &Path) -> Result<Config, ConfigErr
     })
 }
 
+/// nginx's `-e`: the error log's target from the command line.
+fn error_log_option(target: &str, env: &Env) -> Result<super::LogTarget, ConfigError> {
+    if target.is_empty() {
+        return Err(ConfigError::new("invalid error log \"\""));
+    }
+    directives::log_target(target, env).map_err(ConfigError::new)
+}
+
+/// The file's name with links and `..` resolved, to tell the same file
+/// under two names; as given when it cannot be (it is then read as given,
+/// and fails there if it is missing).
+fn canonical(file: &Path) -> PathBuf {
+    std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf())
+}
+
 fn located(d: &Directive) -> impl Fn(String) -> ConfigError + '_ {
     move |message| ConfigError::at(message, d.location.clone())
 }
 
-impl<'a> Builder<'a> {
-    /// Step 1 for one block whose directives are in `context`.
-    fn walk(&mut self, dirs: &'a [Directive], context: Contexts) -> Result<(), ConfigError> {
-        let mut seen: HashSet<&'static str> = HashSet::new();
+impl Builder<'_> {
+    /// Step 1 for one block whose directives are in `context`; `seen` holds
+    /// the block's directives so far, for duplicates (an included file's
+    /// directives are the including block's).
+    fn walk(
+        &mut self,
+        dirs: &[Directive],
+        context: Contexts,
+        seen: &mut HashSet<&'static str>,
+    ) -> Result<(), ConfigError> {
         for d in dirs {
             let row = directives::lookup(d, context).map_err(located(d))?;
             directives::check_form(row, d).map_err(located(d))?;
@@ -158,6 +208,7 @@ impl<'a> Builder<'a> {
             match row.status {
                 Status::Supported(setter) => self.apply(row, setter, d, context)?,
                 Status::Block(inner) => self.enter(d, inner)?,
+                Status::Include => self.include(d, context, seen)?,
                 // Kept for the caller: the error log is not open yet.
                 Status::Ignored(why) => self
                     .warnings
@@ -169,17 +220,50 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    fn enter(&mut self, d: &'a Directive, inner: Contexts) -> Result<(), ConfigError> {
+    /// `include`: each file it names is read, parsed on its own (so a block
+    /// cannot open in one file and close in another) and walked as if its
+    /// directives were written in place of the `include`.
+    fn include(
+        &mut self,
+        d: &Directive,
+        context: Contexts,
+        seen: &mut HashSet<&'static str>,
+    ) -> Result<(), ConfigError> {
+        let [arg] = d.args.as_slice() else {
+            return Err(located(d)(internal(&d.name, "has not one argument")));
+        };
+        if self.reading.len() > MAX_INCLUDE_NESTING {
+            return Err(located(d)("too deep include nesting".to_string()));
+        }
+        for path in files::include_paths(&d.location.file, arg).map_err(located(d))? {
+            let text = files::read(&path, Some(&d.location))?;
+            let key = canonical(&path);
+            if self.reading.contains(&key) {
+                return Err(located(d)(format!(
+                    "include loop: \"{}\" is already being read",
+                    path.display()
+                )));
+            }
+            let tree = parser::parse(&text, &path)?;
+            self.reading.push(key);
+            let walked = self.walk(&tree, context, seen);
+            self.reading.pop();
+            walked?;
+        }
+        Ok(())
+    }
+
+    fn enter(&mut self, d: &Directive, inner: Contexts) -> Result<(), ConfigError> {
         let children = d.block.as_deref().unwrap_or_default();
         if inner != Contexts::SERVER {
-            return self.walk(children, inner);
+            return self.walk(children, inner, &mut HashSet::new());
         }
         self.servers.push(ServerBlock {
             location: d.location.clone(),
             draft: ServerDraft::default(),
             set_here: HashSet::new(),
         });
-        self.walk(children, inner)?;
+        self.walk(children, inner, &mut HashSet::new())?;
         // nginx checks this as the block closes, before any merging.
         let no_listen = self.servers.last().is_some_and(|s| s.draft.listen.is_empty());
         if no_listen {
@@ -195,7 +279,7 @@ impl<'a> Builder<'a> {
         &mut self,
         row: &'static Row,
         setter: Setter,
-        d: &'a Directive,
+        d: &Directive,
         context: Contexts,
     ) -> Result<(), ConfigError> {
         let env = &mut self.env;
@@ -205,7 +289,7 @@ impl<'a> Builder<'a> {
                 set(&mut self.main, d, env)
             }
             Setter::Server(set) if context == Contexts::MAIL => {
-                self.mail_level.push((row, d));
+                self.mail_level.push((row, d.clone()));
                 set(&mut self.mail_scratch, d, env)
             }
             Setter::Server(set) => match self.servers.last_mut() {
@@ -241,6 +325,7 @@ impl<'a> Builder<'a> {
             error_log: required(main.error_log, "error_log", &at)?,
             pid: main.pid,
             worker_connections: required(main.worker_connections, "worker_connections", &at)?,
+            worker_rlimit_nofile: main.worker_rlimit_nofile,
         })
     }
 
@@ -316,7 +401,13 @@ fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
         timeout: required(draft.timeout, "timeout", &location)?,
         auth_http,
         auth_http_timeout: required(draft.auth_http_timeout, "auth_http_timeout", &location)?,
+        // No default: none unless `auth_http_header` is given.
+        auth_http_headers: draft.auth_http_headers.unwrap_or_default(),
         proxy_pass_error_message: required(draft.proxy_pass_error_message, "proxy_pass_error_message", &location)?,
+        so_keepalive: required(draft.so_keepalive, "so_keepalive", &location)?,
+        max_errors: required(draft.max_errors, "max_errors", &location)?,
+        proxy_buffer: required(draft.proxy_buffer, "proxy_buffer", &location)?,
+        proxy_timeout: required(draft.proxy_timeout, "proxy_timeout", &location)?,
         imap: ImapSettings {
             capabilities: required(draft.imap_capabilities, "imap_capabilities", &location)?,
             auth: required(draft.imap_auth, "imap_auth", &location)?,

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use super::address;
 use super::build::{Env, MainDraft, ServerDraft};
+use super::listen;
 use super::model::{AuthMethod, ErrorLog, Listen, ListenAddr, LogLevel, LogTarget, Protocol, Workers};
 use super::parser::Directive;
 use super::values::{self, invalid_flag, invalid_value};
@@ -78,6 +79,8 @@ pub(crate) enum Status {
     Ignored(&'static str),
     /// Opens a block whose directives are in the given context.
     Block(Contexts),
+    /// `include`: the named files' directives take its place.
+    Include,
     /// Never: the text says why.
     Refused(&'static str),
 }
@@ -166,10 +169,10 @@ pub(crate) static TABLE: &[Row] = &[
     Row::block("mail", MAIN, MAIL),
     Row::refused("http", MAIN, MAIL_ONLY),
     Row::refused("stream", MAIN, MAIL_ONLY),
-    Row::not_yet("include", ANY),
+    Row::new("include", ANY, Exact(1), Status::Include).repeatable(),
+    Row::main("worker_rlimit_nofile", MAIN, Exact(1), set_worker_rlimit_nofile),
     Row::not_yet("user", MAIN),
     Row::not_yet("master_process", MAIN),
-    Row::not_yet("worker_rlimit_nofile", MAIN),
     Row::not_yet("worker_rlimit_core", MAIN),
     Row::not_yet("worker_priority", MAIN),
     Row::not_yet("worker_cpu_affinity", MAIN),
@@ -198,6 +201,15 @@ pub(crate) static TABLE: &[Row] = &[
     Row::server("timeout", MAIL_SERVER, Exact(1), set_timeout).default("60s"),
     Row::server("auth_http", MAIL_SERVER, Exact(1), set_auth_http),
     Row::server("auth_http_timeout", MAIL_SERVER, Exact(1), set_auth_http_timeout).default("60s"),
+    // Server-level headers replace the mail-level ones as a whole (nginx's
+    // array merge), which the generic inheritance does; none by default.
+    Row::server("auth_http_header", MAIL_SERVER, Exact(2), set_auth_http_header).repeatable(),
+    Row::server("so_keepalive", MAIL_SERVER, Flag, set_so_keepalive).default("off"),
+    Row::server("max_errors", MAIL_SERVER, Exact(1), set_max_errors).default("5"),
+    // Sets nothing: `off` is what Postern does anyway.
+    Row::server("resolver", MAIL_SERVER, AtLeast(1), set_resolver),
+    Row::server("proxy_buffer", MAIL_SERVER, Exact(1), set_proxy_buffer).default("4k"),
+    Row::server("proxy_timeout", MAIL_SERVER, Exact(1), set_proxy_timeout).default("24h"),
     Row::server(
         "proxy_pass_error_message",
         MAIL_SERVER,
@@ -214,14 +226,8 @@ pub(crate) static TABLE: &[Row] = &[
         .default("plain"),
     Row::server("imap_client_buffer", MAIL_SERVER, Exact(1), set_imap_client_buffer).default("4k"),
     Row::not_yet("error_log", MAIL_SERVER),
-    Row::not_yet("so_keepalive", MAIL_SERVER),
-    Row::not_yet("resolver", MAIL_SERVER),
     Row::not_yet("resolver_timeout", MAIL_SERVER),
-    Row::not_yet("max_errors", MAIL_SERVER),
-    Row::not_yet("auth_http_header", MAIL_SERVER),
     Row::not_yet("auth_http_pass_client_cert", MAIL_SERVER),
-    Row::not_yet("proxy_buffer", MAIL_SERVER),
-    Row::not_yet("proxy_timeout", MAIL_SERVER),
     Row::not_yet("proxy_protocol", MAIL_SERVER),
     Row::not_yet("proxy_smtp_auth", MAIL_SERVER),
     Row::not_yet("xclient", MAIL_SERVER),
@@ -285,7 +291,7 @@ pub(crate) fn check_form(row: &Row, d: &Directive) -> Result<(), String> {
         Status::Block(_) if d.block.is_none() => {
             return Err(format!("directive \"{}\" has no opening \"{{\"", d.name));
         }
-        Status::Supported(_) | Status::Ignored(_) if d.block.is_some() => {
+        Status::Supported(_) | Status::Ignored(_) | Status::Include if d.block.is_some() => {
             return Err(format!("directive \"{}\" is not terminated by \";\"", d.name));
         }
         _ => {}
@@ -332,6 +338,21 @@ fn positive_arg(d: &Directive) -> Result<usize, String> {
     }
 }
 
+/// As [`positive_arg`], in the field's type; too large for it is invalid.
+fn positive_arg_as<T: TryFrom<usize>>(d: &Directive) -> Result<T, String> {
+    T::try_from(positive_arg(d)?).map_err(|_| invalid_value(&d.args.join(" "), &d.name))
+}
+
+/// A buffer size that must be at least one byte: an empty buffer could
+/// hold no line at all.
+fn buffer_size_arg(d: &Directive) -> Result<usize, String> {
+    let value = only(d)?;
+    match values::parse_size(value) {
+        Some(size) if size > 0 => Ok(size),
+        _ => Err(invalid_value(value, &d.name)),
+    }
+}
+
 // Setters of the main and events contexts.
 
 fn set_worker_processes(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
@@ -348,20 +369,26 @@ fn set_error_log(m: &mut MainDraft, d: &Directive, env: &mut Env) -> Result<(), 
         [target, level] => (target, Some(level)),
         _ => return Err(invalid_arguments(d)),
     };
-    let target = match target.as_str() {
-        "stderr" => LogTarget::Stderr,
-        t if t.starts_with("syslog:") || t.starts_with("memory:") => {
-            let kind = t.split(':').next().unwrap_or(t);
-            return Err(format!("\"error_log {kind}:\" is not supported yet"));
-        }
-        path => LogTarget::File(env.path(path)),
-    };
+    let target = log_target(target, env)?;
     let level = match level {
         None => LogLevel::Error,
         Some(word) => LogLevel::parse(word).ok_or_else(|| format!("invalid log level \"{word}\""))?,
     };
     m.error_log = Some(ErrorLog { target, level });
     Ok(())
+}
+
+/// `stderr` or a file, relative to the prefix or the file's folder; the
+/// command line's `-e` too.
+pub(crate) fn log_target(target: &str, env: &Env) -> Result<LogTarget, String> {
+    match target {
+        "stderr" => Ok(LogTarget::Stderr),
+        t if t.starts_with("syslog:") || t.starts_with("memory:") => {
+            let kind = t.split(':').next().unwrap_or(t);
+            Err(format!("\"error_log {kind}:\" is not supported yet"))
+        }
+        path => Ok(LogTarget::File(env.path(path))),
+    }
 }
 
 fn set_pid(m: &mut MainDraft, d: &Directive, env: &mut Env) -> Result<(), String> {
@@ -397,53 +424,49 @@ fn set_worker_connections(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Resu
     Ok(())
 }
 
+fn set_worker_rlimit_nofile(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    m.worker_rlimit_nofile = Some(positive_arg_as(d)?);
+    Ok(())
+}
+
 // Setters of the mail and server contexts.
 
-/// `listen` parameters nginx knows. Each comes in a later issue: it will
-/// turn into a row here with a setter filling the listener's options.
-const LISTEN_PARAMS: &[&str] = &[
-    "ssl",
-    "proxy_protocol",
-    "bind",
-    "reuseport",
-    "multipath",
-    "backlog=",
-    "rcvbuf=",
-    "sndbuf=",
-    "ipv6only=",
-    "so_keepalive=",
-];
-
-fn check_listen_param(word: &str) -> Result<(), String> {
-    let known = LISTEN_PARAMS.iter().find(|&&p| match p.strip_suffix('=') {
-        Some(_) => word.starts_with(p),
-        None => word == p,
-    });
-    match known {
-        Some(param) => Err(format!("\"listen ... {param}\" is not supported yet")),
-        None => Err(format!("the invalid \"{word}\" parameter")),
-    }
-}
+/// The longest `sun_path` Linux takes, the final NUL included.
+const SUN_PATH_MAX: usize = 108;
 
 fn set_listen(s: &mut ServerDraft, d: &Directive, env: &mut Env) -> Result<(), String> {
     let Some((addr, params)) = d.args.split_first() else {
         return Err(invalid_arguments(d));
     };
-    if addr.starts_with("unix:") {
-        return Err("\"unix:\" listen is not supported yet".into());
-    }
-    let addrs = address::listen_addrs(addr, &mut env.resolver)
-        .map_err(|err| format!("{err} in \"{addr}\" of the \"listen\" directive"))?;
-    for param in params {
-        check_listen_param(param)?;
-    }
+    let in_addr = |err: &str| format!("{err} in \"{addr}\" of the \"listen\" directive");
+    let addrs = match addr.strip_prefix("unix:") {
+        Some("") => return Err(in_addr("no path in the unix domain socket")),
+        Some(path) => {
+            let path = env.path(path);
+            if path.as_os_str().len() >= SUN_PATH_MAX {
+                return Err(in_addr("too long path in the unix domain socket"));
+            }
+            vec![ListenAddr::Unix(path)]
+        }
+        None => address::listen_addrs(addr, &mut env.resolver)
+            .map_err(in_addr)?
+            .into_iter()
+            .map(ListenAddr::Tcp)
+            .collect(),
+    };
+    let params = listen::params(params)?;
     for addr in addrs {
-        if !env.claim_listen(addr) {
-            return Err(format!("duplicate \"{addr}\" address and port pair"));
+        if !env.claim_listen(&addr) {
+            let shown = match &addr {
+                ListenAddr::Tcp(addr) => addr.to_string(),
+                ListenAddr::Unix(path) => format!("unix:{}", path.display()),
+            };
+            return Err(format!("duplicate \"{shown}\" address and port pair"));
         }
         s.listen.push(Listen {
-            addr: ListenAddr::Tcp(addr),
+            addr,
             location: d.location.clone(),
+            params: params.clone(),
         });
     }
     Ok(())
@@ -486,8 +509,70 @@ fn set_auth_http_timeout(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Res
     Ok(())
 }
 
+/// RFC 9110 `tchar`: what a header name is made of.
+fn is_token_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+}
+
+/// A value shown in an error with the bytes that would break a line written
+/// as `\r`, `\n`, `\0`.
+fn shown(value: &str) -> String {
+    value.replace('\r', "\\r").replace('\n', "\\n").replace('\0', "\\0")
+}
+
+fn set_auth_http_header(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    let [name, value] = d.args.as_slice() else {
+        return Err(invalid_arguments(d));
+    };
+    // Checked here so that no header can split the request to the auth
+    // server: nginx sends them as written.
+    if name.is_empty() || !name.bytes().all(is_token_char) {
+        return Err(invalid_value(&shown(name), &d.name));
+    }
+    if value.contains(['\r', '\n', '\0']) {
+        return Err(invalid_value(&shown(value), &d.name));
+    }
+    s.auth_http_headers
+        .get_or_insert_with(Vec::new)
+        .push((name.clone(), value.clone()));
+    Ok(())
+}
+
 fn set_proxy_pass_error_message(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
     s.proxy_pass_error_message = Some(flag_arg(d)?);
+    Ok(())
+}
+
+fn set_so_keepalive(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.so_keepalive = Some(flag_arg(d)?);
+    Ok(())
+}
+
+fn set_max_errors(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.max_errors = Some(positive_arg_as(d)?);
+    Ok(())
+}
+
+/// Only `off`: host names are resolved once, while the file is read, and a
+/// resolver would be for names looked up per session (the backend's name
+/// from the auth server), which Postern does not do.
+fn set_resolver(_: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    match d.args.as_slice() {
+        [off] if off == "off" => Ok(()),
+        _ => Err(format!(
+            "\"{}\" with addresses is not supported yet: Postern resolves names once, at start",
+            d.name
+        )),
+    }
+}
+
+fn set_proxy_buffer(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.proxy_buffer = Some(buffer_size_arg(d)?);
+    Ok(())
+}
+
+fn set_proxy_timeout(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.proxy_timeout = Some(time_arg(d)?);
     Ok(())
 }
 
@@ -532,12 +617,7 @@ fn set_imap_auth(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), 
 }
 
 fn set_imap_client_buffer(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
-    let value = only(d)?;
-    // A zero buffer could hold no command at all.
-    s.imap_client_buffer = match values::parse_size(value) {
-        Some(size) if size > 0 => Some(size),
-        _ => return Err(invalid_value(value, &d.name)),
-    };
+    s.imap_client_buffer = Some(buffer_size_arg(d)?);
     Ok(())
 }
 
@@ -595,6 +675,40 @@ mod tests {
         }
     }
 
+    /// Once refused as not built; each now has a row that acts.
+    #[test]
+    fn built_since_the_first_slice() {
+        let rows: &[(&str, Contexts)] = &[
+            ("include", MAIN),
+            ("include", EVENTS),
+            ("include", MAIL),
+            ("include", SERVER),
+            ("worker_rlimit_nofile", MAIN),
+            ("so_keepalive", MAIL),
+            ("resolver", MAIL),
+            ("max_errors", MAIL),
+            ("auth_http_header", SERVER),
+            ("proxy_buffer", SERVER),
+            ("proxy_timeout", MAIL),
+        ];
+        for &(name, context) in rows {
+            let d = Directive {
+                name: name.to_string(),
+                args: Vec::new(),
+                location: crate::config::Location {
+                    file: "x".into(),
+                    line: 1,
+                },
+                block: None,
+            };
+            let row = lookup(&d, context).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                matches!(row.status, Status::Supported(_) | Status::Include),
+                "{name}: not built"
+            );
+        }
+    }
+
     #[test]
     fn arity() {
         let rows: &[(Arity, usize, bool)] = &[
@@ -611,24 +725,6 @@ mod tests {
         ];
         for &(arity, count, want) in rows {
             assert_eq!(arity.accepts(count), want, "{arity:?} {count}");
-        }
-    }
-
-    #[test]
-    fn listen_params() {
-        let rows: &[(&str, &str)] = &[
-            ("ssl", "\"listen ... ssl\" is not supported yet"),
-            ("proxy_protocol", "\"listen ... proxy_protocol\" is not supported yet"),
-            ("backlog=10", "\"listen ... backlog=\" is not supported yet"),
-            ("so_keepalive=on", "\"listen ... so_keepalive=\" is not supported yet"),
-            ("ipv6only=off", "\"listen ... ipv6only=\" is not supported yet"),
-            ("reuseport", "\"listen ... reuseport\" is not supported yet"),
-            ("ssl=1", "the invalid \"ssl=1\" parameter"),
-            ("backlog", "the invalid \"backlog\" parameter"),
-            ("fast", "the invalid \"fast\" parameter"),
-        ];
-        for &(word, want) in rows {
-            assert_eq!(check_listen_param(word), Err(want.to_string()), "{word}");
         }
     }
 }

@@ -4,14 +4,17 @@
 //! The text goes through `lexer` (words and `;` `{` `}`), `parser` (a tree of
 //! directives, no names known), then `build`, which checks each directive
 //! against its row in `directives` (the table of every directive nginx's
-//! core, events and mail modules have) and merges `mail`-level settings and
-//! defaults into each server. `values` and `address` read nginx's value
-//! forms. Host names are resolved here, once; nothing is resolved later.
+//! core, events and mail modules have), reads `include`d files (`files`) in
+//! their place, and merges `mail`-level settings and defaults into each
+//! server. `values`, `address` and `listen` read nginx's value forms. Host
+//! names are resolved here, once; nothing is resolved later.
 
 mod address;
 mod build;
 mod directives;
+mod files;
 mod lexer;
+mod listen;
 pub mod model;
 mod parser;
 #[cfg(test)]
@@ -19,34 +22,50 @@ mod tests;
 mod values;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use model::*;
 
+/// What the command line may change in how a file is read, as nginx's `-p`
+/// and `-e`.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// nginx's `-p`: relative paths in the file (`pid`, `error_log`,
+    /// `listen unix:`) start here instead of at the file's folder, and so
+    /// does a relative path to the file itself. `include` still starts at the
+    /// including file's folder.
+    pub prefix: Option<PathBuf>,
+    /// nginx's `-e`: `stderr` or a file (relative: as above) that replaces
+    /// the main `error_log` target; the level stays the file's (or the
+    /// default).
+    pub error_log: Option<String>,
+}
+
 /// Reads, parses and validates the file; resolves host names (`auth_http`,
-/// `listen`) once.
+/// `listen`) once. Relative paths start at the file's folder.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let bytes =
-        std::fs::read(path).map_err(|err| ConfigError::new(format!("open() \"{}\" failed ({err})", path.display())))?;
-    let text = String::from_utf8(bytes).map_err(|err| {
-        let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
-        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
-        ConfigError::at(
-            "invalid UTF-8 in the configuration file",
-            Location {
-                file: path.to_path_buf(),
-                line: u32::try_from(line).unwrap_or(u32::MAX),
-            },
-        )
-    })?;
-    parse_str(&text, path)
+    load_with(path, &LoadOptions::default())
+}
+
+/// As [`load`], with the command line's prefix and error log.
+pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
+    let file = match &options.prefix {
+        Some(prefix) if path.is_relative() => prefix.join(path),
+        _ => path.to_path_buf(),
+    };
+    let text = files::read(&file, None)?;
+    parse_with(&text, &file, options)
 }
 
 /// As [`load`], from text; `file` names it in messages and is the folder
-/// relative paths start from.
+/// relative paths (and `include`s) start from.
 pub fn parse_str(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    parse_with(text, file, &LoadOptions::default())
+}
+
+fn parse_with(text: &str, file: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
     let tree = parser::parse(text, file)?;
-    build::build(&tree, file)
+    build::build(&tree, file, options)
 }
 
 /// Why a configuration was refused, and where, in nginx's words.

@@ -90,6 +90,8 @@ pub struct MainConfig {
     pub pid: Option<PathBuf>,
     /// Per-core cap on sessions (`events { worker_connections }`), default 512 as nginx.
     pub worker_connections: usize,
+    /// `worker_rlimit_nofile N`: RLIMIT_NOFILE set at start when given.
+    pub worker_rlimit_nofile: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +122,58 @@ pub enum ListenAddr {
 pub struct Listen {
     pub addr: ListenAddr,
     pub location: Location,
+    pub params: ListenParams,
 }
+
+/// TCP keepalive: `so_keepalive=on|off|[idle]:[intvl]:[cnt]` on `listen`,
+/// `so_keepalive on|off` per server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keepalive {
+    Off,
+    /// SO_KEEPALIVE with the system's timers.
+    On,
+    /// SO_KEEPALIVE with TCP_KEEPIDLE / TCP_KEEPINTVL / TCP_KEEPCNT; an empty
+    /// field keeps the system's value.
+    Tuned {
+        idle: Option<Duration>,
+        interval: Option<Duration>,
+        count: Option<u32>,
+    },
+}
+
+/// The parameters of one `listen` directive, nginx's defaults when absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenParams {
+    /// `bind`: nginx binds `addr:port` separately only with it; Postern
+    /// always binds every address separately, so it changes nothing.
+    pub bind: bool,
+    /// `backlog=N`, default 511.
+    pub backlog: i32,
+    /// `rcvbuf=size`, `sndbuf=size`: SO_RCVBUF / SO_SNDBUF when given.
+    pub rcvbuf: Option<usize>,
+    pub sndbuf: Option<usize>,
+    /// `ipv6only=on|off` (IPV6_V6ONLY), default on; only for IPv6 addresses.
+    pub ipv6only: bool,
+    /// `so_keepalive=...`; `None` when absent (the server's `so_keepalive`
+    /// then applies to accepted connections).
+    pub keepalive: Option<Keepalive>,
+}
+
+impl Default for ListenParams {
+    fn default() -> Self {
+        ListenParams {
+            bind: false,
+            backlog: DEFAULT_BACKLOG,
+            rcvbuf: None,
+            sndbuf: None,
+            ipv6only: true,
+            keepalive: None,
+        }
+    }
+}
+
+/// nginx's listen backlog on Linux.
+pub const DEFAULT_BACKLOG: i32 = 511;
 
 /// `auth_http URL`: where the auth server is, resolved once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +221,19 @@ pub struct ServerConfig {
     pub timeout: Duration,
     pub auth_http: AuthHttp,
     pub auth_http_timeout: Duration,
+    /// `auth_http_header name value`: sent after nginx's headers, in order.
+    /// Names are HTTP tokens and values hold no CR, LF or NUL (checked when
+    /// read), so they cannot break the request.
+    pub auth_http_headers: Vec<(String, String)>,
     pub proxy_pass_error_message: bool,
+    /// `so_keepalive on|off` (off): SO_KEEPALIVE on client and backend sockets.
+    pub so_keepalive: bool,
+    /// `max_errors` (5): invalid commands before the session is closed.
+    pub max_errors: u32,
+    /// `proxy_buffer` (4k): the longest backend line during login.
+    pub proxy_buffer: usize,
+    /// `proxy_timeout` (24h): an idle relay is closed after this.
+    pub proxy_timeout: Duration,
     pub imap: ImapSettings,
 }
 

@@ -85,12 +85,21 @@ fn minimal_config_gets_exactly_the_defaults() {
                 },
                 pid: None,
                 worker_connections: 512,
+                worker_rlimit_nofile: None,
             },
             servers: vec![ServerConfig {
                 location: at(3),
                 listen: vec![Listen {
                     addr: ListenAddr::Tcp(sa("0.0.0.0:143")),
                     location: at(3),
+                    params: ListenParams {
+                        bind: false,
+                        backlog: 511,
+                        rcvbuf: None,
+                        sndbuf: None,
+                        ipv6only: true,
+                        keepalive: None,
+                    },
                 }],
                 protocol: Protocol::Imap,
                 server_name: expected_hostname(),
@@ -101,7 +110,12 @@ fn minimal_config_gets_exactly_the_defaults() {
                     uri: "/auth".to_string(),
                 },
                 auth_http_timeout: Duration::from_secs(60),
+                auth_http_headers: Vec::new(),
                 proxy_pass_error_message: false,
+                so_keepalive: false,
+                max_errors: 5,
+                proxy_buffer: 4096,
+                proxy_timeout: Duration::from_secs(24 * 3600),
                 imap: ImapSettings {
                     capabilities: vec!["IMAP4".to_string(), "IMAP4rev1".to_string(), "UIDPLUS".to_string()],
                     auth: vec![AuthMethod::Plain],
@@ -180,6 +194,9 @@ fn main_directives() {
             |m| m.pid.is_none(),
         ),
         ("events { worker_connections 1024; }", |m| m.worker_connections == 1024),
+        ("worker_rlimit_nofile 65536;", |m| m.worker_rlimit_nofile == Some(65536)),
+        ("worker_rlimit_nofile 1;", |m| m.worker_rlimit_nofile == Some(1)),
+        ("worker_processes 1;", |m| m.worker_rlimit_nofile.is_none()),
         ("events { }", |m| m.worker_connections == 512),
         (
             "events {\n use epoll;\n multi_accept on;\n accept_mutex off;\n \
@@ -222,6 +239,32 @@ fn server_directives() {
         ("imap_client_buffer 8k;", |s| s.imap.client_buffer == 8192),
         ("imap_client_buffer 100;", |s| s.imap.client_buffer == 100),
         ("protocol imap;", |s| s.protocol == Protocol::Imap),
+        ("so_keepalive on;", |s| s.so_keepalive),
+        ("so_keepalive off;", |s| !s.so_keepalive),
+        ("max_errors 1;", |s| s.max_errors == 1),
+        ("max_errors 100;", |s| s.max_errors == 100),
+        ("resolver off;", |s| s.max_errors == 5),
+        ("proxy_buffer 16k;", |s| s.proxy_buffer == 16384),
+        ("proxy_buffer 1;", |s| s.proxy_buffer == 1),
+        ("proxy_timeout 10m;", |s| s.proxy_timeout == Duration::from_secs(600)),
+        ("proxy_timeout 0;", |s| s.proxy_timeout == Duration::ZERO),
+        ("auth_http_header X-Auth-Key \"secret string\";", |s| {
+            s.auth_http_headers == [("X-Auth-Key".to_string(), "secret string".to_string())]
+        }),
+        (
+            "auth_http_header X-A 1;\nauth_http_header X-B \"\";\nauth_http_header X-A 2;",
+            |s| {
+                s.auth_http_headers
+                    == [
+                        ("X-A".to_string(), "1".to_string()),
+                        ("X-B".to_string(), String::new()),
+                        ("X-A".to_string(), "2".to_string()),
+                    ]
+            },
+        ),
+        ("auth_http_header !#$%&'*+-.^_`|~09az \"a\tb é\";", |s| {
+            s.auth_http_headers == [("!#$%&'*+-.^_`|~09az".to_string(), "a\tb é".to_string())]
+        }),
         ("auth_http unix:/run/auth.sock:/login;", |s| {
             s.auth_http
                 == AuthHttp {
@@ -454,12 +497,34 @@ fn errors_with_file_and_line() {
             "\"error_log\" directive is not supported yet in /etc/postern/postern.conf:2",
         ),
         (
-            "include mail.conf;",
-            "\"include\" directive is not supported yet in /etc/postern/postern.conf:1",
+            "include /nonexistent/mail.conf;",
+            "open() \"/nonexistent/mail.conf\" failed (No such file or directory (os error 2)) in \
+             /etc/postern/postern.conf:1",
         ),
         (
-            "mail {\n include servers/*.conf;\n}",
-            "\"include\" directive is not supported yet in /etc/postern/postern.conf:2",
+            "mail {\n include /nonexistent/servers.conf;\n}",
+            "open() \"/nonexistent/servers.conf\" failed (No such file or directory (os error 2)) in \
+             /etc/postern/postern.conf:2",
+        ),
+        (
+            "include;",
+            "invalid number of arguments in \"include\" directive in /etc/postern/postern.conf:1",
+        ),
+        (
+            "include a b;",
+            "invalid number of arguments in \"include\" directive in /etc/postern/postern.conf:1",
+        ),
+        (
+            "include a { }",
+            "directive \"include\" is not terminated by \";\" in /etc/postern/postern.conf:1",
+        ),
+        (
+            "mail {\n resolver_timeout 5s;\n}",
+            "\"resolver_timeout\" directive is not supported yet in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n proxy_protocol on;\n}",
+            "\"proxy_protocol\" directive is not supported yet in /etc/postern/postern.conf:2",
         ),
         (
             "user nobody;",
@@ -558,6 +623,123 @@ fn errors_with_file_and_line() {
             "invalid value \"0\" in \"imap_client_buffer\" directive in /etc/postern/postern.conf:2",
         ),
         (
+            "mail {\n so_keepalive maybe;\n}",
+            "invalid value \"maybe\" in \"so_keepalive\" directive, it must be \"on\" or \"off\" in \
+             /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n so_keepalive on;\n so_keepalive off;\n}",
+            "\"so_keepalive\" directive is duplicate in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n max_errors 0;\n}",
+            "invalid value \"0\" in \"max_errors\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n max_errors -1;\n}",
+            "invalid value \"-1\" in \"max_errors\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n max_errors 4294967296;\n}",
+            "invalid value \"4294967296\" in \"max_errors\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n max_errors;\n}",
+            "invalid number of arguments in \"max_errors\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n resolver 127.0.0.1;\n}",
+            "\"resolver\" with addresses is not supported yet: Postern resolves names once, at start in \
+             /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n resolver off 127.0.0.1;\n}",
+            "\"resolver\" with addresses is not supported yet: Postern resolves names once, at start in \
+             /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n resolver OFF;\n}",
+            "\"resolver\" with addresses is not supported yet: Postern resolves names once, at start in \
+             /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n resolver;\n}",
+            "invalid number of arguments in \"resolver\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n resolver off;\n resolver off;\n}",
+            "\"resolver\" directive is duplicate in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n proxy_buffer 0;\n}",
+            "invalid value \"0\" in \"proxy_buffer\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n proxy_buffer 4kb;\n}",
+            "invalid value \"4kb\" in \"proxy_buffer\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n proxy_timeout forever;\n}",
+            "invalid value \"forever\" in \"proxy_timeout\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n auth_http_header X-A;\n}",
+            "invalid number of arguments in \"auth_http_header\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n auth_http_header X-A b c;\n}",
+            "invalid number of arguments in \"auth_http_header\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n auth_http_header \"X A\" b;\n}",
+            "invalid value \"X A\" in \"auth_http_header\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n auth_http_header X-A: b;\n}",
+            "invalid value \"X-A:\" in \"auth_http_header\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n auth_http_header \"\" b;\n}",
+            "invalid value \"\" in \"auth_http_header\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n auth_http_header X-Ä b;\n}",
+            "invalid value \"X-Ä\" in \"auth_http_header\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n auth_http_header \"X\\nY\" b;\n}",
+            "invalid value \"X\\nY\" in \"auth_http_header\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n auth_http_header X-A \"b\\r\\nX-Evil: 1\";\n}",
+            "invalid value \"b\\r\\nX-Evil: 1\" in \"auth_http_header\" directive in \
+             /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n auth_http_header X-A \"two\nlines\";\n}",
+            "invalid value \"two\\nlines\" in \"auth_http_header\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n auth_http_header X-A \"nul\0\";\n}",
+            "invalid value \"nul\\0\" in \"auth_http_header\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "worker_rlimit_nofile 0;",
+            "invalid value \"0\" in \"worker_rlimit_nofile\" directive in /etc/postern/postern.conf:1",
+        ),
+        (
+            "worker_rlimit_nofile lots;",
+            "invalid value \"lots\" in \"worker_rlimit_nofile\" directive in /etc/postern/postern.conf:1",
+        ),
+        (
+            "worker_rlimit_nofile 1;\nworker_rlimit_nofile 2;",
+            "\"worker_rlimit_nofile\" directive is duplicate in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n worker_rlimit_nofile 1;\n}",
+            "\"worker_rlimit_nofile\" directive is not allowed here in /etc/postern/postern.conf:2",
+        ),
+        (
             "worker_processes 0;",
             "invalid value \"0\" in \"worker_processes\" directive in /etc/postern/postern.conf:1",
         ),
@@ -616,19 +798,74 @@ fn errors_with_file_and_line() {
         ),
         // listen
         (
-            "mail {\n server {\n  listen unix:/run/imap.sock;\n }\n}",
-            "\"unix:\" listen is not supported yet in /etc/postern/postern.conf:3",
-        ),
-        (
             "mail {\n server {\n  listen 993 ssl;\n }\n}",
             "\"listen ... ssl\" is not supported yet in /etc/postern/postern.conf:3",
         ),
         (
-            "mail {\n server {\n  listen 143 backlog=64;\n }\n}",
-            "\"listen ... backlog=\" is not supported yet in /etc/postern/postern.conf:3",
+            "mail {\n server {\n  listen 143 proxy_protocol;\n }\n}",
+            "\"listen ... proxy_protocol\" is not supported yet in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n server {\n  listen 143 multipath;\n }\n}",
+            "\"listen ... multipath\" is not supported yet in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n server {\n  listen 143 backlog=0;\n }\n}",
+            "invalid backlog \"backlog=0\" in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n server {\n  listen 143 backlog=-1;\n }\n}",
+            "invalid backlog \"backlog=-1\" in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n server {\n  listen 143 rcvbuf=big;\n }\n}",
+            "invalid rcvbuf \"rcvbuf=big\" in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n server {\n  listen 143 sndbuf=;\n }\n}",
+            "invalid sndbuf \"sndbuf=\" in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n server {\n  listen [::]:143 ipv6only=yes;\n }\n}",
+            "invalid ipv6only flags \"yes\" in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n server {\n  listen 143 so_keepalive=::;\n }\n}",
+            "invalid so_keepalive value: \"::\" in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n server {\n  listen 143 so_keepalive=1ms;\n }\n}",
+            "invalid so_keepalive value: \"1ms\" in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n server {\n  listen unix:;\n }\n}",
+            "no path in the unix domain socket in \"unix:\" of the \"listen\" directive in \
+             /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n auth_http 127.0.0.1:9000;\n server {\n  listen unix:/run/imap.sock;\n }\n}",
+            "unknown mail protocol for server in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n auth_http 127.0.0.1:9000;\n server {\n  protocol imap;\n  listen unix:/run/imap.sock;\n \
+             }\n server {\n  protocol imap;\n  listen unix:/run/../run/imap.sock;\n  listen \
+             unix:/run/imap.sock;\n }\n}",
+            "duplicate \"unix:/run/imap.sock\" address and port pair in /etc/postern/postern.conf:10",
+        ),
+        (
+            "mail {\n server {\n  listen unix:imap.sock;\n  listen unix:/etc/postern/imap.sock;\n }\n}",
+            "duplicate \"unix:/etc/postern/imap.sock\" address and port pair in /etc/postern/postern.conf:4",
+        ),
+        (
+            "mail {\n server {\n  listen 143 bind;\n  listen *:143 bind;\n }\n}",
+            "duplicate \"0.0.0.0:143\" address and port pair in /etc/postern/postern.conf:4",
         ),
         (
             "mail {\n server {\n  listen 143 fast;\n }\n}",
+            "the invalid \"fast\" parameter in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n server {\n  listen 143 bind fast;\n }\n}",
             "the invalid \"fast\" parameter in /etc/postern/postern.conf:3",
         ),
         (
@@ -858,4 +1095,514 @@ fn load_errors() {
             file.path().display()
         )
     );
+}
+
+#[test]
+fn listen_parameters_are_kept_per_address() {
+    let text = "mail {\n auth_http 127.0.0.1:9000;\n server {\n  protocol imap;\n  \
+                listen 1143 bind backlog=64 so_keepalive=30m::10;\n  \
+                listen localhost:1150 rcvbuf=8k sndbuf=16k reuseport;\n  \
+                listen [::]:1151 ipv6only=off so_keepalive=on;\n }\n}\n";
+    let server = &ok(text).servers[0];
+    let d = ListenParams::default;
+    let first = ListenParams {
+        bind: true,
+        backlog: 64,
+        keepalive: Some(Keepalive::Tuned {
+            idle: Some(Duration::from_secs(1800)),
+            interval: None,
+            count: Some(10),
+        }),
+        ..d()
+    };
+    let resolved = ListenParams {
+        rcvbuf: Some(8192),
+        sndbuf: Some(16384),
+        ..d()
+    };
+    let v6 = ListenParams {
+        ipv6only: false,
+        keepalive: Some(Keepalive::On),
+        ..d()
+    };
+    assert_eq!(server.listen[0].params, first);
+    assert_eq!(server.listen[0].location, at(5));
+    // Every address of the name, with the same parameters.
+    let by_name: Vec<&Listen> = server.listen.iter().filter(|l| l.location.line == 6).collect();
+    assert!(!by_name.is_empty());
+    assert!(by_name.iter().all(|l| l.params == resolved), "{by_name:?}");
+    let last = server.listen.last().unwrap();
+    assert_eq!(last.addr, ListenAddr::Tcp(sa("[::]:1151")));
+    assert_eq!(last.params, v6);
+}
+
+#[test]
+fn unix_listeners() {
+    let text = "mail {\n auth_http 127.0.0.1:9000;\n server {\n  protocol imap;\n  \
+                listen unix:/run/postern/imap.sock backlog=10;\n  listen unix:imap.sock;\n  \
+                listen 1143;\n }\n}\n";
+    let server = &ok(text).servers[0];
+    let got: Vec<(&ListenAddr, i32, u32)> = server
+        .listen
+        .iter()
+        .map(|l| (&l.addr, l.params.backlog, l.location.line))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (&ListenAddr::Unix(PathBuf::from("/run/postern/imap.sock")), 10, 5),
+            (&ListenAddr::Unix(PathBuf::from("/etc/postern/imap.sock")), 511, 6),
+            (&ListenAddr::Tcp(sa("0.0.0.0:1143")), 511, 7),
+        ]
+    );
+    // A unix listener names no port, so no protocol; the TCP one after it
+    // still may.
+    let inferred = "mail {\n auth_http 127.0.0.1:9000;\n server {\n  listen unix:/run/a.sock;\n  \
+                    listen 143;\n }\n}\n";
+    assert_eq!(ok(inferred).servers[0].protocol, Protocol::Imap);
+}
+
+#[test]
+fn unix_listener_path_length() {
+    // sun_path holds 107 bytes and the final NUL.
+    let longest = format!("/{}", "a".repeat(106));
+    let text = |path: &str| {
+        format!("mail {{\n auth_http 127.0.0.1:9000;\n server {{\n  protocol imap;\n  listen unix:{path};\n }}\n}}\n")
+    };
+    let server = &ok(&text(&longest)).servers[0];
+    assert_eq!(server.listen[0].addr, ListenAddr::Unix(PathBuf::from(&longest)));
+    let too_long = format!("{longest}a");
+    assert_eq!(
+        err(&text(&too_long)),
+        format!(
+            "too long path in the unix domain socket in \"unix:{too_long}\" of the \"listen\" directive in \
+             /etc/postern/postern.conf:5"
+        )
+    );
+}
+
+#[test]
+fn new_server_settings_are_inherited_and_overridden() {
+    let text = "mail {\n\
+                auth_http 127.0.0.1:9000;\n\
+                auth_http_header X-A 1;\n\
+                auth_http_header X-B 2;\n\
+                so_keepalive on;\n\
+                max_errors 3;\n\
+                proxy_timeout 5m;\n\
+                resolver off;\n\
+                server { listen 1143; protocol imap; }\n\
+                server { listen 1144; protocol imap; auth_http_header X-C 3; }\n\
+                server { listen 1145; protocol imap; so_keepalive off; max_errors 2; proxy_buffer 1k; \
+                proxy_timeout 1h; resolver off; }\n\
+                }\n";
+    let config = ok(text);
+    let [first, second, third] = config.servers.as_slice() else {
+        panic!("{config:?}");
+    };
+    let headers = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    };
+    assert_eq!(first.auth_http_headers, headers(&[("X-A", "1"), ("X-B", "2")]));
+    // Server-level headers replace the mail-level set, as nginx's array merge.
+    assert_eq!(second.auth_http_headers, headers(&[("X-C", "3")]));
+    assert_eq!(third.auth_http_headers, headers(&[("X-A", "1"), ("X-B", "2")]));
+    for server in [first, second] {
+        assert!(server.so_keepalive);
+        assert_eq!(server.max_errors, 3);
+        assert_eq!(server.proxy_buffer, DEFAULT_PROXY_BUFFER);
+        assert_eq!(server.proxy_timeout, Duration::from_secs(300));
+    }
+    assert!(!third.so_keepalive);
+    assert_eq!(third.max_errors, 2);
+    assert_eq!(third.proxy_buffer, 1024);
+    assert_eq!(third.proxy_timeout, Duration::from_secs(3600));
+}
+
+/// A fresh folder of files, removed on drop.
+struct TempTree {
+    dir: PathBuf,
+}
+
+impl TempTree {
+    fn new(name: &str, files: &[(&str, &[u8])]) -> TempTree {
+        let dir = std::env::temp_dir().join(format!("postern-tree-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, contents) in files {
+            let path = dir.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
+        TempTree { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// `load` of `postern.conf`.
+    fn load(&self) -> Result<Config, ConfigError> {
+        load(&self.path("postern.conf"))
+    }
+}
+
+impl Drop for TempTree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn include_splices_files_in_every_context() {
+    let tree = TempTree::new(
+        "contexts",
+        &[
+            (
+                "postern.conf",
+                b"include main.conf;\nevents {\n    include events.conf;\n}\nmail {\n    include mail.conf;\n    \
+                  server {\n        include server.conf;\n    }\n}\n",
+            ),
+            ("main.conf", b"worker_processes 3;\npid run/p.pid;\n"),
+            ("events.conf", b"worker_connections 100;\n"),
+            ("mail.conf", b"auth_http 127.0.0.1:9000/auth;\ntimeout 7s;\n"),
+            ("server.conf", b"# the server\nlisten 1143;\nprotocol imap;\n"),
+        ],
+    );
+    let config = tree.load().unwrap();
+    assert_eq!(config.main.worker_processes, Workers::Count(3));
+    assert_eq!(config.main.pid, Some(tree.path("run/p.pid")));
+    assert_eq!(config.main.worker_connections, 100);
+    let [server] = config.servers.as_slice() else {
+        panic!("{config:?}");
+    };
+    // Mail-level settings from an included file are inherited as usual.
+    assert_eq!(server.timeout, Duration::from_secs(7));
+    assert_eq!(server.auth_http.uri, "/auth");
+    assert_eq!(server.location.file, tree.path("postern.conf"));
+    assert_eq!(server.location.line, 7);
+    assert_eq!(
+        server.listen[0].location,
+        Location {
+            file: tree.path("server.conf"),
+            line: 2,
+        }
+    );
+}
+
+#[test]
+fn include_is_relative_to_the_including_file_and_globs_are_sorted() {
+    let tree = TempTree::new(
+        "relative",
+        &[
+            (
+                "postern.conf",
+                b"mail {\n auth_http 127.0.0.1:9000;\n include conf.d/servers.conf;\n}\n",
+            ),
+            (
+                "conf.d/servers.conf",
+                b"include servers/*.conf;\ninclude none/*.conf;\n",
+            ),
+            ("conf.d/servers/b.conf", b"server { listen 1202; protocol imap; }\n"),
+            ("conf.d/servers/a.conf", b"\nserver { listen 1201; protocol imap; }\n"),
+            ("conf.d/servers/.hidden.conf", b"bogus;\n"),
+            ("conf.d/servers/c.conf.off", b"bogus;\n"),
+        ],
+    );
+    let config = tree.load().unwrap();
+    let got: Vec<(SocketAddr, PathBuf, u32)> = config
+        .servers
+        .iter()
+        .map(|s| match &s.listen[0].addr {
+            ListenAddr::Tcp(addr) => (*addr, s.location.file.clone(), s.location.line),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (sa("0.0.0.0:1201"), tree.path("conf.d/servers/a.conf"), 2),
+            (sa("0.0.0.0:1202"), tree.path("conf.d/servers/b.conf"), 1),
+        ]
+    );
+}
+
+#[test]
+fn the_same_file_may_be_included_twice() {
+    let tree = TempTree::new(
+        "twice",
+        &[
+            (
+                "postern.conf",
+                b"mail {\n auth_http 127.0.0.1:9000;\n include h.conf;\n server {\n  listen 1143;\n  \
+                  protocol imap;\n  include h.conf;\n }\n}\n",
+            ),
+            ("h.conf", b"auth_http_header X-A 1;\n"),
+        ],
+    );
+    let config = tree.load().unwrap();
+    assert_eq!(
+        config.servers[0].auth_http_headers,
+        [("X-A".to_string(), "1".to_string())]
+    );
+}
+
+#[test]
+fn include_errors() {
+    type Files = &'static [(&'static str, &'static [u8])];
+    let rows: &[(Files, &str)] = &[
+        (
+            &[("postern.conf", b"\ninclude missing.conf;\n")],
+            "open() \"{d}/missing.conf\" failed (No such file or directory (os error 2)) in {d}/postern.conf:2",
+        ),
+        (
+            &[("postern.conf", b"include sub;\n"), ("sub/x.conf", b"")],
+            "open() \"{d}/sub\" failed (Is a directory (os error 21)) in {d}/postern.conf:1",
+        ),
+        (
+            &[
+                ("postern.conf", b"mail {\n include mail.conf;\n}\n"),
+                ("mail.conf", b"timeout 1s;\n\nbogus;\n"),
+            ],
+            "unknown directive \"bogus\" in {d}/mail.conf:3",
+        ),
+        (
+            &[
+                ("postern.conf", b"mail {\n timeout 1s;\n include mail.conf;\n}\n"),
+                ("mail.conf", b"\ntimeout 2s;\n"),
+            ],
+            "\"timeout\" directive is duplicate in {d}/mail.conf:2",
+        ),
+        (
+            &[
+                ("postern.conf", b"mail {\n include a.conf;\n include b.conf;\n}\n"),
+                ("a.conf", b"timeout 1s;\n"),
+                ("b.conf", b"timeout 2s;\n"),
+            ],
+            "\"timeout\" directive is duplicate in {d}/b.conf:1",
+        ),
+        (
+            &[
+                ("postern.conf", b"include listen.conf;\n"),
+                ("listen.conf", b"listen 143;\n"),
+            ],
+            "\"listen\" directive is not allowed here in {d}/listen.conf:1",
+        ),
+        (
+            &[("postern.conf", b"include open.conf;\n"), ("open.conf", b"mail {\n")],
+            "unexpected end of file, expecting \"}\" in {d}/open.conf:2",
+        ),
+        (
+            &[
+                ("postern.conf", b"mail {\n include close.conf;\n}\n"),
+                ("close.conf", b"timeout 1s;\n}\n"),
+            ],
+            "unexpected \"}\" in {d}/close.conf:2",
+        ),
+        (
+            &[("postern.conf", b"include postern.conf;\n")],
+            "include loop: \"{d}/postern.conf\" is already being read in {d}/postern.conf:1",
+        ),
+        (
+            &[
+                ("postern.conf", b"include a.conf;\n"),
+                ("a.conf", b"\ninclude b.conf;\n"),
+                ("b.conf", b"include a.conf;\n"),
+            ],
+            "include loop: \"{d}/a.conf\" is already being read in {d}/b.conf:1",
+        ),
+        (
+            &[
+                ("postern.conf", b"include *.conf;\n"),
+                ("a.conf", b"worker_processes 1;\n"),
+            ],
+            "include loop: \"{d}/postern.conf\" is already being read in {d}/postern.conf:1",
+        ),
+        (
+            &[
+                ("postern.conf", b"include bad.conf;\n"),
+                ("bad.conf", b"# ok\n# caf\xe9\n"),
+            ],
+            "invalid UTF-8 in the configuration file in {d}/bad.conf:2",
+        ),
+    ];
+    for (i, (files, want)) in rows.iter().enumerate() {
+        let tree = TempTree::new(&format!("include-error-{i}"), files);
+        let want = want.replace("{d}", &tree.dir.display().to_string());
+        match tree.load() {
+            Ok(config) => panic!("row {i} accepted: {config:?}"),
+            Err(e) => assert_eq!(e.to_string(), want, "row {i}"),
+        }
+    }
+}
+
+#[test]
+fn include_nesting_is_bounded() {
+    // postern.conf -> 1.conf -> ... -> N.conf; N.conf sets worker_processes.
+    let chain = |name: &str, depth: usize| {
+        let mut files: Vec<(String, Vec<u8>)> = vec![("postern.conf".to_string(), b"include 1.conf;\n".to_vec())];
+        for level in 1..depth {
+            files.push((
+                format!("{level}.conf"),
+                format!("include {}.conf;\n", level + 1).into_bytes(),
+            ));
+        }
+        files.push((format!("{depth}.conf"), b"worker_processes 2;\n".to_vec()));
+        let borrowed: Vec<(&str, &[u8])> = files.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+        TempTree::new(name, &borrowed)
+    };
+    let deepest = chain("nesting-ok", build::MAX_INCLUDE_NESTING);
+    assert_eq!(deepest.load().unwrap().main.worker_processes, Workers::Count(2));
+    let too_deep = chain("nesting-deep", build::MAX_INCLUDE_NESTING + 1);
+    assert_eq!(
+        too_deep.load().unwrap_err().to_string(),
+        format!(
+            "too deep include nesting in {}",
+            too_deep.path(&format!("{}.conf", build::MAX_INCLUDE_NESTING)).display()
+        ) + ":1"
+    );
+}
+
+#[test]
+fn include_with_a_bad_pattern() {
+    let tree = TempTree::new("pattern", &[("postern.conf", b"include a/**b/*.conf;\n")]);
+    let e = tree.load().unwrap_err();
+    let d = tree.dir.display();
+    assert!(
+        e.message.starts_with(&format!("glob() \"{d}/a/**b/*.conf\" failed (")),
+        "{e}"
+    );
+    assert_eq!(e.location.map(|l| l.line), Some(1));
+}
+
+/// `conf/postern.conf` under a prefix, with relative paths of every kind.
+fn prefix_tree(name: &str, error_log: &str) -> TempTree {
+    let main = format!(
+        "pid run/postern.pid;\n{error_log}include more.conf;\nmail {{\n  auth_http 127.0.0.1:9000;\n  \
+         server {{ listen unix:sock/imap.sock; protocol imap; }}\n}}\n"
+    );
+    TempTree::new(
+        name,
+        &[
+            ("conf/postern.conf", main.as_bytes()),
+            ("conf/more.conf", b"worker_processes 2;\n"),
+        ],
+    )
+}
+
+fn options(prefix: Option<&Path>, error_log: Option<&str>) -> LoadOptions {
+    LoadOptions {
+        prefix: prefix.map(Path::to_path_buf),
+        error_log: error_log.map(str::to_string),
+    }
+}
+
+#[test]
+fn prefix_moves_relative_paths_but_not_includes() {
+    let tree = prefix_tree("prefix", "error_log logs/error.log info;\n");
+    let prefix = Some(tree.dir.as_path());
+    let relative = load_with(Path::new("conf/postern.conf"), &options(prefix, None)).unwrap();
+    let absolute = load_with(&tree.path("conf/postern.conf"), &options(prefix, None)).unwrap();
+    for config in [&relative, &absolute] {
+        assert_eq!(config.file, tree.path("conf/postern.conf"));
+        assert_eq!(config.main.pid, Some(tree.path("run/postern.pid")));
+        assert_eq!(
+            config.main.error_log,
+            ErrorLog {
+                target: LogTarget::File(tree.path("logs/error.log")),
+                level: LogLevel::Info,
+            }
+        );
+        // `include more.conf` is conf/more.conf, next to the including file.
+        assert_eq!(config.main.worker_processes, Workers::Count(2));
+        assert_eq!(
+            config.servers[0].listen[0].addr,
+            ListenAddr::Unix(tree.path("sock/imap.sock"))
+        );
+    }
+    // Without a prefix, everything starts at the file's folder.
+    let plain = load(&tree.path("conf/postern.conf")).unwrap();
+    assert_eq!(plain.main.pid, Some(tree.path("conf/run/postern.pid")));
+    assert_eq!(
+        plain.main.error_log.target,
+        LogTarget::File(tree.path("conf/logs/error.log"))
+    );
+    assert_eq!(
+        plain.servers[0].listen[0].addr,
+        ListenAddr::Unix(tree.path("conf/sock/imap.sock"))
+    );
+    assert_eq!(
+        plain,
+        load_with(&tree.path("conf/postern.conf"), &LoadOptions::default()).unwrap()
+    );
+}
+
+#[test]
+fn prefix_and_a_missing_file() {
+    let tree = TempTree::new("prefix-missing", &[]);
+    let e = load_with(Path::new("nope.conf"), &options(Some(&tree.dir), None)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "open() \"{}\" failed (No such file or directory (os error 2))",
+            tree.path("nope.conf").display()
+        )
+    );
+}
+
+#[test]
+fn error_log_option_replaces_the_target_and_keeps_the_level() {
+    let with_level = prefix_tree("elog-level", "error_log logs/error.log info;\n");
+    let without = prefix_tree("elog-default", "");
+    let file = |tree: &TempTree| tree.path("conf/postern.conf");
+    let rows: Vec<(&TempTree, Option<&Path>, &str, LogTarget, LogLevel)> = vec![
+        (&with_level, None, "stderr", LogTarget::Stderr, LogLevel::Info),
+        (&without, None, "stderr", LogTarget::Stderr, LogLevel::Error),
+        (
+            &with_level,
+            None,
+            "other.log",
+            LogTarget::File(with_level.path("conf/other.log")),
+            LogLevel::Info,
+        ),
+        (
+            &with_level,
+            Some(&with_level.dir),
+            "logs/other.log",
+            LogTarget::File(with_level.path("logs/other.log")),
+            LogLevel::Info,
+        ),
+        (
+            &without,
+            Some(&without.dir),
+            "/var/log/postern.log",
+            LogTarget::File(PathBuf::from("/var/log/postern.log")),
+            LogLevel::Error,
+        ),
+    ];
+    for (tree, prefix, target, want_target, want_level) in rows {
+        let config = load_with(&file(tree), &options(prefix, Some(target))).unwrap();
+        assert_eq!(
+            config.main.error_log,
+            ErrorLog {
+                target: want_target,
+                level: want_level,
+            },
+            "{target} {prefix:?}"
+        );
+    }
+    let refused: &[(&str, &str)] = &[
+        ("syslog:server=127.0.0.1", "\"error_log syslog:\" is not supported yet"),
+        ("", "invalid error log \"\""),
+    ];
+    for (target, want) in refused {
+        let e = load_with(&file(&without), &options(None, Some(target))).unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError {
+                message: want.to_string(),
+                location: None,
+            }
+        );
+    }
 }

@@ -75,6 +75,16 @@ enum Step {
 /// nginx refuses `y` and `M` in millisecond settings because its 32-bit
 /// `ngx_msec_t` could not hold them; a `Duration` can, so they are accepted.
 pub(crate) fn parse_time(text: &str) -> Option<Duration> {
+    parse_time_in(text, false)
+}
+
+/// A time for a setting nginx keeps in whole seconds (`ngx_parse_time(s, 1)`,
+/// as the `so_keepalive=` timers): as [`parse_time`], without `ms`.
+pub(crate) fn parse_seconds(text: &str) -> Option<Duration> {
+    parse_time_in(text, true)
+}
+
+fn parse_time_in(text: &str, seconds_only: bool) -> Option<Duration> {
     let bytes = text.as_bytes();
     let mut step = Step::Start;
     let mut value: u64 = 0;
@@ -96,6 +106,9 @@ pub(crate) fn parse_time(text: &str) -> Option<Duration> {
             b'd' => (Step::Day, DAY_MS),
             b'h' => (Step::Hour, HOUR_MS),
             b'm' if bytes.get(i) == Some(&b's') => {
+                if seconds_only {
+                    return None;
+                }
                 i += 1;
                 (Step::Msec, 1)
             }
@@ -206,6 +219,27 @@ mod tests {
         ];
         for &(text, want) in rows {
             assert_eq!(parse_time(text), want, "parse_time({text:?})");
+        }
+    }
+
+    #[test]
+    fn seconds() {
+        let s = |n: u64| Some(Duration::from_secs(n));
+        let rows: &[(&str, Option<Duration>)] = &[
+            ("30", s(30)),
+            ("30s", s(30)),
+            ("30m", s(1800)),
+            ("1h30m", s(5400)),
+            ("1d", s(86_400)),
+            ("0", s(0)),
+            ("500ms", None),
+            ("1s500ms", None),
+            ("ms", None),
+            ("", None),
+            ("x", None),
+        ];
+        for &(text, want) in rows {
+            assert_eq!(parse_seconds(text), want, "parse_seconds({text:?})");
         }
     }
 

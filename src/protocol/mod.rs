@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod imap;
 pub mod line;
+pub mod sasl;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -5,6 +5,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use futures_lite::io::{split, ReadHalf, WriteHalf};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -25,16 +26,32 @@ const BUFFER: usize = 64 * 1024;
 /// The backend's end of stream ends the session, as in nginx: a mail server
 /// that closed accepts no more commands, and a client that ignored the close
 /// would otherwise hold the session open.
-pub async fn relay(client: TcpStream, backend: TcpStream, to_backend: Vec<u8>, to_client: Vec<u8>) -> RelayStats {
+///
+/// `idle_limit` (`proxy_timeout`) ends a relay in which no byte moved either
+/// way for that long.
+pub async fn relay(
+    client: TcpStream,
+    backend: TcpStream,
+    to_backend: Vec<u8>,
+    to_client: Vec<u8>,
+    idle_limit: Duration,
+) -> RelayStats {
     let (client_rx, client_tx) = split(client);
     let (backend_rx, backend_tx) = split(backend);
     let up_count = Cell::new(0u64);
     let down_count = Cell::new(0u64);
-    let mut up = pin!(direction(client_rx, backend_tx, to_backend, &up_count));
-    let mut down = pin!(direction(backend_rx, client_tx, to_client, &down_count));
+    let last_moved = Cell::new(Instant::now());
+    let mut up = pin!(direction(client_rx, backend_tx, to_backend, &up_count, &last_moved));
+    let mut down = pin!(direction(backend_rx, client_tx, to_client, &down_count, &last_moved));
+    let mut idle = pin!(idle_watch(idle_limit, &last_moved));
     let mut up_done: Option<Result<(), String>> = None;
     let mut down_done: Option<Result<(), String>> = None;
+    let mut timed_out = false;
     std::future::poll_fn(|cx| {
+        if idle.as_mut().poll(cx).is_ready() {
+            timed_out = true;
+            return Poll::Ready(());
+        }
         if up_done.is_none() {
             if let Poll::Ready(r) = up.as_mut().poll(cx) {
                 up_done = Some(r);
@@ -54,6 +71,7 @@ pub async fn relay(client: TcpStream, backend: TcpStream, to_backend: Vec<u8>, t
     })
     .await;
     let error = match (up_done, down_done) {
+        _ if timed_out => Some(format!("proxy_timeout: no data for {}s", idle_limit.as_secs())),
         (Some(Err(e)), _) => Some(format!("client->backend: {e}")),
         (_, Some(Err(e))) => Some(format!("backend->client: {e}")),
         _ => None,
@@ -70,6 +88,7 @@ async fn direction(
     mut to: WriteHalf<TcpStream>,
     already: Vec<u8>,
     count: &Cell<u64>,
+    last_moved: &Cell<Instant>,
 ) -> Result<(), String> {
     if !already.is_empty() {
         to.write_all(&already).await.map_err(|e| e.to_string())?;
@@ -82,7 +101,21 @@ async fn direction(
             // Half-close: the peer may still be sending the other way.
             return to.close().await.map_err(|e| e.to_string());
         }
+        last_moved.set(Instant::now());
         to.write_all(&buf[..n]).await.map_err(|e| e.to_string())?;
         count.set(count.get() + n as u64);
+    }
+}
+
+/// Completes once nothing has moved for `limit`. One timer per session,
+/// re-armed at most once per `limit`, not once per read.
+async fn idle_watch(limit: Duration, last_moved: &Cell<Instant>) {
+    loop {
+        let deadline = last_moved.get() + limit;
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        glommio::timer::sleep(deadline - now).await;
     }
 }

@@ -21,7 +21,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// One listening socket of this core and the server block it serves.
 pub struct CoreListener {
+    /// A listening TCP socket of this core, or this core's duplicate of the
+    /// shared unix socket.
     pub fd: OwnedFd,
+    /// `127.0.0.1:143` or `unix:/path`, for log lines.
+    pub name: String,
     pub server: ServerConfig,
 }
 
@@ -74,10 +78,16 @@ pub async fn run(spec: CoreSpec) {
     });
     let mut loops = Vec::new();
     for listener in spec.listeners {
-        // SAFETY: the fd is a bound, listening, non-blocking TCP socket whose
-        // only owner was `listener.fd`; ownership moves to the glommio listener.
+        // glommio cannot build its UnixListener from an fd, but its
+        // TcpListener only ever calls accept(2) through io_uring, which any
+        // stream socket serves; its TcpStream only calls recv, send and
+        // shutdown. So a unix socket is driven through the same types, and
+        // the session skips the TCP-only options for it.
+        // SAFETY: the fd is a bound, listening, non-blocking stream socket
+        // whose only owner was `listener.fd`; ownership moves to the glommio
+        // listener.
         let socket = unsafe { TcpListener::from_raw_fd(listener.fd.into_raw_fd()) };
-        let ctx = Rc::new(ServerContext::new(listener.server));
+        let ctx = Rc::new(ServerContext::new(listener.server, listener.name));
         loops.push(glommio::spawn_local(accept_loop(socket, ctx, core.clone())));
     }
     for task in loops {

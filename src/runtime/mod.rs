@@ -4,6 +4,7 @@
 mod core;
 pub mod cpus;
 mod listener;
+pub mod sys;
 mod uring_probe;
 
 use std::sync::mpsc;
@@ -12,23 +13,36 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::{Config, ListenAddr, Workers};
 
-/// Command-line choices that shape the runtime.
+/// Command-line choices that shape the runtime; each overrides the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeOptions {
     /// `--cores`; `None` keeps `worker_processes`.
     pub cores: Option<Workers>,
+    /// `--cpus`: the CPUs to run on, in order; `None` takes the process's
+    /// affinity mask.
+    pub cpus: Option<Vec<usize>>,
+    /// `--no-pin` clears this: executors then float over the allowed CPUs.
+    pub pin: bool,
     /// io_uring registered-buffer memory per executor. glommio's default
     /// (10 MiB) cannot be locked under the usual 8 MiB RLIMIT_MEMLOCK of a
     /// non-root user; sockets do not use registered buffers, so a small
     /// amount loses nothing.
     pub io_memory: usize,
+    /// `--max-conns`: sessions per core, over `worker_connections`.
+    pub max_conns: Option<usize>,
 }
+
+/// The default `--io-memory`.
+pub const DEFAULT_IO_MEMORY: usize = 512 << 10;
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
             cores: None,
-            io_memory: 512 << 10,
+            cpus: None,
+            pin: true,
+            io_memory: DEFAULT_IO_MEMORY,
+            max_conns: None,
         }
     }
 }
@@ -44,35 +58,64 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
         return Err(format!("no mail servers are configured in {}", config.file.display()));
     }
     uring_probe::probe()?;
-    let allowed = cpus::allowed()?;
+    if let Some(limit) = config.main.worker_rlimit_nofile {
+        sys::set_nofile(limit)?;
+    }
+    let allowed = match &options.cpus {
+        Some(list) => list.clone(),
+        None => cpus::allowed()?,
+    };
     let cores = match options.cores.unwrap_or(config.main.worker_processes) {
+        // `--cpus 0-3` alone means one core on each of those CPUs.
         Workers::Auto => allowed.len(),
         Workers::Count(n) => n,
     };
     if cores == 0 {
         return Err("the number of cores must be at least 1".to_string());
     }
+    let max_sessions = options.max_conns.unwrap_or(config.main.worker_connections);
+    // Unix sockets are bound once, here, and shared by every core.
+    let mut unix_paths = Vec::new();
+    let mut shared = Vec::new();
+    for server in &config.servers {
+        for listen in &server.listen {
+            if let ListenAddr::Unix(path) = &listen.addr {
+                shared.push((listener::bind_unix(path, &listen.params)?, server, path));
+                unix_paths.push(path.clone());
+            }
+        }
+    }
     let mut specs = Vec::with_capacity(cores);
     for index in 0..cores {
         let mut listeners = Vec::new();
         for server in &config.servers {
             for listen in &server.listen {
-                let ListenAddr::Tcp(addr) = &listen.addr else {
-                    return Err(format!("\"unix:\" listen is not supported yet in {}", listen.location));
-                };
-                listeners.push(core::CoreListener {
-                    fd: listener::bind_tcp(*addr)?,
-                    server: server.clone(),
-                });
+                if let ListenAddr::Tcp(addr) = &listen.addr {
+                    listeners.push(core::CoreListener {
+                        fd: listener::bind_tcp(*addr, &listen.params)?,
+                        name: addr.to_string(),
+                        server: server.clone(),
+                    });
+                }
             }
+        }
+        for (fd, server, path) in &shared {
+            listeners.push(core::CoreListener {
+                fd: fd
+                    .try_clone()
+                    .map_err(|e| format!("dup() of unix:{} failed ({e})", path.display()))?,
+                name: format!("unix:{}", path.display()),
+                server: (*server).clone(),
+            });
         }
         specs.push(core::CoreSpec {
             index,
             cores,
             listeners,
-            max_sessions: config.main.worker_connections,
+            max_sessions,
         });
     }
+    drop(shared);
     let pid_file = config.main.pid.clone();
     if let Some(path) = &pid_file {
         std::fs::write(path, format!("{}\n", std::process::id()))
@@ -96,7 +139,12 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
         // More cores than allowed CPUs share them round-robin.
         let cpu = allowed[spec.index % allowed.len()];
         let index = spec.index;
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        let placement = if options.pin {
+            Placement::Fixed(cpu)
+        } else {
+            Placement::Unbound
+        };
+        let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("postern-{index}"))
             .io_memory(options.io_memory)
             .spawn(move || core::run(spec))
@@ -111,8 +159,9 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
         });
     }
     crate::notice!(
-        "postern {} started: {cores} core(s), pid {}",
+        "postern {} started: {cores} core(s){}, {max_sessions} sessions per core, pid {}",
         env!("CARGO_PKG_VERSION"),
+        if options.pin { "" } else { " unpinned" },
         std::process::id()
     );
     let outcome = match inbox.recv() {
@@ -124,6 +173,9 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
         Err(_) => Err("all cores ended".to_string()),
     };
     if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    for path in &unix_paths {
         let _ = std::fs::remove_file(path);
     }
     outcome

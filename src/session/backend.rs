@@ -1,10 +1,9 @@
 //! Connects to the backend and drives the login machine over the socket.
 
-use std::time::Duration;
-
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::config::ServerConfig;
 use crate::protocol::backend::BackendStep;
 use crate::protocol::{BackendOutcome, BackendPlan};
 
@@ -14,9 +13,10 @@ const READ_CHUNK: usize = 4096;
 /// or `None` and the failure to report.
 pub async fn login(
     mut plan: BackendPlan,
-    timeout: Duration,
+    server: &ServerConfig,
     id: u64,
 ) -> (Option<(TcpStream, Vec<u8>)>, BackendOutcome) {
+    let timeout = server.timeout;
     let failed = BackendOutcome::Failed { client_reply: None };
     let mut stream = match TcpStream::connect_timeout(plan.addr, timeout).await {
         Ok(s) => s,
@@ -26,6 +26,9 @@ pub async fn login(
         }
     };
     let _ = stream.set_nodelay(true);
+    if server.so_keepalive {
+        let _ = crate::runtime::sys::with_socket(&stream, |s| s.set_keepalive(true));
+    }
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
     let mut pending = Vec::with_capacity(READ_CHUNK);

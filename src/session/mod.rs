@@ -18,22 +18,26 @@ use crate::protocol::imap::{ImapFront, ImapFrontSettings};
 use crate::protocol::line::printable;
 use crate::protocol::{SessionSeed, Step};
 use crate::relay;
+use crate::runtime;
 
 /// Bytes read from the client per read before the relay.
 const READ_CHUNK: usize = 4096;
 
-/// What every session of one server block on one core shares.
+/// What every session of one listener on one core shares.
 #[derive(Debug)]
 pub struct ServerContext {
     pub server: ServerConfig,
     pub imap: ImapFrontSettings,
+    /// The listening address, for log lines.
+    pub listen_name: String,
 }
 
 impl ServerContext {
-    pub fn new(server: ServerConfig) -> Self {
+    pub fn new(server: ServerConfig, listen_name: String) -> Self {
         ServerContext {
             imap: ImapFrontSettings::from_server(&server),
             server,
+            listen_name,
         }
     }
 }
@@ -70,8 +74,12 @@ pub async fn serve(client: TcpStream, id: u64, ctx: Rc<ServerContext>, random: [
         user: None,
         backend: None,
     };
-    log::info!("*{id} {} connected to {}", trace.who(), display_local(&client));
+    log::info!("*{id} {} connected to {}", trace.who(), ctx.listen_name);
+    // Both fail harmlessly on a unix-socket client.
     let _ = client.set_nodelay(true);
+    if ctx.server.so_keepalive {
+        let _ = runtime::sys::with_socket(&client, |s| s.set_keepalive(true));
+    }
     let timeout = ctx.server.timeout;
     let _ = client.set_read_timeout(Some(timeout));
     let _ = client.set_write_timeout(Some(timeout));
@@ -115,6 +123,7 @@ async fn dialogue(
                             uri: &ctx.server.auth_http.uri,
                             host: &ctx.server.auth_http.host,
                             client_ip: trace.client.map(|a| a.ip()),
+                            headers: &ctx.server.auth_http_headers,
                         },
                     );
                     let reply = auth::client::ask(&ctx.server.auth_http, &http, ctx.server.auth_http_timeout).await;
@@ -127,7 +136,7 @@ async fn dialogue(
                 Step::ConnectBackend(plan) => {
                     trace.backend = Some(plan.addr);
                     trace.user = Some(plan.user.clone());
-                    let (stream, outcome) = backend::login(plan, ctx.server.timeout, trace.id).await;
+                    let (stream, outcome) = backend::login(plan, &ctx.server, trace.id).await;
                     backend = stream;
                     front.on_backend(outcome);
                 }
@@ -137,7 +146,8 @@ async fn dialogue(
                     log::info!("*{} {}: logged in", trace.id, trace.who());
                     let _ = client.set_read_timeout(None);
                     let _ = client.set_write_timeout(None);
-                    let stats = relay::copy::relay(client, backend, pending, backend_pending).await;
+                    let stats =
+                        relay::copy::relay(client, backend, pending, backend_pending, ctx.server.proxy_timeout).await;
                     log::info!(
                         "*{} {}: session done, client->backend {} bytes, backend->client {} bytes, {:.3}s{}",
                         trace.id,
@@ -184,8 +194,4 @@ fn io_reason(doing: &str, e: &std::io::Error) -> String {
     } else {
         format!("{doing}: {e}")
     }
-}
-
-fn display_local(stream: &TcpStream) -> String {
-    stream.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string())
 }

@@ -198,8 +198,13 @@ pub fn start_postern_with(main: &str, mail_body: &str) -> Postern {
     let port = free_port();
     let dir_text = dir.0.display().to_string();
     let (main, mail_body) = (main.replace("{dir}", &dir_text), mail_body.replace("{dir}", &dir_text));
+    let workers = if main.contains("worker_processes") {
+        ""
+    } else {
+        "worker_processes 2;\n"
+    };
     let conf = format!(
-        "worker_processes 2;\n{main}\nmail {{\n{mail_body}\n    server {{\n        listen 127.0.0.1:{port};\n        protocol imap;\n    }}\n}}\n"
+        "{workers}{main}\nmail {{\n{mail_body}\n    server {{\n        listen 127.0.0.1:{port};\n        protocol imap;\n    }}\n}}\n"
     );
     let path = dir.path("postern.conf");
     std::fs::write(&path, conf).unwrap();
@@ -274,6 +279,19 @@ impl Client {
         self.reader.read_to_end(&mut rest).expect("read to end");
         self.received += rest.len();
         rest
+    }
+
+    /// As `read_to_close`, but a reset by the peer ends the read instead of
+    /// failing it (a peer that closes with unread input resets).
+    pub fn read_to_close_lossy(&mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) | Err(_) => return rest,
+                Ok(n) => rest.extend_from_slice(&buf[..n]),
+            }
+        }
     }
 
     /// Sends a command and checks the whole reply, line by line.

@@ -3,14 +3,15 @@
 
 use std::collections::VecDeque;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
+mod syntax;
 
 use crate::auth::{AuthError, AuthMethod, AuthReply, AuthRequest, Secret};
 use crate::config::{self, Protocol, ServerConfig};
 use crate::protocol::backend::{BackendLogin, ImapBackend};
 use crate::protocol::line::{next_line, Line};
+use crate::protocol::sasl::{decode_response, split_plain, Response as SaslResponse};
 use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, SessionSeed, Step};
+use syntax::{Arg, LineEnd};
 
 pub const GREETING: &[u8] = b"* OK IMAP4 ready\r\n";
 pub const INTERNAL_ERROR: &[u8] = b"* BAD internal server error\r\n";
@@ -22,16 +23,14 @@ const PROMPT_EMPTY: &[u8] = b"+ \r\n";
 const PROMPT_USERNAME: &[u8] = b"+ VXNlcm5hbWU6\r\n";
 const PROMPT_PASSWORD: &[u8] = b"+ UGFzc3dvcmQ6\r\n";
 
-/// nginx closes a session after this many invalid commands (`max_errors`).
-pub const DEFAULT_MAX_ERRORS: u32 = 5;
+/// RFC 2971 bounds on what a client may say in ID: 30 pairs, field names of
+/// 30 bytes, values of 1024.
+const MAX_ID_PAIRS: usize = 30;
+const MAX_ID_FIELD: usize = 30;
+const MAX_ID_VALUE: usize = 1024;
 
-/// The longest tag nginx accepts; tags are echoed into backend commands, so
-/// they are also kept to a safe alphabet (`tag_char`).
-const MAX_TAG: usize = 32;
-
-/// Longest literal length written in a command, in digits: anything longer
-/// is over every buffer limit anyway.
-const MAX_LITERAL_DIGITS: usize = 10;
+/// The client's ID parameters (RFC 2971), field and value (`None` for NIL).
+pub type ClientId = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// What one IMAP server block needs per session, computed once per core.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +68,8 @@ impl ImapFrontSettings {
         ImapFrontSettings {
             capability_line: line,
             client_buffer: server.imap.client_buffer,
-            max_errors: DEFAULT_MAX_ERRORS,
-            proxy_buffer: crate::config::DEFAULT_PROXY_BUFFER,
+            max_errors: server.max_errors,
+            proxy_buffer: server.proxy_buffer,
             pass_error_message: server.proxy_pass_error_message,
         }
     }
@@ -93,6 +92,8 @@ pub struct ImapFront {
     pending: Option<PendingCommand>,
     errors: u32,
     attempts: u32,
+    /// What the client said in ID, kept for the auth server (a later issue).
+    client_id: Option<ClientId>,
     steps: VecDeque<Step>,
 }
 
@@ -112,29 +113,11 @@ enum Phase {
 struct PendingCommand {
     tag: Vec<u8>,
     name: Vec<u8>,
-    args: Vec<Vec<u8>>,
+    args: Vec<Arg>,
     /// Bytes of the command so far, lines and literals, against the buffer.
     size: usize,
     /// Bytes of literal still to read before the command line continues.
     literal: Option<usize>,
-}
-
-/// The result of parsing one line of a command.
-enum LineParse {
-    Complete,
-    /// The line ended with `{n}` or `{n+}`: `n` bytes follow.
-    Literal {
-        len: usize,
-        synchronizing: bool,
-    },
-}
-
-/// The line is not valid IMAP.
-struct Invalid;
-
-/// A first command line that is not valid IMAP, and its tag if that was.
-struct InvalidCommand {
-    tag: Option<Vec<u8>>,
 }
 
 impl ImapFront {
@@ -146,6 +129,7 @@ impl ImapFront {
             pending: None,
             errors: 0,
             attempts: 0,
+            client_id: None,
             steps: VecDeque::new(),
         };
         front.send(GREETING);
@@ -171,6 +155,11 @@ impl ImapFront {
         &self.seed
     }
 
+    /// The parameters of the client's last ID command, if it sent one.
+    pub fn client_id(&self) -> Option<&ClientId> {
+        self.client_id.as_ref()
+    }
+
     pub fn feed(&mut self, input: &[u8]) -> usize {
         let mut used = 0;
         while self.wants_input() {
@@ -180,7 +169,7 @@ impl ImapFront {
                     break;
                 }
                 let pending = self.pending.as_mut().expect("checked just above");
-                pending.args.push(rest[..left].to_vec());
+                pending.args.push(Arg::Str(rest[..left].to_vec()));
                 pending.literal = None;
                 used += left;
                 continue;
@@ -298,29 +287,35 @@ impl ImapFront {
     }
 
     fn on_command_line(&mut self, line: &[u8], consumed: usize) {
-        let parsed = match self.pending.as_mut() {
+        let end = match self.pending.as_mut() {
             Some(pending) => {
                 pending.size += consumed;
-                parse_args(line, &mut pending.args)
+                syntax::parse_args(line, &mut pending.args)
             }
-            None => match parse_first_line(line, consumed) {
-                Ok((pending, parsed)) => {
-                    self.pending = Some(pending);
-                    Ok(parsed)
+            None => match syntax::parse_first_line(line) {
+                Ok(first) => {
+                    self.pending = Some(PendingCommand {
+                        tag: first.tag,
+                        name: first.name,
+                        args: first.args,
+                        size: consumed,
+                        literal: None,
+                    });
+                    Ok(first.end)
                 }
-                Err(InvalidCommand { tag }) => return self.invalid(tag.as_deref().unwrap_or(b"*")),
+                Err(tag) => return self.invalid(tag.as_deref().unwrap_or(b"*")),
             },
         };
         let Some(pending) = self.pending.as_mut() else {
             return;
         };
-        match parsed {
-            Ok(LineParse::Complete) => {
+        match end {
+            Ok(LineEnd::Complete) => {
                 if let Some(command) = self.pending.take() {
                     self.dispatch(command);
                 }
             }
-            Ok(LineParse::Literal { len, synchronizing }) => {
+            Ok(LineEnd::Literal { len, synchronizing }) => {
                 if pending.size + len > self.settings.client_buffer {
                     // nginx would accept the literal and then fail on the
                     // full buffer; refusing now spares reading it.
@@ -334,7 +329,7 @@ impl ImapFront {
                     self.send(CONTINUE_LITERAL);
                 }
             }
-            Err(Invalid) => {
+            Err(syntax::Invalid) => {
                 let tag = pending.tag.clone();
                 self.pending = None;
                 self.invalid(&tag);
@@ -342,39 +337,73 @@ impl ImapFront {
         }
     }
 
+    /// One handler per command, as nginx's `ngx_mail_imap_*`.
     fn dispatch(&mut self, cmd: PendingCommand) {
-        let name = cmd.name.to_ascii_uppercase();
-        match (name.as_slice(), cmd.args.len()) {
-            (b"CAPABILITY", _) => {
-                let line = self.settings.capability_line.clone();
-                self.send(&line);
-                self.reply(&cmd.tag, OK);
-            }
-            (b"NOOP", _) => self.reply(&cmd.tag, OK),
-            (b"LOGOUT", _) => {
-                self.send(BYE);
-                self.reply(&cmd.tag, OK);
-                self.close(CloseReason::ClientQuit);
-            }
-            (b"LOGIN", 2) => {
-                let mut args = cmd.args.into_iter();
-                let (user, pass) = (args.next().unwrap_or_default(), args.next().unwrap_or_default());
-                self.authenticate(cmd.tag, user, pass);
-            }
-            (b"AUTHENTICATE", 1 | 2) => self.authenticate_command(cmd),
+        match cmd.name.to_ascii_uppercase().as_slice() {
+            b"CAPABILITY" => self.capability(&cmd.tag),
+            b"NOOP" => self.reply(&cmd.tag, OK),
+            b"LOGOUT" => self.logout(&cmd.tag),
+            b"LOGIN" => self.login(cmd),
+            b"AUTHENTICATE" => self.authenticate_command(cmd),
+            b"ID" => self.id(cmd),
             _ => self.invalid(&cmd.tag),
         }
     }
 
+    fn capability(&mut self, tag: &[u8]) {
+        let line = self.settings.capability_line.clone();
+        self.send(&line);
+        self.reply(tag, OK);
+    }
+
+    fn logout(&mut self, tag: &[u8]) {
+        self.send(BYE);
+        self.reply(tag, OK);
+        self.close(CloseReason::ClientQuit);
+    }
+
+    fn login(&mut self, cmd: PendingCommand) {
+        match cmd.args.as_slice() {
+            [user, pass] => match (user.astring(), pass.astring()) {
+                (Some(user), Some(pass)) => {
+                    let (user, pass) = (user.to_vec(), pass.to_vec());
+                    self.authenticate(cmd.tag, user, pass);
+                }
+                _ => self.invalid(&cmd.tag),
+            },
+            _ => self.invalid(&cmd.tag),
+        }
+    }
+
+    /// RFC 2971 ID. nginx answers BAD; clients such as Thunderbird send ID
+    /// before login, so Postern answers `* ID NIL` and keeps what the client
+    /// said. ID is advertised only when `imap_capabilities` lists it.
+    fn id(&mut self, cmd: PendingCommand) {
+        match parse_id(&cmd.args) {
+            Some(params) => {
+                self.client_id = Some(params);
+                self.send(b"* ID NIL\r\n");
+                self.reply(&cmd.tag, OK);
+            }
+            None => self.invalid(&cmd.tag),
+        }
+    }
+
     fn authenticate_command(&mut self, cmd: PendingCommand) {
-        let mechanism = cmd.args[0].to_ascii_uppercase();
-        let initial = cmd.args.get(1);
+        let (mechanism, initial) = match cmd.args.as_slice() {
+            [Arg::Atom(m)] => (m.to_ascii_uppercase(), None),
+            [Arg::Atom(m), ir] => match ir.astring() {
+                Some(ir) => (m.to_ascii_uppercase(), Some(ir.to_vec())),
+                None => return self.invalid(&cmd.tag),
+            },
+            _ => return self.invalid(&cmd.tag),
+        };
         match (mechanism.as_slice(), initial) {
             (b"PLAIN", None) => {
                 self.send(PROMPT_EMPTY);
                 self.phase = Phase::ExpectPlainResponse { tag: cmd.tag };
             }
-            (b"PLAIN", Some(ir)) => match decode_response(ir) {
+            (b"PLAIN", Some(ir)) => match decode_response(&ir) {
                 SaslResponse::Data(data) => match split_plain(&data) {
                     Some((user, pass)) => self.authenticate(cmd.tag, user, pass),
                     None => self.invalid(&cmd.tag),
@@ -385,7 +414,7 @@ impl ImapFront {
                 self.send(PROMPT_USERNAME);
                 self.phase = Phase::ExpectLoginUser { tag: cmd.tag };
             }
-            (b"LOGIN", Some(ir)) => match decode_response(ir) {
+            (b"LOGIN", Some(ir)) => match decode_response(&ir) {
                 SaslResponse::Data(user) => {
                     self.send(PROMPT_PASSWORD);
                     self.phase = Phase::ExpectLoginPass { tag: cmd.tag, user };
@@ -451,140 +480,27 @@ impl ImapFront {
     }
 }
 
-/// Parses `tag SP name [args]`. On failure, the tag if it was valid.
-fn parse_first_line(line: &[u8], consumed: usize) -> Result<(PendingCommand, LineParse), InvalidCommand> {
-    let tag_end = memchr::memchr(b' ', line).ok_or(InvalidCommand { tag: None })?;
-    let tag = &line[..tag_end];
-    if tag.is_empty() || tag.len() > MAX_TAG || !tag.iter().all(|&b| tag_char(b)) {
-        return Err(InvalidCommand { tag: None });
+/// `ID NIL` or `ID ("field" "value"|NIL ...)`, within RFC 2971's bounds.
+fn parse_id(args: &[Arg]) -> Option<ClientId> {
+    match args {
+        [Arg::Atom(nil)] if nil.eq_ignore_ascii_case(b"NIL") => Some(Vec::new()),
+        [Arg::Open, inner @ .., Arg::Close] if inner.len() % 2 == 0 && inner.len() / 2 <= MAX_ID_PAIRS => inner
+            .chunks(2)
+            .map(|pair| {
+                let field = match &pair[0] {
+                    Arg::Str(f) if f.len() <= MAX_ID_FIELD => f.clone(),
+                    _ => return None,
+                };
+                let value = match &pair[1] {
+                    Arg::Str(v) if v.len() <= MAX_ID_VALUE => Some(v.clone()),
+                    Arg::Atom(nil) if nil.eq_ignore_ascii_case(b"NIL") => None,
+                    _ => return None,
+                };
+                Some((field, value))
+            })
+            .collect(),
+        _ => None,
     }
-    let rest = &line[tag_end + 1..];
-    let name_end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
-    let name = &rest[..name_end];
-    if name.is_empty() || !name.iter().all(u8::is_ascii_alphabetic) {
-        return Err(InvalidCommand {
-            tag: Some(tag.to_vec()),
-        });
-    }
-    let mut pending = PendingCommand {
-        tag: tag.to_vec(),
-        name: name.to_vec(),
-        args: Vec::new(),
-        size: consumed,
-        literal: None,
-    };
-    match parse_args(&rest[name_end..], &mut pending.args) {
-        Ok(parsed) => Ok((pending, parsed)),
-        Err(Invalid) => Err(InvalidCommand { tag: Some(pending.tag) }),
-    }
-}
-
-fn tag_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
-}
-
-/// Parses ` arg arg ...` up to the end of a line: atoms, quoted strings, and
-/// a literal announcement, which must end the line.
-fn parse_args(mut s: &[u8], args: &mut Vec<Vec<u8>>) -> Result<LineParse, Invalid> {
-    loop {
-        let trimmed = s.iter().position(|&b| b != b' ').map_or(&s[s.len()..], |i| &s[i..]);
-        if trimmed.is_empty() {
-            return Ok(LineParse::Complete);
-        }
-        if trimmed.len() == s.len() {
-            // Arguments are separated by spaces: `"a""b"` is not two strings.
-            return Err(Invalid);
-        }
-        s = trimmed;
-        match s[0] {
-            b'"' => {
-                let (value, rest) = parse_quoted(&s[1..])?;
-                args.push(value);
-                s = rest;
-            }
-            b'{' => return parse_literal(&s[1..]),
-            _ => {
-                let end = memchr::memchr(b' ', s).unwrap_or(s.len());
-                let atom = &s[..end];
-                if atom.iter().any(|&b| b < 0x20 || b == 0x7f || b == b'"' || b == b'{') {
-                    return Err(Invalid);
-                }
-                args.push(atom.to_vec());
-                s = &s[end..];
-            }
-        }
-    }
-}
-
-/// After the opening quote: the string up to the closing one, with `\"` and
-/// `\\` the only escapes (RFC 3501 quoted).
-fn parse_quoted(s: &[u8]) -> Result<(Vec<u8>, &[u8]), Invalid> {
-    let mut value = Vec::new();
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'"' => return Ok((value, &s[i + 1..])),
-            b'\\' => match s.get(i + 1) {
-                Some(&c @ (b'"' | b'\\')) => {
-                    value.push(c);
-                    i += 2;
-                }
-                _ => return Err(Invalid),
-            },
-            0 => return Err(Invalid),
-            c => {
-                value.push(c);
-                i += 1;
-            }
-        }
-    }
-    Err(Invalid)
-}
-
-/// After the `{`: `n}` or `n+}`, and nothing after it on the line.
-fn parse_literal(s: &[u8]) -> Result<LineParse, Invalid> {
-    let close = s.strip_suffix(b"}").ok_or(Invalid)?;
-    let (digits, synchronizing) = match close.strip_suffix(b"+") {
-        Some(d) => (d, false),
-        None => (close, true),
-    };
-    if digits.is_empty() || digits.len() > MAX_LITERAL_DIGITS || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(Invalid);
-    }
-    let len = std::str::from_utf8(digits)
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .ok_or(Invalid)?;
-    Ok(LineParse::Literal { len, synchronizing })
-}
-
-enum SaslResponse {
-    Data(Vec<u8>),
-    /// `*`: the client gave up the exchange (RFC 3501 6.2.2).
-    Cancel,
-    Invalid,
-}
-
-fn decode_response(line: &[u8]) -> SaslResponse {
-    if line == b"*" {
-        return SaslResponse::Cancel;
-    }
-    // RFC 4959: a lone `=` is an empty initial response.
-    let line = if line == b"=" { &b""[..] } else { line };
-    match BASE64.decode(line) {
-        Ok(data) => SaslResponse::Data(data),
-        Err(_) => SaslResponse::Invalid,
-    }
-}
-
-/// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL passwd`. nginx logs in
-/// as the authcid and ignores the authzid.
-fn split_plain(data: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let mut parts = data.splitn(3, |&b| b == 0);
-    let _authzid = parts.next()?;
-    let user = parts.next()?;
-    let pass = parts.next()?;
-    (!user.is_empty()).then(|| (user.to_vec(), pass.to_vec()))
 }
 
 #[cfg(test)]

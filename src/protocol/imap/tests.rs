@@ -120,12 +120,59 @@ fn transcripts() {
             &["send + UGFzc3dvcmQ6\r\n", "auth bob:secret #1"],
         ),
         (b"a AUTHENTICATE CRAM-MD5\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a ID NIL\r\n", &["send * ID NIL\r\na OK completed\r\n"]),
+        (b"a id (\"name\" \"x\")\r\n", &["send * ID NIL\r\na OK completed\r\n"]),
+        (
+            b"a ID (\"name\" {3}\r\nabc \"os\" NIL)\r\n",
+            &["send + OK\r\n* ID NIL\r\na OK completed\r\n"],
+        ),
+        (b"a ID (\"name\")\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a ID (\"name\" \"x\"\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a ID\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a LOGIN (bob) pw\r\n", &["send a BAD invalid command\r\n"]),
     ];
     for (input, want) in rows {
         let (used, steps) = run(input);
         assert_eq!(steps, *want, "input {:?}", String::from_utf8_lossy(input));
         assert_eq!(used, input.len(), "input {:?}", String::from_utf8_lossy(input));
     }
+}
+
+#[test]
+fn id_parameters_are_kept() {
+    let mut m = machine();
+    assert_eq!(m.client_id(), None);
+    m.feed(b"a ID (\"name\" \"Thunderbird\" \"version\" \"115.0\" \"os\" NIL)\r\n");
+    let _ = drain(&mut m);
+    let pair = |k: &str, v: Option<&str>| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec()));
+    assert_eq!(
+        m.client_id(),
+        Some(&vec![
+            pair("name", Some("Thunderbird")),
+            pair("version", Some("115.0")),
+            pair("os", None)
+        ])
+    );
+    m.feed(b"b ID NIL\r\n");
+    assert_eq!(m.client_id(), Some(&vec![]));
+}
+
+#[test]
+fn id_over_rfc_2971_bounds_is_refused() {
+    let long_field = format!("a ID (\"{}\" \"v\")\r\n", "f".repeat(31));
+    let mut m = ImapFront::new(
+        ImapFrontSettings {
+            client_buffer: 8192,
+            ..settings()
+        },
+        seed(),
+    );
+    let _ = drain(&mut m);
+    m.feed(long_field.as_bytes());
+    assert_eq!(drain(&mut m), vec!["send a BAD invalid command\r\n"]);
+    let pairs: String = (0..31).map(|i| format!("\"k{i}\" \"v\" ")).collect();
+    m.feed(format!("b ID ({})\r\n", pairs.trim_end()).as_bytes());
+    assert_eq!(drain(&mut m), vec!["send b BAD invalid command\r\n"]);
 }
 
 #[test]
