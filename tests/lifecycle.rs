@@ -227,3 +227,66 @@ fn listen_parameters_and_per_core_sockets() {
     assert_eq!(backlogs, ["37", "37"], "ss says:\n{text}");
     let _ = Client::imap(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
 }
+
+/// `--max-conns 1` on one core: a second client is not even greeted until
+/// the first session ends; `worker_rlimit_nofile` is applied; `--cpus`
+/// pins the executor.
+#[test]
+fn session_cap_rlimit_and_cpu_pinning() {
+    let dir = TempDir::new("caps");
+    let port = free_port();
+    let conf = dir.path("postern.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\nworker_rlimit_nofile 1234;\nerror_log stderr info;\nmail {{\n    auth_http 127.0.0.1:9/auth;\n    server {{ listen 127.0.0.1:{port}; protocol imap; }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let cpus = std::fs::read_to_string("/proc/self/status").unwrap();
+    let last_cpu = cpus
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .and_then(|l| l.trim().rsplit(['-', ',']).next().map(str::to_string))
+        .unwrap();
+    let mut cmd = Command::new(postern_bin());
+    cmd.arg("-c").arg(&conf).args(["--max-conns", "1", "--cpus", &last_cpu]);
+    let postern = Proc::spawn(cmd);
+    postern.wait_for("started");
+
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", postern.pid())).unwrap();
+    let files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    assert_eq!(
+        files.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["1234", "1234"],
+        "{files}"
+    );
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", postern.pid())).unwrap();
+    let executor = tasks
+        .filter_map(Result::ok)
+        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("postern-0-")))
+        .expect("an executor thread named postern-0-N (glommio adds its id)");
+    let status = std::fs::read_to_string(executor.path().join("status")).unwrap();
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    assert_eq!(allowed, last_cpu);
+
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let first = Client::imap(addr);
+    let mut second = Client::connect(addr);
+    // Nothing to wait for but silence: the second greeting must not come
+    // while the first session lives.
+    second
+        .stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = std::io::Read::read(&mut second.stream, &mut byte);
+    assert!(early.is_err(), "greeted past --max-conns: {early:?}");
+    drop(first);
+    second.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    assert_eq!(second.line(), "* OK IMAP4 ready\r\n");
+}
