@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::config::{LogLevel, Workers};
+use crate::relay::RelayMode;
 use crate::runtime::cpus::parse_cpu_list;
 
 pub const DEFAULT_CONFIG: &str = "/etc/postern/postern.conf";
@@ -60,6 +61,16 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = parse_positive)]
     pub max_conns: Option<usize>,
 
+    /// How relayed bytes move: `splice` (zero copy, through a per-core pool
+    /// of pipes) or `copy` (through a buffer).
+    #[arg(long, value_name = "splice|copy", value_parser = parse_relay, default_value = "splice")]
+    pub relay: RelayMode,
+
+    /// Capacity asked for each splice pipe (F_SETPIPE_SZ), in bytes (`k`, `m`
+    /// suffixes). When the kernel refuses it, smaller pipes are used.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "1m")]
+    pub pipe_size: usize,
+
     /// Lowest level written to the error log (debug, info, notice, warn,
     /// error, crit, alert, emerg). Overrides the `error_log` level.
     #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
@@ -105,6 +116,14 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("expected a size such as 524288, 512k or 1m, got \"{text}\""))
 }
 
+fn parse_relay(text: &str) -> Result<RelayMode, String> {
+    match text {
+        "splice" => Ok(RelayMode::Splice),
+        "copy" => Ok(RelayMode::Copy),
+        _ => Err(format!("expected \"splice\" or \"copy\", got \"{text}\"")),
+    }
+}
+
 fn parse_level(text: &str) -> Result<LogLevel, String> {
     LogLevel::parse(text).ok_or_else(|| format!("unknown log level \"{text}\""))
 }
@@ -123,6 +142,11 @@ mod tests {
         assert_eq!(args.config, PathBuf::from(DEFAULT_CONFIG));
         assert_eq!(args.cores, Some(Workers::Auto));
         assert_eq!(args.io_memory, 512 << 10);
+        assert_eq!(args.relay, RelayMode::Splice);
+        assert_eq!(args.pipe_size, 1 << 20);
+        let args = Args::try_parse_from(["postern", "--relay", "copy", "--pipe-size", "64k"]).unwrap();
+        assert_eq!((args.relay, args.pipe_size), (RelayMode::Copy, 64 << 10));
+        assert!(Args::try_parse_from(["postern", "--relay", "sendfile"]).is_err());
         assert!(!args.no_pin);
         assert!(Args::try_parse_from(["postern", "--cores", "0"]).is_err());
     }

@@ -52,6 +52,8 @@ fn main() -> ExitCode {
         pin: !args.no_pin,
         io_memory: args.io_memory,
         max_conns: args.max_conns,
+        relay: args.relay,
+        pipe_size: args.pipe_size,
     };
     match runtime::run(config, options) {
         Ok(()) => ExitCode::SUCCESS,

@@ -43,7 +43,7 @@ pub async fn relay(
     let last_moved = Cell::new(Instant::now());
     let mut up = pin!(direction(client_rx, backend_tx, to_backend, &up_count, &last_moved));
     let mut down = pin!(direction(backend_rx, client_tx, to_client, &down_count, &last_moved));
-    let mut idle = pin!(idle_watch(idle_limit, &last_moved));
+    let mut idle = pin!(super::idle_watch(idle_limit, &last_moved));
     let mut up_done: Option<Result<(), String>> = None;
     let mut down_done: Option<Result<(), String>> = None;
     let mut timed_out = false;
@@ -70,17 +70,14 @@ pub async fn relay(
         }
     })
     .await;
-    let error = match (up_done, down_done) {
-        _ if timed_out => Some(format!("proxy_timeout: no data for {}s", idle_limit.as_secs())),
-        (Some(Err(e)), _) => Some(format!("client->backend: {e}")),
-        (_, Some(Err(e))) => Some(format!("backend->client: {e}")),
-        _ => None,
-    };
-    RelayStats {
-        client_to_backend: up_count.get(),
-        backend_to_client: down_count.get(),
-        error,
-    }
+    super::finish(
+        up_done,
+        down_done,
+        timed_out,
+        idle_limit,
+        up_count.get(),
+        down_count.get(),
+    )
 }
 
 async fn direction(
@@ -104,18 +101,5 @@ async fn direction(
         last_moved.set(Instant::now());
         to.write_all(&buf[..n]).await.map_err(|e| e.to_string())?;
         count.set(count.get() + n as u64);
-    }
-}
-
-/// Completes once nothing has moved for `limit`. One timer per session,
-/// re-armed at most once per `limit`, not once per read.
-async fn idle_watch(limit: Duration, last_moved: &Cell<Instant>) {
-    loop {
-        let deadline = last_moved.get() + limit;
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        glommio::timer::sleep(deadline - now).await;
     }
 }

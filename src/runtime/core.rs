@@ -13,6 +13,8 @@ use glommio::net::TcpListener;
 use glommio::sync::Semaphore;
 
 use crate::config::ServerConfig;
+use crate::relay::splice::PipePool;
+use crate::relay::RelayMode;
 use crate::session::{self, ServerContext};
 
 /// After a failed accept (EMFILE, ENFILE, ENOBUFS), wait this long before
@@ -36,6 +38,9 @@ pub struct CoreSpec {
     pub listeners: Vec<CoreListener>,
     /// `worker_connections`: sessions this core serves at once.
     pub max_sessions: usize,
+    pub relay: RelayMode,
+    /// `--pipe-size`: capacity asked for each splice pipe.
+    pub pipe_size: usize,
 }
 
 /// Per-core state shared by this core's tasks (never across cores).
@@ -76,6 +81,7 @@ pub async fn run(spec: CoreSpec) {
         sessions: Rc::new(Semaphore::new(spec.max_sessions as u64)),
         random: RandomState::new(),
     });
+    let pipes = (spec.relay == RelayMode::Splice).then(|| Rc::new(PipePool::new(spec.pipe_size)));
     let mut loops = Vec::new();
     for listener in spec.listeners {
         // glommio cannot build its UnixListener from an fd, but its
@@ -87,7 +93,7 @@ pub async fn run(spec: CoreSpec) {
         // whose only owner was `listener.fd`; ownership moves to the glommio
         // listener.
         let socket = unsafe { TcpListener::from_raw_fd(listener.fd.into_raw_fd()) };
-        let ctx = Rc::new(ServerContext::new(listener.server, listener.name));
+        let ctx = Rc::new(ServerContext::new(listener.server, listener.name, pipes.clone()));
         loops.push(glommio::spawn_local(accept_loop(socket, ctx, core.clone())));
     }
     for task in loops {

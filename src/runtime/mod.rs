@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::{Config, ListenAddr, Workers};
+use crate::relay::RelayMode;
 
 /// Command-line choices that shape the runtime; each overrides the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +31,15 @@ pub struct RuntimeOptions {
     pub io_memory: usize,
     /// `--max-conns`: sessions per core, over `worker_connections`.
     pub max_conns: Option<usize>,
+    /// `--relay`: splice (default) or copy.
+    pub relay: RelayMode,
+    /// `--pipe-size`: capacity asked for each splice pipe.
+    pub pipe_size: usize,
 }
+
+/// The default `--pipe-size`: 1 MiB, measured best on these machines
+/// (glommio-notes.md); the kernel's own default is 64 KiB.
+pub const DEFAULT_PIPE_SIZE: usize = 1 << 20;
 
 /// The default `--io-memory`.
 pub const DEFAULT_IO_MEMORY: usize = 512 << 10;
@@ -43,6 +52,8 @@ impl Default for RuntimeOptions {
             pin: true,
             io_memory: DEFAULT_IO_MEMORY,
             max_conns: None,
+            relay: RelayMode::Splice,
+            pipe_size: DEFAULT_PIPE_SIZE,
         }
     }
 }
@@ -113,6 +124,8 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
             cores,
             listeners,
             max_sessions,
+            relay: options.relay,
+            pipe_size: options.pipe_size,
         });
     }
     drop(shared);

@@ -18,6 +18,7 @@ use crate::protocol::imap::{ImapFront, ImapFrontSettings};
 use crate::protocol::line::printable;
 use crate::protocol::{SessionSeed, Step};
 use crate::relay;
+use crate::relay::splice::PipePool;
 use crate::runtime;
 
 /// Bytes read from the client per read before the relay.
@@ -30,14 +31,17 @@ pub struct ServerContext {
     pub imap: ImapFrontSettings,
     /// The listening address, for log lines.
     pub listen_name: String,
+    /// The core's pipes; `None` relays by copy (`--relay copy`).
+    pub pipes: Option<Rc<PipePool>>,
 }
 
 impl ServerContext {
-    pub fn new(server: ServerConfig, listen_name: String) -> Self {
+    pub fn new(server: ServerConfig, listen_name: String, pipes: Option<Rc<PipePool>>) -> Self {
         ServerContext {
             imap: ImapFrontSettings::from_server(&server),
             server,
             listen_name,
+            pipes,
         }
     }
 }
@@ -146,10 +150,26 @@ async fn dialogue(
                     log::info!("*{} {}: logged in", trace.id, trace.who());
                     let _ = client.set_read_timeout(None);
                     let _ = client.set_write_timeout(None);
-                    let stats =
-                        relay::copy::relay(client, backend, pending, backend_pending, ctx.server.proxy_timeout).await;
+                    let idle = ctx.server.proxy_timeout;
+                    let (via, stats) = match &ctx.pipes {
+                        Some(pool) if pool.available() => (
+                            "splice",
+                            relay::splice::relay(client, backend, pending, backend_pending, idle, pool).await,
+                        ),
+                        Some(pool) => {
+                            pool.note_copy_fallback();
+                            (
+                                "copy, no pipe",
+                                relay::copy::relay(client, backend, pending, backend_pending, idle).await,
+                            )
+                        }
+                        None => (
+                            "copy",
+                            relay::copy::relay(client, backend, pending, backend_pending, idle).await,
+                        ),
+                    };
                     log::info!(
-                        "*{} {}: session done, client->backend {} bytes, backend->client {} bytes, {:.3}s{}",
+                        "*{} {}: session done ({via}), client->backend {} bytes, backend->client {} bytes, {:.3}s{}",
                         trace.id,
                         trace.who(),
                         stats.client_to_backend,

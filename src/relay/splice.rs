@@ -1,0 +1,440 @@
+//! The zero-copy relay: `splice(2)` socket -> pipe -> socket, each way, so
+//! payload bytes never enter user space.
+//!
+//! glommio has no splice API and exposes no readiness hooks, so the
+//! non-blocking `splice` is called directly and the waiting goes through
+//! glommio's own operations: a 1-byte `peek` (an io_uring RECV with
+//! MSG_PEEK) waits until the source has bytes, and when the destination
+//! socket is full, what is left in the pipe is moved into a buffer and
+//! written with glommio's `write_all`, which waits for room. A session takes
+//! a pipe from its core's pool only while bytes move and gives it back,
+//! empty, before it waits: an idle session holds no pipe.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use super::RelayStats;
+
+/// The capacity of a pipe nobody resized (16 pages).
+const DEFAULT_PIPE: usize = 64 * 1024;
+
+/// Empty pipes a core keeps for reuse; more are closed.
+const MAX_IDLE_PIPES: usize = 256;
+
+/// One pipe: its two ends and the bytes in transit. Both fds close on drop.
+#[derive(Debug)]
+pub struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    capacity: usize,
+    pending: usize,
+}
+
+/// What one splice call did.
+#[derive(Debug, PartialEq, Eq)]
+enum Moved {
+    Bytes(usize),
+    /// Nothing to read, or no room to write: wait, then try again.
+    WouldBlock,
+    /// The source socket reached its end.
+    Closed,
+}
+
+fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<Moved> {
+    loop {
+        // SAFETY: both fds are open for the whole call (borrowed from owners
+        // that outlive it); null offsets are required for pipes and sockets.
+        let n = unsafe {
+            libc::splice(
+                from.as_raw_fd(),
+                std::ptr::null_mut(),
+                to.as_raw_fd(),
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        match n {
+            0 => return Ok(Moved::Closed),
+            n if n > 0 => return Ok(Moved::Bytes(n as usize)),
+            _ => {
+                let err = io::Error::last_os_error();
+                match err.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(Moved::WouldBlock),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(err),
+                }
+            }
+        }
+    }
+}
+
+impl Pipe {
+    /// A non-blocking pipe resized to `size`; when the kernel refuses that
+    /// size (EPERM past pipe-max-size or pipe-user-pages-soft for a user
+    /// without CAP_SYS_RESOURCE, ENOMEM, EINVAL), halving sizes down to the
+    /// default are tried. Returns the pipe and whether it got `size`.
+    fn open(size: usize) -> io::Result<(Pipe, bool)> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: pipe2 writes two fds into the two-element array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let mut pipe = Pipe {
+            read,
+            write,
+            capacity: DEFAULT_PIPE,
+            pending: 0,
+        };
+        let mut want = size;
+        while want > DEFAULT_PIPE {
+            let Ok(arg) = libc::c_int::try_from(want) else {
+                want /= 2;
+                continue;
+            };
+            // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours.
+            let granted = unsafe { libc::fcntl(pipe.write.as_raw_fd(), libc::F_SETPIPE_SZ, arg) };
+            if granted > 0 {
+                pipe.capacity = granted as usize;
+                return Ok((pipe, want == size));
+            }
+            want /= 2;
+        }
+        Ok((pipe, size <= DEFAULT_PIPE))
+    }
+}
+
+/// Counters of one core's pipes, for the log and for tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PipeStats {
+    pub created: u64,
+    pub reused: u64,
+    /// Pipes that did not get `--pipe-size`, but a smaller capacity.
+    pub smaller: u64,
+    /// Sessions that could get no pipe at all and copied instead.
+    pub copy_fallbacks: u64,
+}
+
+/// One core's pipes. Not shared across cores: no lock.
+#[derive(Debug)]
+pub struct PipePool {
+    size: usize,
+    idle: RefCell<Vec<Pipe>>,
+    stats: RefCell<PipeStats>,
+    /// Said once per core, not once per pipe.
+    warned: Cell<bool>,
+}
+
+impl PipePool {
+    pub fn new(size: usize) -> Self {
+        PipePool {
+            size,
+            idle: RefCell::new(Vec::new()),
+            stats: RefCell::default(),
+            warned: Cell::new(false),
+        }
+    }
+
+    pub fn stats(&self) -> PipeStats {
+        self.stats.borrow().clone()
+    }
+
+    /// A pipe, or `None` when none can be made (EMFILE, ENFILE).
+    fn take(&self) -> Option<Pipe> {
+        if let Some(pipe) = self.idle.borrow_mut().pop() {
+            self.stats.borrow_mut().reused += 1;
+            return Some(pipe);
+        }
+        match Pipe::open(self.size) {
+            Ok((pipe, full_size)) => {
+                let mut stats = self.stats.borrow_mut();
+                stats.created += 1;
+                if !full_size {
+                    stats.smaller += 1;
+                    if !self.warned.replace(true) {
+                        log::warn!(
+                            "F_SETPIPE_SZ({}) refused, using pipes of {} bytes (see /proc/sys/fs/pipe-max-size)",
+                            self.size,
+                            pipe.capacity
+                        );
+                    }
+                }
+                Some(pipe)
+            }
+            Err(e) => {
+                log::warn!("pipe2() failed ({e}), relaying by copy");
+                None
+            }
+        }
+    }
+
+    /// Keeps an empty pipe for the next taker.
+    fn give(&self, pipe: Pipe) {
+        let mut idle = self.idle.borrow_mut();
+        if pipe.pending == 0 && idle.len() < MAX_IDLE_PIPES {
+            idle.push(pipe);
+        }
+    }
+
+    pub fn note_copy_fallback(&self) {
+        self.stats.borrow_mut().copy_fallbacks += 1;
+    }
+
+    /// Whether a session can splice now: a pipe can be had (checked by
+    /// taking one and giving it back).
+    pub fn available(&self) -> bool {
+        match self.take() {
+            Some(pipe) => {
+                self.give(pipe);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A second glommio stream on a duplicate of `stream`'s fd, for writing,
+/// so each direction owns what it reads from and what it writes to.
+fn writer_for(stream: &TcpStream) -> io::Result<TcpStream> {
+    // SAFETY: `stream` owns its fd and outlives this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let dup = fd.try_clone_to_owned()?;
+    // SAFETY: `dup` is a fresh fd of a connected, non-blocking stream socket
+    // that nothing else owns; the new stream takes it over.
+    Ok(unsafe { TcpStream::from_raw_fd(dup.into_raw_fd()) })
+}
+
+/// As `copy::relay`, by splice. The caller checked `pool.available()`;
+/// should pipes run out mid-session, a direction waits for one.
+pub async fn relay(
+    client: TcpStream,
+    backend: TcpStream,
+    to_backend: Vec<u8>,
+    to_client: Vec<u8>,
+    idle_limit: Duration,
+    pool: &PipePool,
+) -> RelayStats {
+    // glommio waits through io_uring and leaves fds blocking; a blocking
+    // splice would stall the whole core. The flag lives on the open file
+    // description, so the duplicates below share it.
+    for stream in [&client, &backend] {
+        if let Err(e) = socket2::SockRef::from(&stream.as_fd_borrowed()).set_nonblocking(true) {
+            return RelayStats {
+                error: Some(format!("fcntl(O_NONBLOCK) failed ({e})")),
+                ..RelayStats::default()
+            };
+        }
+    }
+    let (client_w, backend_w) = match (writer_for(&client), writer_for(&backend)) {
+        (Ok(c), Ok(b)) => (c, b),
+        (Err(e), _) | (_, Err(e)) => {
+            return RelayStats {
+                error: Some(format!("dup() failed ({e})")),
+                ..RelayStats::default()
+            }
+        }
+    };
+    let up_count = Cell::new(0u64);
+    let down_count = Cell::new(0u64);
+    let last_moved = Cell::new(Instant::now());
+    let mut up = pin!(direction(&client, backend_w, to_backend, pool, &up_count, &last_moved));
+    let mut down = pin!(direction(&backend, client_w, to_client, pool, &down_count, &last_moved));
+    let mut idle = pin!(super::idle_watch(idle_limit, &last_moved));
+    let mut up_done: Option<Result<(), String>> = None;
+    let mut down_done: Option<Result<(), String>> = None;
+    let mut timed_out = false;
+    std::future::poll_fn(|cx| {
+        if idle.as_mut().poll(cx).is_ready() {
+            timed_out = true;
+            return Poll::Ready(());
+        }
+        if up_done.is_none() {
+            if let Poll::Ready(r) = up.as_mut().poll(cx) {
+                up_done = Some(r);
+            }
+        }
+        if down_done.is_none() {
+            if let Poll::Ready(r) = down.as_mut().poll(cx) {
+                down_done = Some(r);
+            }
+        }
+        // The same ending rules as the copy relay.
+        match (&up_done, &down_done) {
+            (Some(Err(_)), _) | (_, Some(_)) => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    })
+    .await;
+    super::finish(
+        up_done,
+        down_done,
+        timed_out,
+        idle_limit,
+        up_count.get(),
+        down_count.get(),
+    )
+}
+
+async fn direction(
+    from: &TcpStream,
+    mut to: TcpStream,
+    already: Vec<u8>,
+    pool: &PipePool,
+    count: &Cell<u64>,
+    last_moved: &Cell<Instant>,
+) -> Result<(), String> {
+    if !already.is_empty() {
+        to.write_all(&already).await.map_err(|e| e.to_string())?;
+        count.set(count.get() + already.len() as u64);
+    }
+    let mut spill = Vec::new();
+    loop {
+        let Some(mut pipe) = pool.take() else {
+            // Out of fds for now: try again shortly rather than fail the session.
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let moved = splice(from.as_fd_borrowed(), pipe.write.as_fd(), pipe.capacity);
+        match moved {
+            Ok(Moved::Bytes(n)) => {
+                pipe.pending = n;
+                last_moved.set(Instant::now());
+                let result = drain(&mut pipe, &mut to, &mut spill).await;
+                pool.give(pipe);
+                result?;
+                count.set(count.get() + n as u64);
+            }
+            Ok(Moved::WouldBlock) => {
+                pool.give(pipe);
+                // Holding no pipe, wait until the source has a byte or ends.
+                let mut probe = [0u8; 1];
+                from.peek(&mut probe).await.map_err(|e| e.to_string())?;
+            }
+            Ok(Moved::Closed) => {
+                pool.give(pipe);
+                // Half-close: the peer may still be sending the other way.
+                return to.shutdown(Shutdown::Write).await.map_err(|e| e.to_string());
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Empties the pipe into `to`: by splice while the socket takes it; when it
+/// is full, the rest goes through `spill` and glommio's write, which waits.
+async fn drain(pipe: &mut Pipe, to: &mut TcpStream, spill: &mut Vec<u8>) -> Result<(), String> {
+    while pipe.pending > 0 {
+        match splice(pipe.read.as_fd(), to.as_fd_borrowed(), pipe.pending).map_err(|e| e.to_string())? {
+            Moved::Bytes(n) => pipe.pending -= n,
+            Moved::WouldBlock => {
+                spill.resize(pipe.pending, 0);
+                read_exact_from_pipe(&pipe.read, spill).map_err(|e| e.to_string())?;
+                pipe.pending = 0;
+                to.write_all(spill).await.map_err(|e| e.to_string())?;
+            }
+            Moved::Closed => return Err("the destination closed".to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// Reads exactly `buf.len()` bytes that are known to be in the pipe.
+fn read_exact_from_pipe(pipe: &OwnedFd, buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: the fd is open (owned by the pipe); the pointer and length
+        // describe the unfilled part of `buf`, which is writable.
+        let n = unsafe { libc::read(pipe.as_raw_fd(), buf[filled..].as_mut_ptr().cast(), buf.len() - filled) };
+        match n {
+            n if n > 0 => filled += n as usize,
+            0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "pipe emptied early")),
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A borrowed fd of a glommio stream (which implements only `AsRawFd`).
+trait AsFdBorrowed {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_>;
+}
+
+impl AsFdBorrowed for TcpStream {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_> {
+        // SAFETY: the stream owns the fd for at least the returned lifetime.
+        unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn pipe_sizes_and_refusals() {
+        let (pipe, full) = Pipe::open(1 << 20).unwrap();
+        assert!(full);
+        assert_eq!(pipe.capacity, 1 << 20);
+        // 3 GiB: no kernel takes it (above 2^31 it is EINVAL for everyone);
+        // a smaller pipe comes back instead.
+        let (pipe, full) = Pipe::open(3 << 30).unwrap();
+        assert!(!full);
+        assert!(pipe.capacity >= DEFAULT_PIPE && pipe.capacity < 3 << 30);
+    }
+
+    #[test]
+    fn splice_moves_bytes_through_a_pipe() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let (c, mut d) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        c.set_nonblocking(true).unwrap();
+        let (pipe, _) = Pipe::open(DEFAULT_PIPE).unwrap();
+        assert_eq!(splice(b.as_fd(), pipe.write.as_fd(), 4096).unwrap(), Moved::WouldBlock);
+        a.write_all(b"hello").unwrap();
+        assert_eq!(splice(b.as_fd(), pipe.write.as_fd(), 4096).unwrap(), Moved::Bytes(5));
+        assert_eq!(splice(pipe.read.as_fd(), c.as_fd(), 5).unwrap(), Moved::Bytes(5));
+        let mut got = [0u8; 5];
+        d.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello");
+        drop(a);
+        assert_eq!(splice(b.as_fd(), pipe.write.as_fd(), 4096).unwrap(), Moved::Closed);
+    }
+
+    #[test]
+    fn pool_reuses_only_empty_pipes() {
+        let pool = PipePool::new(DEFAULT_PIPE);
+        let pipe = pool.take().unwrap();
+        pool.give(pipe);
+        let mut pipe = pool.take().unwrap();
+        assert_eq!(
+            pool.stats(),
+            PipeStats {
+                created: 1,
+                reused: 1,
+                smaller: 0,
+                copy_fallbacks: 0
+            }
+        );
+        pipe.pending = 1;
+        pool.give(pipe);
+        assert!(pool.idle.borrow().is_empty(), "a pipe holding bytes must not be reused");
+    }
+}
