@@ -8,7 +8,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::{OnceLock, RwLock};
 
 use crate::config::{ErrorLog, LogLevel, LogTarget};
 
@@ -27,8 +28,12 @@ macro_rules! emerg {
 enum Sink {
     Stderr,
     /// Opened with O_APPEND: each line is one write(2), so lines from
-    /// several cores never interleave and no lock is needed.
-    File(File),
+    /// several cores never interleave. The lock is only for SIGUSR1's
+    /// reopen; writers share it uncontended.
+    File {
+        path: PathBuf,
+        file: RwLock<File>,
+    },
 }
 
 struct ErrorLogger {
@@ -54,13 +59,10 @@ fn current_tid() -> u32 {
 pub fn init(config: &ErrorLog) -> Result<(), String> {
     let sink = match &config.target {
         LogTarget::Stderr => Sink::Stderr,
-        LogTarget::File(path) => Sink::File(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("open() \"{}\" failed ({e})", path.display()))?,
-        ),
+        LogTarget::File(path) => Sink::File {
+            path: path.clone(),
+            file: RwLock::new(open_log(path)?),
+        },
     };
     let logger = ErrorLogger {
         threshold: config.level,
@@ -78,6 +80,33 @@ pub fn init(config: &ErrorLog) -> Result<(), String> {
         LogLevel::Warn => log::LevelFilter::Warn,
         _ => log::LevelFilter::Error,
     });
+    Ok(())
+}
+
+fn open_log(path: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("open() \"{}\" failed ({e})", path.display()))
+}
+
+/// SIGUSR1: opens the log file again by name, so logrotate can move the old
+/// one away. On failure the old file stays in use.
+pub fn reopen() -> Result<(), String> {
+    let Some(ErrorLogger {
+        sink: Sink::File { path, file },
+        ..
+    }) = LOGGER.get()
+    else {
+        return Ok(());
+    };
+    let fresh = open_log(path)?;
+    match file.write() {
+        Ok(mut current) => *current = fresh,
+        // A writer panicked mid-line; the file handle itself is still sound.
+        Err(poisoned) => *poisoned.into_inner() = fresh,
+    }
     Ok(())
 }
 
@@ -115,8 +144,9 @@ impl log::Log for ErrorLogger {
         // only choice that does not stop the proxy.
         let _ = match &self.sink {
             Sink::Stderr => std::io::stderr().write_all(line.as_bytes()),
-            Sink::File(file) => {
-                let mut file: &File = file;
+            Sink::File { file, .. } => {
+                let guard = file.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut file: &File = &guard;
                 file.write_all(line.as_bytes())
             }
         };

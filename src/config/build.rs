@@ -97,6 +97,7 @@ pub(crate) struct MainDraft {
     pub(crate) pid: Option<PathBuf>,
     pub(crate) worker_connections: Option<usize>,
     pub(crate) worker_rlimit_nofile: Option<u64>,
+    pub(crate) worker_shutdown_timeout: Option<Duration>,
 }
 
 /// One server's settings while the file is read; `None` is unset.
@@ -326,6 +327,7 @@ impl Builder<'_> {
             pid: main.pid,
             worker_connections: required(main.worker_connections, "worker_connections", &at)?,
             worker_rlimit_nofile: main.worker_rlimit_nofile,
+            worker_shutdown_timeout: main.worker_shutdown_timeout,
         })
     }
 

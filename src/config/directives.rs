@@ -171,6 +171,7 @@ pub(crate) static TABLE: &[Row] = &[
     Row::refused("stream", MAIN, MAIL_ONLY),
     Row::new("include", ANY, Exact(1), Status::Include).repeatable(),
     Row::main("worker_rlimit_nofile", MAIN, Exact(1), set_worker_rlimit_nofile),
+    Row::main("worker_shutdown_timeout", MAIN, Exact(1), set_worker_shutdown_timeout),
     Row::not_yet("user", MAIN),
     Row::not_yet("master_process", MAIN),
     Row::not_yet("worker_rlimit_core", MAIN),
@@ -182,7 +183,6 @@ pub(crate) static TABLE: &[Row] = &[
     Row::not_yet("pcre_jit", MAIN),
     Row::not_yet("thread_pool", MAIN),
     Row::not_yet("timer_resolution", MAIN),
-    Row::not_yet("worker_shutdown_timeout", MAIN),
     Row::not_yet("ssl_engine", MAIN),
     Row::not_yet("debug_points", MAIN),
     // events {}
@@ -426,6 +426,11 @@ fn set_worker_connections(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Resu
 
 fn set_worker_rlimit_nofile(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
     m.worker_rlimit_nofile = Some(positive_arg_as(d)?);
+    Ok(())
+}
+
+fn set_worker_shutdown_timeout(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    m.worker_shutdown_timeout = Some(time_arg(d)?);
     Ok(())
 }
 

@@ -92,6 +92,9 @@ pub struct MainConfig {
     pub worker_connections: usize,
     /// `worker_rlimit_nofile N`: RLIMIT_NOFILE set at start when given.
     pub worker_rlimit_nofile: Option<u64>,
+    /// `worker_shutdown_timeout`: how long a graceful stop (SIGQUIT) lets
+    /// relayed sessions run; `None` waits for them all, as nginx.
+    pub worker_shutdown_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -86,6 +86,7 @@ fn minimal_config_gets_exactly_the_defaults() {
                 pid: None,
                 worker_connections: 512,
                 worker_rlimit_nofile: None,
+                worker_shutdown_timeout: None,
             },
             servers: vec![ServerConfig {
                 location: at(3),
@@ -196,6 +197,10 @@ fn main_directives() {
         ("events { worker_connections 1024; }", |m| m.worker_connections == 1024),
         ("worker_rlimit_nofile 65536;", |m| m.worker_rlimit_nofile == Some(65536)),
         ("worker_rlimit_nofile 1;", |m| m.worker_rlimit_nofile == Some(1)),
+        ("worker_shutdown_timeout 10s;", |m| {
+            m.worker_shutdown_timeout == Some(Duration::from_secs(10))
+        }),
+        ("worker_processes 1;", |m| m.worker_shutdown_timeout.is_none()),
         ("worker_processes 1;", |m| m.worker_rlimit_nofile.is_none()),
         ("events { }", |m| m.worker_connections == 512),
         (

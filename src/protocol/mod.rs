@@ -61,6 +61,8 @@ pub enum CloseReason {
     AuthFailed,
     /// The backend refused, failed or could not be reached.
     BackendFailed,
+    /// A graceful stop closed a session that had not logged in.
+    ShuttingDown,
 }
 
 impl CloseReason {
@@ -72,6 +74,7 @@ impl CloseReason {
             CloseReason::LoginRefused => "login refused by auth server",
             CloseReason::AuthFailed => "auth server failed",
             CloseReason::BackendFailed => "backend login failed",
+            CloseReason::ShuttingDown => "closed by graceful shutdown",
         }
     }
 }

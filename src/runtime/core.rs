@@ -9,7 +9,8 @@ use std::os::unix::io::FromRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-use glommio::net::TcpListener;
+use futures_lite::AsyncReadExt;
+use glommio::net::{TcpListener, UnixStream};
 use glommio::sync::Semaphore;
 
 use crate::config::ServerConfig;
@@ -41,6 +42,8 @@ pub struct CoreSpec {
     pub relay: RelayMode,
     /// `--pipe-size`: capacity asked for each splice pipe.
     pub pipe_size: usize,
+    /// `worker_shutdown_timeout`.
+    pub shutdown_timeout: Option<Duration>,
 }
 
 /// Per-core state shared by this core's tasks (never across cores).
@@ -73,14 +76,22 @@ impl Core {
     }
 }
 
-pub async fn run(spec: CoreSpec) {
+/// Orders from the main thread, one byte each on the core's control socket.
+pub const STOP_GRACEFULLY: u8 = b'Q';
+
+/// Serves until the main thread orders a graceful stop (or goes away), then
+/// stops accepting, closes the sessions that have not logged in, and waits
+/// for relayed sessions to end, at most `shutdown_timeout`.
+pub async fn run(spec: CoreSpec, control: OwnedFd) {
+    let max_sessions = spec.max_sessions as u64;
     let core = Rc::new(Core {
         index: spec.index as u64,
         cores: spec.cores as u64,
         next_seq: Cell::new(0),
-        sessions: Rc::new(Semaphore::new(spec.max_sessions as u64)),
+        sessions: Rc::new(Semaphore::new(max_sessions)),
         random: RandomState::new(),
     });
+    let stopping = Rc::new(Semaphore::new(0));
     let pipes = (spec.relay == RelayMode::Splice).then(|| Rc::new(PipePool::new(spec.pipe_size)));
     let mut loops = Vec::new();
     for listener in spec.listeners {
@@ -93,11 +104,51 @@ pub async fn run(spec: CoreSpec) {
         // whose only owner was `listener.fd`; ownership moves to the glommio
         // listener.
         let socket = unsafe { TcpListener::from_raw_fd(listener.fd.into_raw_fd()) };
-        let ctx = Rc::new(ServerContext::new(listener.server, listener.name, pipes.clone()));
+        let ctx = Rc::new(ServerContext::new(
+            listener.server,
+            listener.name,
+            pipes.clone(),
+            stopping.clone(),
+        ));
         loops.push(glommio::spawn_local(accept_loop(socket, ctx, core.clone())));
     }
+
+    // SAFETY: `control` is this core's end of a connected unix socket pair,
+    // owned by nobody else; the glommio stream takes it over.
+    let mut control = unsafe { UnixStream::from_raw_fd(control.into_raw_fd()) };
+    let mut order = [0u8; 1];
+    // Any answer ends serving: the order itself, or the main thread gone.
+    let _ = control.read(&mut order).await;
+
+    // Cancelling the accept loops drops their listeners: this core's sockets
+    // close and the kernel refuses new connections once every core's have.
     for task in loops {
-        task.await;
+        let _ = task.cancel().await;
+    }
+    stopping.close();
+    let drained = core.sessions.acquire_permit(max_sessions);
+    let finished = match spec.shutdown_timeout {
+        Some(limit) => glommio::timer::timeout(limit, async { drained.await.map(drop) })
+            .await
+            .is_ok(),
+        None => drained.await.is_ok(),
+    };
+    if !finished {
+        crate::notice!(
+            "core {}: worker_shutdown_timeout passed, closing the remaining sessions",
+            spec.index
+        );
+    }
+    if let Some(pipes) = &pipes {
+        let s = pipes.stats();
+        crate::notice!(
+            "core {}: pipes created {}, reused {}, smaller than asked {}, sessions copied for want of a pipe {}",
+            spec.index,
+            s.created,
+            s.reused,
+            s.smaller,
+            s.copy_fallbacks
+        );
     }
 }
 

@@ -4,10 +4,16 @@
 mod core;
 pub mod cpus;
 mod listener;
+mod pid;
 pub mod sys;
 mod uring_probe;
 
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
+
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
@@ -69,6 +75,9 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
         return Err(format!("no mail servers are configured in {}", config.file.display()));
     }
     uring_probe::probe()?;
+    // Locked before anything is bound: a second instance must fail here,
+    // not share the ports through SO_REUSEPORT.
+    let mut pid_file = config.main.pid.as_deref().map(pid::PidFile::lock).transpose()?;
     if let Some(limit) = config.main.worker_rlimit_nofile {
         sys::set_nofile(limit)?;
     }
@@ -126,16 +135,15 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
             max_sessions,
             relay: options.relay,
             pipe_size: options.pipe_size,
+            shutdown_timeout: config.main.worker_shutdown_timeout,
         });
     }
     drop(shared);
-    let pid_file = config.main.pid.clone();
-    if let Some(path) = &pid_file {
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .map_err(|e| format!("open() \"{}\" failed ({e})", path.display()))?;
+    if let Some(pid) = &mut pid_file {
+        pid.write_pid()?;
     }
     let (events, inbox) = mpsc::channel();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1])
         .map_err(|e| format!("installing signal handlers failed ({e})"))?;
     let signal_events = events.clone();
     std::thread::Builder::new()
@@ -148,6 +156,7 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
             }
         })
         .map_err(|e| format!("starting the signal thread failed ({e})"))?;
+    let mut controls = Vec::with_capacity(cores);
     for spec in specs {
         // More cores than allowed CPUs share them round-robin.
         let cpu = allowed[spec.index % allowed.len()];
@@ -157,10 +166,14 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
         } else {
             Placement::Unbound
         };
+        let (control, core_end) =
+            UnixStream::pair().map_err(|e| format!("socketpair() for core {index} failed ({e})"))?;
+        controls.push(control);
+        let core_end = OwnedFd::from(core_end);
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("postern-{index}"))
             .io_memory(options.io_memory)
-            .spawn(move || core::run(spec))
+            .spawn(move || core::run(spec, core_end))
             .map_err(|e| format!("starting the executor for core {index} on CPU {cpu} failed ({e})"))?;
         let core_events = events.clone();
         std::thread::spawn(move || {
@@ -172,24 +185,55 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
         });
     }
     crate::notice!(
-        "postern {} started: {cores} core(s){}, {max_sessions} sessions per core, pid {}",
+        "postern/{} started: {cores} core(s){}, {max_sessions} sessions per core, pid {}",
         env!("CARGO_PKG_VERSION"),
         if options.pin { "" } else { " unpinned" },
         std::process::id()
     );
-    let outcome = match inbox.recv() {
-        Ok(Event::Signal(signal)) => {
-            crate::notice!("signal {signal} received, exiting");
-            Ok(())
-        }
-        Ok(Event::CoreEnded(index, why)) => Err(format!("core {index} {why}")),
-        Err(_) => Err("all cores ended".to_string()),
-    };
-    if let Some(path) = &pid_file {
-        let _ = std::fs::remove_file(path);
-    }
+    let outcome = supervise(&inbox, &mut controls, cores);
+    drop(pid_file);
     for path in &unix_paths {
         let _ = std::fs::remove_file(path);
     }
     outcome
+}
+
+/// The main thread's life after start-up: signals in, orders to the cores.
+fn supervise(inbox: &mpsc::Receiver<Event>, controls: &mut [UnixStream], cores: usize) -> Result<(), String> {
+    let mut graceful = false;
+    let mut ended = 0;
+    loop {
+        match inbox.recv() {
+            Ok(Event::Signal(signal @ (SIGTERM | SIGINT))) => {
+                crate::notice!("signal {signal} received, exiting");
+                return Ok(());
+            }
+            Ok(Event::Signal(SIGQUIT)) if !graceful => {
+                crate::notice!("signal {SIGQUIT} received, shutting down gracefully");
+                graceful = true;
+                for control in controls.iter_mut() {
+                    // A core that is gone cannot be told; it has stopped anyway.
+                    let _ = control.write_all(&[core::STOP_GRACEFULLY]);
+                }
+            }
+            Ok(Event::Signal(SIGUSR1)) => {
+                crate::notice!("signal {SIGUSR1} received, reopening logs");
+                if let Err(e) = crate::logging::reopen() {
+                    log::error!("{e}");
+                }
+            }
+            Ok(Event::Signal(_)) => {}
+            Ok(Event::CoreEnded(index, why)) => {
+                if !graceful {
+                    return Err(format!("core {index} {why}"));
+                }
+                ended += 1;
+                if ended == cores {
+                    crate::notice!("graceful shutdown done, exiting");
+                    return Ok(());
+                }
+            }
+            Err(_) => return Err("all cores ended".to_string()),
+        }
+    }
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
 
 use crate::auth::{self, request::RequestContext};
 use crate::config::ServerConfig;
@@ -33,15 +34,24 @@ pub struct ServerContext {
     pub listen_name: String,
     /// The core's pipes; `None` relays by copy (`--relay copy`).
     pub pipes: Option<Rc<PipePool>>,
+    /// Closed (never given permits) when a graceful stop begins: a session
+    /// waiting on it for a client command wakes and says goodbye.
+    pub stopping: Rc<Semaphore>,
 }
 
 impl ServerContext {
-    pub fn new(server: ServerConfig, listen_name: String, pipes: Option<Rc<PipePool>>) -> Self {
+    pub fn new(
+        server: ServerConfig,
+        listen_name: String,
+        pipes: Option<Rc<PipePool>>,
+        stopping: Rc<Semaphore>,
+    ) -> Self {
         ServerContext {
             imap: ImapFrontSettings::from_server(&server),
             server,
             listen_name,
             pipes,
+            stopping,
         }
     }
 }
@@ -195,10 +205,16 @@ async fn dialogue(
                 continue;
             }
         }
-        let n = client
-            .read(&mut chunk)
-            .await
-            .map_err(|e| io_reason("reading from client", &e))?;
+        let read = futures_lite::future::or(async { Some(client.read(&mut chunk).await) }, async {
+            // Never granted a permit: this only returns once the semaphore is closed.
+            let _ = ctx.stopping.acquire_permit(1).await;
+            None
+        });
+        let Some(read) = read.await else {
+            front.on_shutdown();
+            continue;
+        };
+        let n = read.map_err(|e| io_reason("reading from client", &e))?;
         if n == 0 {
             return Err("client closed connection".to_string());
         }

@@ -16,6 +16,7 @@ use syntax::{Arg, LineEnd};
 pub const GREETING: &[u8] = b"* OK IMAP4 ready\r\n";
 pub const INTERNAL_ERROR: &[u8] = b"* BAD internal server error\r\n";
 const BYE: &[u8] = b"* BYE\r\n";
+const SHUTDOWN_BYE: &[u8] = b"* BYE Server shutting down\r\n";
 const OK: &[u8] = b"OK completed";
 const INVALID: &[u8] = b"BAD invalid command";
 const CONTINUE_LITERAL: &[u8] = b"+ OK\r\n";
@@ -139,6 +140,16 @@ impl ImapFront {
     #[must_use]
     pub fn poll(&mut self) -> Option<Step> {
         self.steps.pop_front()
+    }
+
+    /// A graceful stop: a session still waiting for the client's commands
+    /// is told BYE (RFC 3501 7.1.5) and closed; one already logging in goes
+    /// on to its relay.
+    pub fn on_shutdown(&mut self) {
+        if self.wants_input() {
+            self.send(SHUTDOWN_BYE);
+            self.close(CloseReason::ShuttingDown);
+        }
     }
 
     pub fn wants_input(&self) -> bool {

@@ -176,6 +176,21 @@ fn id_over_rfc_2971_bounds_is_refused() {
 }
 
 #[test]
+fn shutdown_says_bye_only_before_login() {
+    let mut m = machine();
+    m.feed(b"a NOOP\r\n");
+    let _ = drain(&mut m);
+    m.on_shutdown();
+    assert_eq!(
+        drain(&mut m),
+        vec!["send * BYE Server shutting down\r\n", "close ShuttingDown"]
+    );
+    let mut m = logged_in_request();
+    m.on_shutdown();
+    assert_eq!(drain(&mut m), Vec::<String>::new(), "a login under way goes on");
+}
+
+#[test]
 fn too_long_line_closes() {
     let mut input = b"a LOGIN ".to_vec();
     input.resize(64, b'x');
