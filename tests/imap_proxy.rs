@@ -230,6 +230,7 @@ fn twenty_megabytes_each_way() {
     // One info line per session, with both byte counts and no password.
     let line = s.postern.proc.wait_for("session done");
     assert!(line.contains("user \"bob\""), "{line}");
+    assert!(line.contains("(splice)"), "the default relay is splice: {line}");
     assert!(line.contains(&format!("backend {}", s.backend.addr)), "{line}");
     let up = format!("client->backend {} bytes", c.sent - sent_before);
     let down = format!("backend->client {} bytes", c.received - received_before);

@@ -1,9 +1,10 @@
 //! Companions for exercising Postern: an nginx-compatible `auth_http`
-//! server and fake mail backends, all built on blocking std I/O with one
-//! thread per connection.
+//! server, fake mail backends and a throughput client, all built on blocking
+//! std I/O with one thread per connection.
 
 pub mod auth;
 pub mod backend;
+pub mod fetch;
 pub mod message;
 pub mod net;
 pub mod record;

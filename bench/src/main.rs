@@ -1,6 +1,7 @@
 //! `postern-bench`: companions for exercising Postern.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use postern_bench::auth;
 use postern_bench::backend::{self, Mailbox, Protocol};
+use postern_bench::fetch;
 use postern_bench::net::{self, Listener};
 use postern_bench::record::Record;
 use postern_bench::users::Users;
@@ -28,6 +30,8 @@ enum Command {
     Auth(AuthArgs),
     /// Run a fake mail backend.
     Backend(BackendArgs),
+    /// Fetch one message over and over through IMAP and report the throughput.
+    Fetch(FetchArgs),
 }
 
 #[derive(Args)]
@@ -95,6 +99,35 @@ struct BackendArgs {
     record: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct FetchArgs {
+    /// IMAP server (a backend, or Postern in front of one) as IP:PORT.
+    #[arg(long, value_name = "IP:PORT")]
+    addr: String,
+    /// Login, sent as `LOGIN "NAME" "PASS"` (split at the first ':').
+    #[arg(long, value_name = "NAME:PASS")]
+    user: OsString,
+    /// Message sequence number to fetch.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    msg: u64,
+    /// FETCHes per connection.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: u64,
+    /// Parallel connections, one thread each.
+    #[arg(long, value_name = "C", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    conns: u64,
+    /// A process whose CPU time during the fetches is reported (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Check every message against the seeded bytes the backend serves
+    /// (costs client CPU).
+    #[arg(long)]
+    verify: bool,
+    /// Socket read and write timeout in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ProtocolArg {
     Imap,
@@ -105,6 +138,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Auth(args) => run_auth(args),
         Command::Backend(args) => run_backend(args),
+        Command::Fetch(args) => run_fetch(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -174,4 +208,26 @@ fn run_backend(args: BackendArgs) -> Result<(), String> {
     };
     let listener = bind(&args.listen)?;
     backend::run(listener, config)
+}
+
+fn run_fetch(args: FetchArgs) -> Result<(), String> {
+    let (user, pass) = postern_bench::users::split_pair(args.user.as_bytes())
+        .ok_or_else(|| format!("--user {:?}: expected NAME:PASS", args.user))?;
+    let config = fetch::Config {
+        addr: args.addr,
+        user,
+        pass,
+        msg: args.msg,
+        count: args.count,
+        conns: args.conns as usize,
+        pids: args.pids,
+        timeout: Duration::from_secs(args.timeout),
+        verify: args.verify,
+    };
+    let report = fetch::run(config)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", report.human())
+        .and_then(|()| writeln!(out, "{}", report.json()))
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("cannot write to stdout: {e}"))
 }

@@ -125,6 +125,7 @@ pub async fn run(spec: CoreSpec, control: OwnedFd) {
     for task in loops {
         let _ = task.cancel().await;
     }
+    crate::notice!("core {}: stopped accepting", spec.index);
     stopping.close();
     let drained = core.sessions.acquire_permit(max_sessions);
     let finished = match spec.shutdown_timeout {

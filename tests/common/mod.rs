@@ -194,6 +194,11 @@ pub fn start_postern(mail_body: &str) -> Postern {
 /// replaced by the scratch directory. Without an `error_log` to stderr in
 /// `main`, the start-up notice is not seen: don't.
 pub fn start_postern_with(main: &str, mail_body: &str) -> Postern {
+    start_postern_flags(main, mail_body, &[])
+}
+
+/// As `start_postern_with`, with command-line `flags` after `-c`.
+pub fn start_postern_flags(main: &str, mail_body: &str, flags: &[&str]) -> Postern {
     let dir = TempDir::new("postern");
     let port = free_port();
     let dir_text = dir.0.display().to_string();
@@ -209,7 +214,7 @@ pub fn start_postern_with(main: &str, mail_body: &str) -> Postern {
     let path = dir.path("postern.conf");
     std::fs::write(&path, conf).unwrap();
     let mut cmd = Command::new(postern_bin());
-    cmd.arg("-c").arg(&path);
+    cmd.arg("-c").arg(&path).args(flags);
     let proc = Proc::spawn(cmd);
     proc.wait_for("started");
     Postern {
@@ -234,7 +239,11 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Client::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// Wraps a stream connected some other way (socket options set first).
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
@@ -264,6 +273,14 @@ impl Client {
         self.reader.read_until(b'\n', &mut line).expect("read line");
         self.received += line.len();
         String::from_utf8(line).expect("UTF-8 line")
+    }
+
+    /// At most `buf.len()` bytes, at least one (end of stream fails).
+    pub fn read_some(&mut self, buf: &mut [u8]) -> usize {
+        let n = self.reader.read(buf).expect("read");
+        assert!(n > 0, "connection closed early");
+        self.received += n;
+        n
     }
 
     pub fn exact(&mut self, n: usize) -> Vec<u8> {

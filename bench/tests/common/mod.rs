@@ -43,6 +43,11 @@ impl Server {
         server.addr = addr.to_string();
         server
     }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 /// Runs `postern-bench ARGS...`, which must exit with a failure status
