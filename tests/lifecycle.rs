@@ -31,6 +31,11 @@ fn sigterm_stops_and_removes_the_pid_file() {
         "{}",
         postern.proc.log()
     );
+    // nginx's start-up notices: the limit, each core, the version.
+    let log = postern.proc.log();
+    for notice in ["getrlimit(RLIMIT_NOFILE): ", "start core 0", "start core 1", "postern/"] {
+        assert!(log.contains(notice), "no {notice:?} in {log}");
+    }
 }
 
 /// The error log as a file: a FIFO, so the test reads each line as Postern

@@ -170,6 +170,11 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
             UnixStream::pair().map_err(|e| format!("socketpair() for core {index} failed ({e})"))?;
         controls.push(control);
         let core_end = OwnedFd::from(core_end);
+        if options.pin {
+            crate::notice!("start core {index} on CPU {cpu}");
+        } else {
+            crate::notice!("start core {index}");
+        }
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("postern-{index}"))
             .io_memory(options.io_memory)
@@ -184,6 +189,7 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
             let _ = core_events.send(Event::CoreEnded(index, why));
         });
     }
+    crate::notice!("{}", open_files_limit());
     crate::notice!(
         "postern/{} started: {cores} core(s){}, {max_sessions} sessions per core, pid {}",
         env!("CARGO_PKG_VERSION"),
@@ -196,6 +202,20 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
         let _ = std::fs::remove_file(path);
     }
     outcome
+}
+
+/// nginx's start-up line about RLIMIT_NOFILE, from /proc (no libc needed).
+fn open_files_limit() -> String {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let fields: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .map(|l| l.split_whitespace().skip(3).take(2).collect())
+        .unwrap_or_default();
+    match fields.as_slice() {
+        [soft, hard] => format!("getrlimit(RLIMIT_NOFILE): {soft}:{hard}"),
+        _ => "getrlimit(RLIMIT_NOFILE): unknown".to_string(),
+    }
 }
 
 /// The main thread's life after start-up: signals in, orders to the cores.
