@@ -199,8 +199,13 @@ pub struct AuthHttp {
 pub enum AuthMethod {
     Plain,
     Login,
+    /// POP3 only.
+    Apop,
     CramMd5,
     External,
+    /// SMTP only (`smtp_auth none`): no authentication; the envelope goes to
+    /// the auth server instead.
+    None,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +243,34 @@ pub struct ServerConfig {
     /// `proxy_timeout` (24h): an idle relay is closed after this.
     pub proxy_timeout: Duration,
     pub imap: ImapSettings,
+    pub pop3: Pop3Settings,
+    pub smtp: SmtpSettings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pop3Settings {
+    /// `pop3_capabilities`, default `TOP USER UIDL`.
+    pub capabilities: Vec<String>,
+    /// `pop3_auth`, default `plain` (plain, apop, cram-md5, external).
+    pub auth: Vec<AuthMethod>,
+    /// `pop3_client_buffer` (Postern's; nginx fixes 128): the longest command line.
+    pub client_buffer: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmtpSettings {
+    /// `smtp_capabilities`, default none.
+    pub capabilities: Vec<String>,
+    /// `smtp_auth`, default `plain login` (plain, login, cram-md5, external, none).
+    pub auth: Vec<AuthMethod>,
+    /// `smtp_client_buffer`, default 4k.
+    pub client_buffer: usize,
+    /// `smtp_greeting_delay`, default 0.
+    pub greeting_delay: Duration,
+    /// `xclient`, default on.
+    pub xclient: bool,
+    /// `proxy_smtp_auth`, default off.
+    pub proxy_smtp_auth: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
