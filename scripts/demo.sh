@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end: build Postern, start the bench auth server and
-# IMAP backend, start Postern with conf/postern.conf, fetch a message through
-# it with curl, print the session, and stop everything it started.
+# IMAP, POP3 and SMTP backends, start Postern with conf/postern.conf, fetch a message through
+# it with curl over IMAP and POP3, send one over SMTP, print the sessions, and
+# stop everything it started.
 #   scripts/demo.sh          run the demo and clean up
 #   scripts/demo.sh --keep   leave the three servers running
 set -euo pipefail
@@ -47,16 +48,28 @@ echo "== starting the IMAP backend on 127.0.0.1:11143 (3 seeded messages)"
 PIDS+=($!)
 wait_for "$WORK/backend.out" listening
 
+echo "== starting the POP3 backend on 127.0.0.1:11110 and the SMTP backend on 127.0.0.1:11025"
+"$BIN/postern-bench" backend --protocol pop3 --listen 127.0.0.1:11110 --user demo:demo-password \
+    --messages 3 --msg-bytes 600 >"$WORK/pop3.out" 2>&1 &
+PIDS+=($!)
+wait_for "$WORK/pop3.out" listening
+mkdir -p "$WORK/delivered"
+"$BIN/postern-bench" backend --protocol smtp --listen 127.0.0.1:11025 --user demo:demo-password \
+    --deliveries "$WORK/delivered" >"$WORK/smtp.out" 2>&1 &
+PIDS+=($!)
+wait_for "$WORK/smtp.out" listening
+
 echo "== starting the auth_http server on 127.0.0.1:9000"
 "$BIN/postern-bench" auth --listen 127.0.0.1:9000 --user demo:demo-password \
-    --backend imap=127.0.0.1:11143 --wait 1 >"$WORK/auth.out" 2>&1 &
+    --backend imap=127.0.0.1:11143 --backend pop3=127.0.0.1:11110 --backend smtp=127.0.0.1:11025 \
+    --wait 1 >"$WORK/auth.out" 2>&1 &
 PIDS+=($!)
 wait_for "$WORK/auth.out" listening
 
 echo "== checking conf/postern.conf"
 "$BIN/postern" -t -c conf/postern.conf
 
-echo "== starting Postern on 127.0.0.1:10143"
+echo "== starting Postern: IMAP 127.0.0.1:10143, POP3 :10110, SMTP :10025"
 "$BIN/postern" -c conf/postern.conf 2>"$WORK/postern.log" &
 PIDS+=($!)
 wait_for "$WORK/postern.log" started
@@ -71,6 +84,16 @@ head -n 6 "$WORK/message.eml"
 
 echo "== a wrong password: the auth server refuses, with Auth-Wait 1 s"
 printf 'a1 LOGIN demo wrong\r\na2 LOGOUT\r\n' | timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/10143; cat >&3; cat <&3' || true
+
+echo "== curl pop3://127.0.0.1:10110/2 as demo (USER/PASS, RETR through Postern)"
+curl -sS --max-time 20 -u demo:demo-password 'pop3://127.0.0.1:10110/2' | head -n 4
+
+echo "== curl smtp://127.0.0.1:10025 as demo (EHLO, AUTH, XCLIENT to the backend, DATA)"
+printf 'Subject: hello from the Postern demo\r\n\r\nSent through Postern.\r\n' >"$WORK/mail.txt"
+curl -sS --max-time 20 -u demo:demo-password --mail-from demo@postern.test \
+    --mail-rcpt friend@postern.test --upload-file "$WORK/mail.txt" 'smtp://127.0.0.1:10025'
+echo "-- the SMTP backend received:"
+cat "$WORK/delivered/1.eml"
 
 echo "== Postern's log"
 cat "$WORK/postern.log"

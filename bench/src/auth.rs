@@ -13,6 +13,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::digest::{hmac_md5_hex, md5_hex};
 use crate::net::{self, Listener, Stream};
 use crate::record::Record;
 use crate::users::Users;
@@ -25,6 +26,9 @@ pub const MAX_HEADERS: usize = 64;
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub const BAD_REQUEST: &[u8] = b"HTTP/1.0 400 Bad Request\r\n\r\n";
+/// The reply when a good login's password cannot be put in an `Auth-Pass`
+/// header because it contains CR or LF.
+pub const UNSENDABLE_PASS: &[u8] = b"HTTP/1.0 500 Internal Server Error\r\n\r\n";
 pub const NO_BACKEND: &[u8] = b"HTTP/1.0 200 OK\r\n\
 Auth-Status: Temporary server problem, try again later\r\n\
 Auth-Error-Code: 451 4.3.0\r\n\
@@ -123,6 +127,11 @@ pub struct Config {
     pub wait: Option<u64>,
     /// `Auth-Status` text of failed-login replies.
     pub error: String,
+    /// `Auth-Error-Code` of failed-login replies.
+    pub error_code: Option<String>,
+    /// Leave `Auth-Pass` out of the OK replies to `apop`, `cram-md5` and
+    /// `external` logins (`--no-backend-pass`).
+    pub no_backend_pass: bool,
     /// Pause before answering each request.
     pub delay: Duration,
     /// File receiving a copy of every request head.
@@ -270,8 +279,31 @@ pub fn respond(config: &Config, head: &[u8]) -> Vec<u8> {
     };
     let user = percent_decode(field("Auth-User"));
     let pass = percent_decode(field("Auth-Pass"));
-    if !config.users.check(&user, &pass) {
+    let salt = percent_decode(field("Auth-Salt"));
+    let method = field("Auth-Method");
+    let method = if method.is_empty() { &b"plain"[..] } else { method };
+    let known = config.users.password(&user);
+    // Whether the login is good, and whether nginx needs the plaintext
+    // password in the reply to log in to the backend.
+    let (good, needs_pass) = match method.to_ascii_lowercase().as_slice() {
+        b"plain" => (known == Some(&pass[..]), false),
+        b"apop" => (
+            known.is_some_and(|p| pass.eq_ignore_ascii_case(md5_hex(&[&salt[..], p].concat()).as_bytes())),
+            true,
+        ),
+        b"cram-md5" => (
+            known.is_some_and(|p| pass.eq_ignore_ascii_case(hmac_md5_hex(p, &salt).as_bytes())),
+            true,
+        ),
+        b"external" => (known.is_some(), true),
+        b"none" => (true, false),
+        _ => return BAD_REQUEST.to_vec(),
+    };
+    if !good {
         let mut reply = format!("HTTP/1.0 200 OK\r\nAuth-Status: {}\r\n", config.error);
+        if let Some(code) = &config.error_code {
+            reply.push_str(&format!("Auth-Error-Code: {code}\r\n"));
+        }
         if let Some(wait) = config.wait {
             reply.push_str(&format!("Auth-Wait: {wait}\r\n"));
         }
@@ -287,12 +319,20 @@ pub fn respond(config: &Config, head: &[u8]) -> Vec<u8> {
         addr.port()
     )
     .into_bytes();
+    let mut add = |name: &[u8], value: &[u8]| {
+        reply.extend_from_slice(name);
+        reply.extend_from_slice(value);
+        reply.extend_from_slice(b"\r\n");
+    };
     if let Some(o) = config.overrides.iter().rev().find(|o| o.name == user) {
-        for (name, value) in [(&b"Auth-User: "[..], &o.user), (b"Auth-Pass: ", &o.pass)] {
-            reply.extend_from_slice(name);
-            reply.extend_from_slice(value);
-            reply.extend_from_slice(b"\r\n");
+        add(b"Auth-User: ", &o.user);
+        add(b"Auth-Pass: ", &o.pass);
+    } else if let (true, false, Some(p)) = (needs_pass, config.no_backend_pass, known) {
+        // nginx takes the value verbatim, so CR and LF cannot be sent.
+        if memchr::memchr2(b'\r', b'\n', p).is_some() {
+            return UNSENDABLE_PASS.to_vec();
         }
+        add(b"Auth-Pass: ", p);
     }
     reply.extend_from_slice(b"\r\n");
     reply
@@ -429,6 +469,114 @@ mod tests {
             b"HTTP/1.0 200 OK\r\nAuth-Status: Invalid login or password\r\n\r\n"
         );
         assert_eq!(respond(&config, &request("alice", "p%40ss%20word", "pop3")), NO_BACKEND);
+    }
+
+    fn method_request(method: &str, user: &str, pass: &str, salt: Option<&str>) -> Vec<u8> {
+        let salt = salt.map_or(String::new(), |s| format!("Auth-Salt: {s}\r\n"));
+        format!(
+            "GET /auth HTTP/1.0\r\nHost: localhost\r\nAuth-Method: {method}\r\n\
+             Auth-User: {user}\r\nAuth-Pass: {pass}\r\n{salt}Auth-Protocol: imap\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn methods() {
+        let mut config = config();
+        config.users.insert(b"t f".to_vec(), b"tanstaaf".to_vec());
+        config.users.insert(b"crlf".to_vec(), b"a\r\nb".to_vec());
+        let ok = "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 1143\r\n";
+        let with_pass = |p: &str| format!("{ok}Auth-Pass: {p}\r\n\r\n").into_bytes();
+        let denied = b"HTTP/1.0 200 OK\r\nAuth-Status: Invalid login or password\r\n\r\n";
+        let apop_salt = "%3C1896.697170952@dbc.mtview.ca.us>";
+        let apop = "c4c9334bac560ecc979e58001b3e22fb";
+        assert_eq!(
+            respond(&config, &method_request("apop", "t%20f", apop, Some(apop_salt))),
+            with_pass("tanstaaf")
+        );
+        assert_eq!(
+            respond(
+                &config,
+                &method_request("APOP", "t%20f", &apop.to_uppercase(), Some(apop_salt))
+            ),
+            with_pass("tanstaaf")
+        );
+        assert_eq!(
+            respond(&config, &method_request("apop", "t%20f", apop, Some("<x>"))),
+            denied
+        );
+        assert_eq!(
+            respond(&config, &method_request("apop", "t%20f", "tanstaaf", None)),
+            denied
+        );
+        assert_eq!(
+            respond(&config, &method_request("apop", "nobody", apop, Some(apop_salt))),
+            denied
+        );
+        let cram = hmac_md5_hex(b"p@ss word", b"<1.2@host>");
+        assert_eq!(
+            respond(&config, &method_request("cram-md5", "alice", &cram, Some("<1.2@host>"))),
+            with_pass("p@ss word")
+        );
+        assert_eq!(
+            respond(&config, &method_request("cram-md5", "alice", &cram, Some("<1.3@host>"))),
+            denied
+        );
+        assert_eq!(
+            respond(&config, &method_request("external", "alice", "", None)),
+            with_pass("p@ss word")
+        );
+        assert_eq!(respond(&config, &method_request("external", "bob", "", None)), denied);
+        // No credential check at all.
+        let plain_ok = format!("{ok}\r\n").into_bytes();
+        assert_eq!(respond(&config, &method_request("none", "", "", None)), plain_ok);
+        assert_eq!(respond(&config, &method_request("none", "bob", "x", None)), plain_ok);
+        // Plain never sends the password; a missing method is plain.
+        assert_eq!(
+            respond(&config, &method_request("plain", "alice", "p@ss%20word", None)),
+            plain_ok
+        );
+        assert_eq!(
+            respond(
+                &config,
+                b"GET / HTTP/1.0\r\nAuth-User: alice\r\nAuth-Pass: p@ss word\r\nAuth-Protocol: imap\r\n\r\n"
+            ),
+            plain_ok
+        );
+        assert_eq!(
+            respond(&config, &method_request("login", "alice", "p@ss%20word", None)),
+            BAD_REQUEST
+        );
+        // A password with CR or LF cannot be sent back.
+        assert_eq!(
+            respond(&config, &method_request("external", "crlf", "", None)),
+            UNSENDABLE_PASS
+        );
+
+        config.no_backend_pass = true;
+        assert_eq!(
+            respond(&config, &method_request("external", "alice", "", None)),
+            plain_ok
+        );
+        assert_eq!(
+            respond(&config, &method_request("external", "crlf", "", None)),
+            plain_ok
+        );
+        config.no_backend_pass = false;
+        // An override replaces the password rather than adding a second one.
+        config.overrides = vec![Override::parse(b"alice=u:p").unwrap()];
+        let overridden = format!("{ok}Auth-User: u\r\nAuth-Pass: p\r\n\r\n").into_bytes();
+        assert_eq!(
+            respond(&config, &method_request("cram-md5", "alice", &cram, Some("<1.2@host>"))),
+            overridden
+        );
+        config.error_code = Some("535 5.7.8".into());
+        config.wait = Some(2);
+        assert_eq!(
+            respond(&config, &method_request("external", "bob", "", None)),
+            b"HTTP/1.0 200 OK\r\nAuth-Status: Invalid login or password\r\n\
+              Auth-Error-Code: 535 5.7.8\r\nAuth-Wait: 2\r\n\r\n"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use postern_bench::auth;
-use postern_bench::backend::{self, Mailbox, Protocol};
+use postern_bench::backend::{self, Mailbox, Protocol, Queue};
 use postern_bench::fetch;
 use postern_bench::net::{self, Listener};
 use postern_bench::record::Record;
@@ -54,6 +54,12 @@ struct AuthArgs {
     /// Auth-Status text of failed-login replies.
     #[arg(long, value_name = "MSG", default_value = "Invalid login or password")]
     error: String,
+    /// Add `Auth-Error-Code: CODE` to failed-login replies (e.g. "454 4.7.0").
+    #[arg(long, value_name = "CODE")]
+    error_code: Option<String>,
+    /// Leave Auth-Pass out of OK replies to apop, cram-md5 and external logins.
+    #[arg(long)]
+    no_backend_pass: bool,
     /// Milliseconds to sleep before answering each request.
     #[arg(long, value_name = "N", default_value_t = 0)]
     delay_ms: u64,
@@ -97,6 +103,9 @@ struct BackendArgs {
     /// Append every byte received from clients to this file.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// SMTP only: write each accepted message to DIR/<n>.eml (created if missing).
+    #[arg(long, value_name = "DIR")]
+    deliveries: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -131,6 +140,8 @@ struct FetchArgs {
 #[derive(Clone, Copy, ValueEnum)]
 enum ProtocolArg {
     Imap,
+    Pop3,
+    Smtp,
 }
 
 fn main() -> ExitCode {
@@ -164,6 +175,9 @@ fn run_auth(args: AuthArgs) -> Result<(), String> {
     if args.error.contains(['\r', '\n']) {
         return Err("--error must not contain CR or LF".into());
     }
+    if args.error_code.as_ref().is_some_and(|c| c.contains(['\r', '\n'])) {
+        return Err("--error-code must not contain CR or LF".into());
+    }
     let users = Users::load(&user_bytes(&args.user), args.users.as_deref())?;
     let overrides = args
         .overrides
@@ -183,6 +197,8 @@ fn run_auth(args: AuthArgs) -> Result<(), String> {
         backends: args.backend,
         wait: args.wait,
         error: args.error,
+        error_code: args.error_code,
+        no_backend_pass: args.no_backend_pass,
         delay: Duration::from_millis(args.delay_ms),
         record,
         wait_first: args.wait_first,
@@ -199,12 +215,22 @@ fn run_backend(args: BackendArgs) -> Result<(), String> {
     let record = args.record.as_deref().map(Record::open).transpose()?.map(Arc::new);
     let protocol = match args.protocol {
         ProtocolArg::Imap => Protocol::Imap,
+        ProtocolArg::Pop3 => Protocol::Pop3,
+        ProtocolArg::Smtp => Protocol::Smtp,
     };
+    if let Some(dir) = &args.deliveries {
+        if protocol != Protocol::Smtp {
+            return Err("--deliveries needs --protocol smtp".into());
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create deliveries directory {}: {e}", dir.display()))?;
+    }
     let config = backend::Config {
         protocol,
         users,
         mailbox: Mailbox::seeded(args.messages, args.msg_bytes),
         record,
+        queue: Queue::new(args.deliveries),
     };
     let listener = bind(&args.listen)?;
     backend::run(listener, config)

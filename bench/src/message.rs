@@ -63,9 +63,91 @@ fn push_line(out: &mut Vec<u8>, index: usize, line: usize, width: usize) {
     out.extend((0..width).map(|col| FIRST + (start.wrapping_add(col) % ALPHABET) as u8));
 }
 
+/// Dot-stuffs `data` as POP3 multi-line replies (RFC 1939) and SMTP DATA
+/// (RFC 5321) require: every line that starts with `.` gets one more `.` in
+/// front. A line starts at the beginning of `data` and after each CRLF; a
+/// bare LF does not end a line. The terminating `.` CRLF is not added (see
+/// [`dot_encode`]). [`dot_unstuff`] undoes it exactly.
+pub fn dot_stuff(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 1);
+    if data.first() == Some(&b'.') {
+        out.push(b'.');
+    }
+    let mut start = 0;
+    for at in memchr::memmem::find_iter(data, b"\r\n.") {
+        out.extend_from_slice(&data[start..at + 2]);
+        out.push(b'.');
+        start = at + 2;
+    }
+    out.extend_from_slice(&data[start..]);
+    out
+}
+
+/// Removes dot-stuffing: the first `.` of every line that starts with `.`
+/// is dropped, lines being counted as in [`dot_stuff`]. `data` must not
+/// include the terminating `.` CRLF line.
+pub fn dot_unstuff(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut start = usize::from(data.first() == Some(&b'.'));
+    for at in memchr::memmem::find_iter(data, b"\r\n.") {
+        out.extend_from_slice(&data[start..at + 2]);
+        start = at + 3;
+    }
+    out.extend_from_slice(&data[start..]);
+    out
+}
+
+/// `data` as a complete multi-line block: [`dot_stuff`]ed, then CRLF if
+/// `data` is not empty and does not already end with CRLF, then `.` CRLF.
+/// This is exactly what the POP3 backend sends after `+OK` for RETR, and
+/// what an SMTP client sends after `354`; the receiving side gets `data`
+/// back with that CRLF appended if it was missing.
+pub fn dot_encode(data: &[u8]) -> Vec<u8> {
+    let mut out = dot_stuff(data);
+    if !data.is_empty() && !data.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_stuffing_round_trips() {
+        let cases: [(&[u8], &[u8]); 9] = [
+            (b"", b""),
+            (b".", b".."),
+            (b".a\r\n.\r\nb\r\n..c\r\n", b"..a\r\n..\r\nb\r\n...c\r\n"),
+            (b"a\n.b\r.c\r\n", b"a\n.b\r.c\r\n"),
+            (b"\r\n.", b"\r\n.."),
+            (b"\r\n\r\n.\r\n", b"\r\n\r\n..\r\n"),
+            (b"x.\r\n.", b"x.\r\n.."),
+            (b"\r\n..\r\n.", b"\r\n...\r\n.."),
+            (b"no dots", b"no dots"),
+        ];
+        for (plain, stuffed) in cases {
+            assert_eq!(dot_stuff(plain), stuffed, "{:?}", String::from_utf8_lossy(plain));
+            assert_eq!(dot_unstuff(stuffed), plain, "{:?}", String::from_utf8_lossy(stuffed));
+        }
+        // A receiver drops the first dot even when the sender forgot to stuff.
+        assert_eq!(dot_unstuff(b".a\r\n.b"), b"a\r\nb");
+        let msg = seeded_message(3, 200_000);
+        let stuffed = dot_stuff(&msg);
+        assert!(stuffed.len() > msg.len(), "the seeded body has lines starting with '.'");
+        assert_eq!(dot_unstuff(&stuffed), msg);
+        assert!(!stuffed.windows(5).any(|w| w == b"\r\n.\r\n"));
+    }
+
+    #[test]
+    fn dot_encode_terminates() {
+        assert_eq!(dot_encode(b""), b".\r\n");
+        assert_eq!(dot_encode(b"a\r\n"), b"a\r\n.\r\n");
+        assert_eq!(dot_encode(b".a"), b"..a\r\n.\r\n");
+        assert_eq!(dot_encode(b"a\r"), b"a\r\r\n.\r\n");
+    }
 
     #[test]
     fn exact_length_for_many_sizes() {

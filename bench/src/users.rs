@@ -48,6 +48,11 @@ impl Users {
         self.passwords.is_empty()
     }
 
+    /// The password of `name`, if it is a known user.
+    pub fn password(&self, name: &[u8]) -> Option<&[u8]> {
+        self.passwords.get(name).map(Vec::as_slice)
+    }
+
     /// True when `name` is known and `pass` is its password.
     pub fn check(&self, name: &[u8], pass: &[u8]) -> bool {
         self.passwords.get(name).is_some_and(|p| p == pass)

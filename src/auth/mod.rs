@@ -36,14 +36,44 @@ impl std::fmt::Debug for Secret {
 pub enum AuthMethod {
     /// LOGIN, AUTHENTICATE PLAIN/LOGIN, USER/PASS, AUTH PLAIN/LOGIN.
     Plain,
+    /// POP3 APOP: Auth-Pass is the client's MD5 digest of salt and secret.
+    Apop,
+    /// CRAM-MD5: Auth-Pass is the client's HMAC-MD5 digest of the salt.
+    CramMd5,
+    /// SASL EXTERNAL: the TLS client certificate vouches; Auth-Pass is empty.
+    External,
+    /// SMTP with `smtp_auth none`: no credentials, the envelope instead.
+    None,
 }
 
 impl AuthMethod {
     pub fn name(self) -> &'static str {
         match self {
             AuthMethod::Plain => "plain",
+            AuthMethod::Apop => "apop",
+            AuthMethod::CramMd5 => "cram-md5",
+            AuthMethod::External => "external",
+            AuthMethod::None => "none",
         }
     }
+
+    /// Methods whose Auth-Pass is not a password the backend could take:
+    /// the auth server must then send one (nginx's rule for IMAP and POP3).
+    pub fn needs_backend_pass(self) -> bool {
+        matches!(self, AuthMethod::Apop | AuthMethod::CramMd5 | AuthMethod::External)
+    }
+}
+
+/// What an SMTP client said before `smtp_auth none` lets it through, for
+/// Auth-SMTP-Helo / -From / -To.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SmtpEnvelope {
+    /// The HELO/EHLO argument.
+    pub helo: Vec<u8>,
+    /// The whole MAIL FROM line, as nginx sends it.
+    pub from: Vec<u8>,
+    /// The whole RCPT TO line.
+    pub to: Vec<u8>,
 }
 
 /// One login attempt, as a front end hands it to the driver.
@@ -55,6 +85,10 @@ pub struct AuthRequest {
     pub protocol: Protocol,
     /// `Auth-Login-Attempt`: 1 for the first attempt of the session.
     pub attempt: u32,
+    /// `Auth-Salt`, for APOP and CRAM-MD5: `<random.time@server_name>`.
+    pub salt: Option<Vec<u8>>,
+    /// SMTP with `smtp_auth none`.
+    pub envelope: Option<SmtpEnvelope>,
 }
 
 /// What the auth server decided, already validated.
@@ -69,7 +103,13 @@ pub enum AuthReply {
     },
     /// Any other status: tell the client `message`. With `wait` the client may
     /// try again after that delay; without it the session ends.
-    Reject { message: Vec<u8>, wait: Option<Duration> },
+    /// `error_code` is `Auth-Error-Code` (SMTP): the code and enhanced
+    /// status to use instead of `535 5.7.0`.
+    Reject {
+        message: Vec<u8>,
+        wait: Option<Duration>,
+        error_code: Option<Vec<u8>>,
+    },
     /// `Auth-Status: WAIT`: ask again, with the same request, after the delay.
     Retry { wait: Duration },
 }

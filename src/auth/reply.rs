@@ -68,6 +68,7 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, AuthError> {
         message => AuthReply::Reject {
             message: client_safe(message),
             wait,
+            error_code: find("Auth-Error-Code").map(client_safe),
         },
     };
     Ok(Parsed::Complete(reply))
@@ -130,13 +131,15 @@ mod tests {
                 Ok(Parsed::Complete(AuthReply::Reject {
                     message: b"Invalid login".to_vec(),
                     wait: None,
+                    error_code: None,
                 })),
             ),
             (
-                "HTTP/1.0 200 OK\r\nAuth-Status: Invalid login\r\nAuth-Wait: 3\r\n\r\n",
+                "HTTP/1.0 200 OK\r\nAuth-Status: Invalid login\r\nAuth-Wait: 3\r\nAuth-Error-Code: 450 4.7.1\r\n\r\n",
                 Ok(Parsed::Complete(AuthReply::Reject {
                     message: b"Invalid login".to_vec(),
                     wait: Some(Duration::from_secs(3)),
+                    error_code: Some(b"450 4.7.1".to_vec()),
                 })),
             ),
             (

@@ -14,6 +14,9 @@ pub struct RequestContext<'a> {
     pub client_ip: Option<IpAddr>,
     /// `auth_http_header`s, validated by the config (token names, no CR/LF).
     pub headers: &'a [(String, String)],
+    /// `Client-Host` (SMTP only): the client's verified host name, or
+    /// `[UNAVAILABLE]` without a resolver.
+    pub client_host: Option<&'a str>,
 }
 
 /// The request bytes, headers in nginx's order. User and password are
@@ -30,6 +33,10 @@ pub fn build(req: &AuthRequest, ctx: &RequestContext<'_>) -> Vec<u8> {
     escape(&req.user, &mut out);
     out.extend_from_slice(b"\r\nAuth-Pass: ");
     escape(req.pass.expose(), &mut out);
+    if let Some(salt) = &req.salt {
+        out.extend_from_slice(b"\r\nAuth-Salt: ");
+        escape(salt, &mut out);
+    }
     out.extend_from_slice(b"\r\nAuth-Protocol: ");
     out.extend_from_slice(req.protocol.name().as_bytes());
     out.extend_from_slice(format!("\r\nAuth-Login-Attempt: {}", req.attempt).as_bytes());
@@ -39,6 +46,22 @@ pub fn build(req: &AuthRequest, ctx: &RequestContext<'_>) -> Vec<u8> {
         None => out.extend_from_slice(b"unix:"),
     }
     out.extend_from_slice(b"\r\n");
+    if let Some(host) = ctx.client_host {
+        out.extend_from_slice(b"Client-Host: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(envelope) = &req.envelope {
+        for (name, value) in [
+            (&b"Auth-SMTP-Helo: "[..], &envelope.helo),
+            (b"Auth-SMTP-From: ", &envelope.from),
+            (b"Auth-SMTP-To: ", &envelope.to),
+        ] {
+            out.extend_from_slice(name);
+            escape(value, &mut out);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
     for (name, value) in ctx.headers {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -78,18 +101,52 @@ mod tests {
             pass: Secret::new(b"pa ss".to_vec()),
             protocol: Protocol::Imap,
             attempt: 2,
+            salt: None,
+            envelope: None,
         };
         let ctx = RequestContext {
             uri: "/auth",
             host: "localhost",
             client_ip: Some("192.0.2.7".parse().unwrap()),
             headers: &[("X-Auth-Key".to_string(), "s3cr3t key".to_string())],
+            client_host: None,
         };
         assert_eq!(
             String::from_utf8(build(&req, &ctx)).unwrap(),
             "GET /auth HTTP/1.0\r\nHost: localhost\r\nAuth-Method: plain\r\nAuth-User: bob\r\n\
              Auth-Pass: pa%20ss\r\nAuth-Protocol: imap\r\nAuth-Login-Attempt: 2\r\n\
              Client-IP: 192.0.2.7\r\nX-Auth-Key: s3cr3t key\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn smtp_request_with_salt_host_and_envelope() {
+        let req = AuthRequest {
+            method: AuthMethod::None,
+            user: Vec::new(),
+            pass: Secret::default(),
+            protocol: Protocol::Smtp,
+            attempt: 1,
+            salt: Some(b"<1.2@mx>".to_vec()),
+            envelope: Some(crate::auth::SmtpEnvelope {
+                helo: b"client.example".to_vec(),
+                from: b"MAIL FROM:<a@b> SIZE=10".to_vec(),
+                to: b"RCPT TO:<c@d>".to_vec(),
+            }),
+        };
+        let ctx = RequestContext {
+            uri: "/",
+            host: "auth",
+            client_ip: Some("192.0.2.7".parse().unwrap()),
+            headers: &[],
+            client_host: Some("[UNAVAILABLE]"),
+        };
+        assert_eq!(
+            String::from_utf8(build(&req, &ctx)).unwrap(),
+            "GET / HTTP/1.0\r\nHost: auth\r\nAuth-Method: none\r\nAuth-User: \r\nAuth-Pass: \r\n\
+             Auth-Salt: <1.2@mx>\r\nAuth-Protocol: smtp\r\nAuth-Login-Attempt: 1\r\nClient-IP: 192.0.2.7\r\n\
+             Client-Host: [UNAVAILABLE]\r\nAuth-SMTP-Helo: client.example\r\n\
+             Auth-SMTP-From: MAIL%20FROM:<a@b>%20SIZE=10\r\nAuth-SMTP-To: RCPT%20TO:<c@d>\r\n\r\n"
         );
     }
 

@@ -20,8 +20,8 @@ use std::time::Duration;
 use super::address::Resolver;
 use super::directives::{self, Contexts, Row, Setter, Status, TABLE};
 use super::model::{
-    AuthHttp, AuthMethod, Config, ErrorLog, ImapSettings, Listen, ListenAddr, Location, MainConfig, Protocol,
-    ServerConfig, Workers,
+    AuthHttp, AuthMethod, Config, ErrorLog, ImapSettings, Listen, ListenAddr, Location, MainConfig, Pop3Settings,
+    Protocol, ServerConfig, SmtpSettings, Workers,
 };
 use super::parser::{self, Directive};
 use super::{files, ConfigError, LoadOptions};
@@ -104,8 +104,7 @@ pub(crate) struct MainDraft {
 #[derive(Debug, Default)]
 pub(crate) struct ServerDraft {
     pub(crate) listen: Vec<Listen>,
-    /// With the `protocol` directive's location, for the errors about it.
-    pub(crate) protocol: Option<(Protocol, Location)>,
+    pub(crate) protocol: Option<Protocol>,
     pub(crate) server_name: Option<String>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) auth_http: Option<AuthHttp>,
@@ -119,6 +118,15 @@ pub(crate) struct ServerDraft {
     pub(crate) imap_capabilities: Option<Vec<String>>,
     pub(crate) imap_auth: Option<Vec<AuthMethod>>,
     pub(crate) imap_client_buffer: Option<usize>,
+    pub(crate) pop3_capabilities: Option<Vec<String>>,
+    pub(crate) pop3_auth: Option<Vec<AuthMethod>>,
+    pub(crate) pop3_client_buffer: Option<usize>,
+    pub(crate) smtp_capabilities: Option<Vec<String>>,
+    pub(crate) smtp_auth: Option<Vec<AuthMethod>>,
+    pub(crate) smtp_client_buffer: Option<usize>,
+    pub(crate) smtp_greeting_delay: Option<Duration>,
+    pub(crate) xclient: Option<bool>,
+    pub(crate) proxy_smtp_auth: Option<bool>,
 }
 
 /// A `server {}` block after step 1.
@@ -415,6 +423,20 @@ fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
             auth: required(draft.imap_auth, "imap_auth", &location)?,
             client_buffer: required(draft.imap_client_buffer, "imap_client_buffer", &location)?,
         },
+        pop3: Pop3Settings {
+            capabilities: required(draft.pop3_capabilities, "pop3_capabilities", &location)?,
+            auth: required(draft.pop3_auth, "pop3_auth", &location)?,
+            client_buffer: required(draft.pop3_client_buffer, "pop3_client_buffer", &location)?,
+        },
+        smtp: SmtpSettings {
+            // No default: none unless `smtp_capabilities` is given.
+            capabilities: draft.smtp_capabilities.unwrap_or_default(),
+            auth: required(draft.smtp_auth, "smtp_auth", &location)?,
+            client_buffer: required(draft.smtp_client_buffer, "smtp_client_buffer", &location)?,
+            greeting_delay: required(draft.smtp_greeting_delay, "smtp_greeting_delay", &location)?,
+            xclient: required(draft.xclient, "xclient", &location)?,
+            proxy_smtp_auth: required(draft.proxy_smtp_auth, "proxy_smtp_auth", &location)?,
+        },
         location,
     })
 }
@@ -422,31 +444,22 @@ fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
 /// The `protocol` given, else the one the first well-known port implies
 /// (nginx looks at each `listen` in turn until one matches).
 fn server_protocol(draft: &ServerDraft, server: &Location) -> Result<Protocol, ConfigError> {
-    let (protocol, location) = draft
+    draft
         .protocol
-        .clone()
         .or_else(|| draft.listen.iter().find_map(implied_protocol))
-        .ok_or_else(|| ConfigError::at("unknown mail protocol for server", server.clone()))?;
-    if protocol != Protocol::Imap {
-        return Err(ConfigError::at(
-            format!("\"{}\" protocol is not supported yet", protocol.name()),
-            location,
-        ));
-    }
-    Ok(protocol)
+        .ok_or_else(|| ConfigError::at("unknown mail protocol for server", server.clone()))
 }
 
-fn implied_protocol(listen: &Listen) -> Option<(Protocol, Location)> {
+fn implied_protocol(listen: &Listen) -> Option<Protocol> {
     let ListenAddr::Tcp(addr) = &listen.addr else {
         return None;
     };
-    let protocol = match addr.port() {
-        143 | 993 => Protocol::Imap,
-        110 | 995 => Protocol::Pop3,
-        25 | 465 | 587 => Protocol::Smtp,
-        _ => return None,
-    };
-    Some((protocol, listen.location.clone()))
+    match addr.port() {
+        143 | 993 => Some(Protocol::Imap),
+        110 | 995 => Some(Protocol::Pop3),
+        25 | 465 | 587 => Some(Protocol::Smtp),
+        _ => None,
+    }
 }
 
 /// Every row with a default sets its field, so `None` here is a table

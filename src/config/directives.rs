@@ -225,12 +225,27 @@ pub(crate) static TABLE: &[Row] = &[
         .repeatable()
         .default("plain"),
     Row::server("imap_client_buffer", MAIL_SERVER, Exact(1), set_imap_client_buffer).default("4k"),
+    Row::server("pop3_capabilities", MAIL_SERVER, AtLeast(1), set_pop3_capabilities)
+        .repeatable()
+        .default("TOP USER UIDL"),
+    Row::server("pop3_auth", MAIL_SERVER, AtLeast(1), set_pop3_auth)
+        .repeatable()
+        .default("plain"),
+    // Postern's own: nginx fixes the POP3 command buffer at 128 bytes.
+    Row::server("pop3_client_buffer", MAIL_SERVER, Exact(1), set_pop3_client_buffer).default("128"),
+    // No default: nginx advertises no extra EHLO capability unless told.
+    Row::server("smtp_capabilities", MAIL_SERVER, AtLeast(1), set_smtp_capabilities).repeatable(),
+    Row::server("smtp_auth", MAIL_SERVER, AtLeast(1), set_smtp_auth)
+        .repeatable()
+        .default("plain login"),
+    Row::server("smtp_client_buffer", MAIL_SERVER, Exact(1), set_smtp_client_buffer).default("4k"),
+    Row::server("smtp_greeting_delay", MAIL_SERVER, Exact(1), set_smtp_greeting_delay).default("0"),
+    Row::server("xclient", MAIL_SERVER, Flag, set_xclient).default("on"),
+    Row::server("proxy_smtp_auth", MAIL_SERVER, Flag, set_proxy_smtp_auth).default("off"),
     Row::not_yet("error_log", MAIL_SERVER),
     Row::not_yet("resolver_timeout", MAIL_SERVER),
     Row::not_yet("auth_http_pass_client_cert", MAIL_SERVER),
     Row::not_yet("proxy_protocol", MAIL_SERVER),
-    Row::not_yet("proxy_smtp_auth", MAIL_SERVER),
-    Row::not_yet("xclient", MAIL_SERVER),
     Row::not_yet("set_real_ip_from", MAIL_SERVER),
     Row::not_yet("ssl", MAIL_SERVER),
     Row::not_yet("starttls", MAIL_SERVER),
@@ -252,12 +267,6 @@ pub(crate) static TABLE: &[Row] = &[
     Row::not_yet("ssl_trusted_certificate", MAIL_SERVER),
     Row::not_yet("ssl_crl", MAIL_SERVER),
     Row::not_yet("ssl_conf_command", MAIL_SERVER),
-    Row::not_yet("pop3_auth", MAIL_SERVER),
-    Row::not_yet("pop3_capabilities", MAIL_SERVER),
-    Row::not_yet("smtp_auth", MAIL_SERVER),
-    Row::not_yet("smtp_capabilities", MAIL_SERVER),
-    Row::not_yet("smtp_client_buffer", MAIL_SERVER),
-    Row::not_yet("smtp_greeting_delay", MAIL_SERVER),
 ];
 
 /// The row for `d` in `context`, or nginx's error: `unknown directive` when
@@ -484,7 +493,7 @@ fn set_protocol(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), S
         "smtp" => Protocol::Smtp,
         other => return Err(format!("unknown protocol \"{other}\"")),
     };
-    s.protocol = Some((protocol, d.location.clone()));
+    s.protocol = Some(protocol);
     Ok(())
 }
 
@@ -582,47 +591,114 @@ fn set_proxy_timeout(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<
 }
 
 fn set_imap_capabilities(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
-    s.imap_capabilities
-        .get_or_insert_with(Vec::new)
-        .extend(d.args.iter().cloned());
+    add_capabilities(&mut s.imap_capabilities, d);
     Ok(())
 }
 
-/// `imap_auth` methods in the order nginx advertises them, whatever the
-/// order in the file.
-const IMAP_AUTH_METHODS: [(&str, AuthMethod); 4] = [
+/// Each protocol's `*_auth` methods, in the order nginx advertises them
+/// (its bitmask order: plain, login, apop, cram-md5, external, none),
+/// whatever the order in the file.
+const IMAP_AUTH_METHODS: &[(&str, AuthMethod)] = &[
     ("plain", AuthMethod::Plain),
     ("login", AuthMethod::Login),
     ("cram-md5", AuthMethod::CramMd5),
     ("external", AuthMethod::External),
 ];
 
-fn set_imap_auth(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
-    let methods = s.imap_auth.get_or_insert_with(Vec::new);
+/// nginx has no `login` for POP3: it advertises SASL LOGIN whenever
+/// `plain` is on.
+const POP3_AUTH_METHODS: &[(&str, AuthMethod)] = &[
+    ("plain", AuthMethod::Plain),
+    ("apop", AuthMethod::Apop),
+    ("cram-md5", AuthMethod::CramMd5),
+    ("external", AuthMethod::External),
+];
+
+const SMTP_AUTH_METHODS: &[(&str, AuthMethod)] = &[
+    ("plain", AuthMethod::Plain),
+    ("login", AuthMethod::Login),
+    ("cram-md5", AuthMethod::CramMd5),
+    ("external", AuthMethod::External),
+    ("none", AuthMethod::None),
+];
+
+/// Adds the directive's methods to `methods` (nginx ORs repeated
+/// directives into one bitmask), names compared without case, and keeps
+/// them in `known`'s order.
+fn add_auth_methods(
+    methods: &mut Option<Vec<AuthMethod>>,
+    known: &[(&str, AuthMethod)],
+    d: &Directive,
+) -> Result<(), String> {
+    let methods = methods.get_or_insert_with(Vec::new);
     for word in &d.args {
-        let (_, method) = IMAP_AUTH_METHODS
+        let (_, method) = known
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(word))
             .ok_or_else(|| invalid_value(word, &d.name))?;
-        // Advertising a mechanism the IMAP front end cannot run would break
-        // clients that pick it; these come with the SASL issue.
-        if matches!(method, AuthMethod::CramMd5 | AuthMethod::External) {
-            return Err(format!(
-                "\"{} {}\" is not supported yet",
-                d.name,
-                word.to_ascii_lowercase()
-            ));
-        }
         if !methods.contains(method) {
             methods.push(*method);
         }
     }
-    methods.sort_by_key(|m| IMAP_AUTH_METHODS.iter().position(|(_, known)| known == m));
+    methods.sort_by_key(|m| known.iter().position(|(_, k)| k == m));
     Ok(())
+}
+
+/// Capabilities are appended, repeated directives included (nginx's array);
+/// a quoted word with spaces (`"SIZE 10485760"`) stays one capability.
+fn add_capabilities(capabilities: &mut Option<Vec<String>>, d: &Directive) {
+    capabilities.get_or_insert_with(Vec::new).extend(d.args.iter().cloned());
+}
+
+fn set_imap_auth(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    add_auth_methods(&mut s.imap_auth, IMAP_AUTH_METHODS, d)
 }
 
 fn set_imap_client_buffer(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
     s.imap_client_buffer = Some(buffer_size_arg(d)?);
+    Ok(())
+}
+
+fn set_pop3_capabilities(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    add_capabilities(&mut s.pop3_capabilities, d);
+    Ok(())
+}
+
+fn set_pop3_auth(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    add_auth_methods(&mut s.pop3_auth, POP3_AUTH_METHODS, d)
+}
+
+fn set_pop3_client_buffer(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.pop3_client_buffer = Some(buffer_size_arg(d)?);
+    Ok(())
+}
+
+fn set_smtp_capabilities(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    add_capabilities(&mut s.smtp_capabilities, d);
+    Ok(())
+}
+
+fn set_smtp_auth(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    add_auth_methods(&mut s.smtp_auth, SMTP_AUTH_METHODS, d)
+}
+
+fn set_smtp_client_buffer(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.smtp_client_buffer = Some(buffer_size_arg(d)?);
+    Ok(())
+}
+
+fn set_smtp_greeting_delay(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.smtp_greeting_delay = Some(time_arg(d)?);
+    Ok(())
+}
+
+fn set_xclient(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.xclient = Some(flag_arg(d)?);
+    Ok(())
+}
+
+fn set_proxy_smtp_auth(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.proxy_smtp_auth = Some(flag_arg(d)?);
     Ok(())
 }
 
@@ -695,6 +771,14 @@ mod tests {
             ("auth_http_header", SERVER),
             ("proxy_buffer", SERVER),
             ("proxy_timeout", MAIL),
+            ("pop3_auth", MAIL),
+            ("pop3_capabilities", SERVER),
+            ("smtp_auth", SERVER),
+            ("smtp_capabilities", MAIL),
+            ("smtp_client_buffer", MAIL),
+            ("smtp_greeting_delay", SERVER),
+            ("xclient", MAIL),
+            ("proxy_smtp_auth", SERVER),
         ];
         for &(name, context) in rows {
             let d = Directive {

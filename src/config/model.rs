@@ -194,7 +194,8 @@ pub struct AuthHttp {
     pub uri: String,
 }
 
-/// SASL and login methods of `imap_auth`.
+/// SASL and login methods of `imap_auth`, `pop3_auth` and `smtp_auth`; each
+/// list is in nginx's advertising order (this enum's), whatever the file's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
     Plain,
@@ -251,7 +252,9 @@ pub struct ServerConfig {
 pub struct Pop3Settings {
     /// `pop3_capabilities`, default `TOP USER UIDL`.
     pub capabilities: Vec<String>,
-    /// `pop3_auth`, default `plain` (plain, apop, cram-md5, external).
+    /// `pop3_auth`, default `plain` (plain, apop, cram-md5, external). Only
+    /// what was configured: nginx also advertises SASL LOGIN whenever
+    /// `plain` is on, which is for the POP3 front end to do.
     pub auth: Vec<AuthMethod>,
     /// `pop3_client_buffer` (Postern's; nginx fixes 128): the longest command line.
     pub client_buffer: usize,

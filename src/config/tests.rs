@@ -122,6 +122,19 @@ fn minimal_config_gets_exactly_the_defaults() {
                     auth: vec![AuthMethod::Plain],
                     client_buffer: 4096,
                 },
+                pop3: Pop3Settings {
+                    capabilities: vec!["TOP".to_string(), "USER".to_string(), "UIDL".to_string()],
+                    auth: vec![AuthMethod::Plain],
+                    client_buffer: 128,
+                },
+                smtp: SmtpSettings {
+                    capabilities: Vec::new(),
+                    auth: vec![AuthMethod::Plain, AuthMethod::Login],
+                    client_buffer: 4096,
+                    greeting_delay: Duration::ZERO,
+                    xclient: true,
+                    proxy_smtp_auth: false,
+                },
             }],
             warnings: Vec::new(),
         }
@@ -241,9 +254,82 @@ fn server_directives() {
         ("imap_auth LOGIN login;\nimap_auth PLAIN;", |s| {
             s.imap.auth == [AuthMethod::Plain, AuthMethod::Login]
         }),
+        ("imap_auth cram-md5 EXTERNAL plain login;", |s| {
+            s.imap.auth
+                == [
+                    AuthMethod::Plain,
+                    AuthMethod::Login,
+                    AuthMethod::CramMd5,
+                    AuthMethod::External,
+                ]
+        }),
+        ("imap_auth external;\nimap_auth Cram-MD5;", |s| {
+            s.imap.auth == [AuthMethod::CramMd5, AuthMethod::External]
+        }),
         ("imap_client_buffer 8k;", |s| s.imap.client_buffer == 8192),
         ("imap_client_buffer 100;", |s| s.imap.client_buffer == 100),
+        ("pop3_capabilities LAST TOP USER PIPELINING UIDL;", |s| {
+            s.pop3.capabilities == ["LAST", "TOP", "USER", "PIPELINING", "UIDL"]
+        }),
+        ("pop3_capabilities TOP;\npop3_capabilities \"RESP-CODES\" 'X Y';", |s| {
+            s.pop3.capabilities == ["TOP", "RESP-CODES", "X Y"]
+        }),
+        ("pop3_auth plain apop cram-md5;", |s| {
+            s.pop3.auth == [AuthMethod::Plain, AuthMethod::Apop, AuthMethod::CramMd5]
+        }),
+        ("pop3_auth external CRAM-MD5 APOP plain;", |s| {
+            s.pop3.auth
+                == [
+                    AuthMethod::Plain,
+                    AuthMethod::Apop,
+                    AuthMethod::CramMd5,
+                    AuthMethod::External,
+                ]
+        }),
+        ("pop3_auth apop;", |s| s.pop3.auth == [AuthMethod::Apop]),
+        ("pop3_auth apop apop;\npop3_auth plain;", |s| {
+            s.pop3.auth == [AuthMethod::Plain, AuthMethod::Apop]
+        }),
+        ("pop3_client_buffer 1k;", |s| s.pop3.client_buffer == 1024),
+        ("pop3_client_buffer 1;", |s| s.pop3.client_buffer == 1),
+        (
+            "smtp_capabilities \"SIZE 10485760\" ENHANCEDSTATUSCODES 8BITMIME DSN;",
+            |s| s.smtp.capabilities == ["SIZE 10485760", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN"],
+        ),
+        ("smtp_capabilities PIPELINING;\nsmtp_capabilities 'SIZE 1';", |s| {
+            s.smtp.capabilities == ["PIPELINING", "SIZE 1"]
+        }),
+        ("smtp_auth login plain cram-md5;", |s| {
+            s.smtp.auth == [AuthMethod::Plain, AuthMethod::Login, AuthMethod::CramMd5]
+        }),
+        ("smtp_auth none external cram-md5 login plain;", |s| {
+            s.smtp.auth
+                == [
+                    AuthMethod::Plain,
+                    AuthMethod::Login,
+                    AuthMethod::CramMd5,
+                    AuthMethod::External,
+                    AuthMethod::None,
+                ]
+        }),
+        ("smtp_auth NONE;", |s| s.smtp.auth == [AuthMethod::None]),
+        ("smtp_auth login;\nsmtp_auth external;", |s| {
+            s.smtp.auth == [AuthMethod::Login, AuthMethod::External]
+        }),
+        ("smtp_client_buffer 16k;", |s| s.smtp.client_buffer == 16384),
+        ("smtp_greeting_delay 500ms;", |s| {
+            s.smtp.greeting_delay == Duration::from_millis(500)
+        }),
+        ("smtp_greeting_delay 2;", |s| {
+            s.smtp.greeting_delay == Duration::from_secs(2)
+        }),
+        ("xclient off;", |s| !s.smtp.xclient),
+        ("xclient ON;", |s| s.smtp.xclient),
+        ("proxy_smtp_auth on;", |s| s.smtp.proxy_smtp_auth),
+        ("proxy_smtp_auth off;", |s| !s.smtp.proxy_smtp_auth),
         ("protocol imap;", |s| s.protocol == Protocol::Imap),
+        ("protocol pop3;", |s| s.protocol == Protocol::Pop3),
+        ("protocol smtp;", |s| s.protocol == Protocol::Smtp),
         ("so_keepalive on;", |s| s.so_keepalive),
         ("so_keepalive off;", |s| !s.so_keepalive),
         ("max_errors 1;", |s| s.max_errors == 1),
@@ -416,34 +502,16 @@ fn protocol_inference() {
             "listen 8143;",
             Err("unknown mail protocol for server in /etc/postern/postern.conf:3"),
         ),
-        (
-            "listen 110;",
-            Err("\"pop3\" protocol is not supported yet in /etc/postern/postern.conf:4"),
-        ),
-        (
-            "listen 995;",
-            Err("\"pop3\" protocol is not supported yet in /etc/postern/postern.conf:4"),
-        ),
-        (
-            "listen 25;",
-            Err("\"smtp\" protocol is not supported yet in /etc/postern/postern.conf:4"),
-        ),
-        (
-            "listen 465;",
-            Err("\"smtp\" protocol is not supported yet in /etc/postern/postern.conf:4"),
-        ),
-        (
-            "listen 8000;\n listen 587;",
-            Err("\"smtp\" protocol is not supported yet in /etc/postern/postern.conf:5"),
-        ),
-        (
-            "listen 143;\n protocol pop3;",
-            Err("\"pop3\" protocol is not supported yet in /etc/postern/postern.conf:5"),
-        ),
-        (
-            "protocol smtp;\n listen 143;",
-            Err("\"smtp\" protocol is not supported yet in /etc/postern/postern.conf:4"),
-        ),
+        ("listen 110;", Ok(Protocol::Pop3)),
+        ("listen 995;", Ok(Protocol::Pop3)),
+        ("listen 25;", Ok(Protocol::Smtp)),
+        ("listen 465;", Ok(Protocol::Smtp)),
+        ("listen 8000;\n listen 587;", Ok(Protocol::Smtp)),
+        ("listen 587;\n listen 110;", Ok(Protocol::Smtp)),
+        ("listen unix:/run/pop3.sock;\n listen [::1]:995;", Ok(Protocol::Pop3)),
+        ("listen 143;\n protocol pop3;", Ok(Protocol::Pop3)),
+        ("protocol smtp;\n listen 143;", Ok(Protocol::Smtp)),
+        ("protocol pop3;\n listen unix:/run/pop3.sock;", Ok(Protocol::Pop3)),
     ];
     for (lines, want) in rows {
         let text = format!("mail {{\n auth_http 127.0.0.1:9000;\n server {{\n {lines}\n }}\n}}\n");
@@ -468,10 +536,6 @@ fn errors_with_file_and_line() {
         (
             "listen 143;",
             "\"listen\" directive is not allowed here in /etc/postern/postern.conf:1",
-        ),
-        (
-            "mail {\n  imap_auth plain CRAM-MD5;\n}",
-            "\"imap_auth cram-md5\" is not supported yet in /etc/postern/postern.conf:2",
         ),
         (
             "mail {\n protocol imap;\n}",
@@ -618,6 +682,88 @@ fn errors_with_file_and_line() {
         (
             "mail {\n imap_auth plain digest-md5;\n}",
             "invalid value \"digest-md5\" in \"imap_auth\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n pop3_auth plain login;\n}",
+            "invalid value \"login\" in \"pop3_auth\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n pop3_auth none;\n}",
+            "invalid value \"none\" in \"pop3_auth\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n server {\n  listen 110;\n  pop3_auth plain;\n  pop3_auth PLAIN sasl;\n }\n}",
+            "invalid value \"sasl\" in \"pop3_auth\" directive in /etc/postern/postern.conf:5",
+        ),
+        (
+            "mail {\n pop3_auth;\n}",
+            "invalid number of arguments in \"pop3_auth\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n pop3_capabilities;\n}",
+            "invalid number of arguments in \"pop3_capabilities\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n pop3_client_buffer 0;\n}",
+            "invalid value \"0\" in \"pop3_client_buffer\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n pop3_client_buffer 128b;\n}",
+            "invalid value \"128b\" in \"pop3_client_buffer\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n pop3_client_buffer 128;\n pop3_client_buffer 256;\n}",
+            "\"pop3_client_buffer\" directive is duplicate in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n smtp_auth plain apop;\n}",
+            "invalid value \"apop\" in \"smtp_auth\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n imap_auth apop;\n}",
+            "invalid value \"apop\" in \"imap_auth\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n imap_auth none;\n}",
+            "invalid value \"none\" in \"imap_auth\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n smtp_auth;\n}",
+            "invalid number of arguments in \"smtp_auth\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n smtp_capabilities;\n}",
+            "invalid number of arguments in \"smtp_capabilities\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n smtp_client_buffer 0;\n}",
+            "invalid value \"0\" in \"smtp_client_buffer\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n smtp_client_buffer 4k;\n smtp_client_buffer 8k;\n}",
+            "\"smtp_client_buffer\" directive is duplicate in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n smtp_greeting_delay soon;\n}",
+            "invalid value \"soon\" in \"smtp_greeting_delay\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n smtp_greeting_delay 1s 2s;\n}",
+            "invalid number of arguments in \"smtp_greeting_delay\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n xclient yes;\n}",
+            "invalid value \"yes\" in \"xclient\" directive, it must be \"on\" or \"off\" in \
+             /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n xclient on;\n xclient off;\n}",
+            "\"xclient\" directive is duplicate in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n proxy_smtp_auth 1;\n}",
+            "invalid value \"1\" in \"proxy_smtp_auth\" directive, it must be \"on\" or \"off\" in \
+             /etc/postern/postern.conf:2",
         ),
         (
             "mail {\n imap_client_buffer 4x;\n}",
@@ -959,8 +1105,8 @@ fn error_structure() {
     assert_eq!(unlocated.to_string(), "something");
 }
 
-/// The example at the top of nginx's mail documentation (the seed), with
-/// its braces closed and only an IMAP server.
+/// The example at the top of nginx's mail documentation (the seed), as
+/// written there, with each `server {` closed.
 const SEED: &str = "\
 worker_processes 1;
 
@@ -979,31 +1125,29 @@ mail {
     xclient           off;
 
     server {
+        listen   25;
+        protocol smtp;
+    }
+    server {
+        listen   110;
+        protocol pop3;
+        proxy_pass_error_message on;
+    }
+    server {
         listen   143;
         protocol imap;
+    }
+    server {
+        listen   587;
+        protocol smtp;
     }
 }
 ";
 
 #[test]
-fn seed_stops_at_the_first_directive_not_built() {
-    assert_eq!(
-        err(SEED),
-        "\"pop3_auth\" directive is not supported yet in /etc/postern/postern.conf:10"
-    );
-}
-
-#[test]
-fn seed_without_pop3_and_smtp_settings_parses() {
-    let imap_only: String = SEED
-        .lines()
-        .filter(|line| {
-            let word = line.split_whitespace().next().unwrap_or("");
-            !(word.starts_with("pop3_") || word.starts_with("smtp_") || word == "xclient")
-        })
-        .map(|line| format!("{line}\n"))
-        .collect();
-    let config = ok(&imap_only);
+fn seed_parses_fully() {
+    let config = ok(SEED);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     assert_eq!(config.main.worker_processes, Workers::Count(1));
     assert_eq!(
         config.main.error_log,
@@ -1012,32 +1156,116 @@ fn seed_without_pop3_and_smtp_settings_parses() {
             level: LogLevel::Info,
         }
     );
-    let [server] = config.servers.as_slice() else {
+    let [smtp25, pop3, imap, smtp587] = config.servers.as_slice() else {
         panic!("{config:?}");
     };
-    assert_eq!(server.protocol, Protocol::Imap);
+    let summary: Vec<(u32, Protocol, u16, bool)> = config
+        .servers
+        .iter()
+        .map(|s| {
+            let port = match &s.listen[..] {
+                [Listen {
+                    addr: ListenAddr::Tcp(addr),
+                    ..
+                }] => addr.port(),
+                other => panic!("{other:?}"),
+            };
+            (s.location.line, s.protocol, port, s.proxy_pass_error_message)
+        })
+        .collect();
     assert_eq!(
-        server.imap.capabilities,
-        ["IMAP4rev1", "UIDPLUS", "IDLE", "LITERAL+", "QUOTA"]
+        summary,
+        [
+            (17, Protocol::Smtp, 25, false),
+            (21, Protocol::Pop3, 110, true),
+            (26, Protocol::Imap, 143, false),
+            (30, Protocol::Smtp, 587, false),
+        ]
     );
-    assert_eq!(server.auth_http.host, "localhost");
-    assert_eq!(server.auth_http.uri, "/cgi-bin/nginxauth.cgi");
+    // Every mail-level setting reaches every server, whatever its protocol.
+    for server in &config.servers {
+        assert_eq!(
+            server.imap.capabilities,
+            ["IMAP4rev1", "UIDPLUS", "IDLE", "LITERAL+", "QUOTA"]
+        );
+        assert_eq!(server.imap.auth, [AuthMethod::Plain]);
+        assert_eq!(
+            server.pop3.auth,
+            [AuthMethod::Plain, AuthMethod::Apop, AuthMethod::CramMd5]
+        );
+        assert_eq!(server.pop3.capabilities, ["LAST", "TOP", "USER", "PIPELINING", "UIDL"]);
+        assert_eq!(server.pop3.client_buffer, 128);
+        // Written `login plain cram-md5`, kept in nginx's order.
+        assert_eq!(
+            server.smtp.auth,
+            [AuthMethod::Plain, AuthMethod::Login, AuthMethod::CramMd5]
+        );
+        assert_eq!(
+            server.smtp.capabilities,
+            ["SIZE 10485760", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN"]
+        );
+        assert!(!server.smtp.xclient);
+        assert!(!server.smtp.proxy_smtp_auth);
+        assert_eq!(server.smtp.greeting_delay, Duration::ZERO);
+        assert_eq!(server.smtp.client_buffer, 4096);
+        assert_eq!(server.auth_http.host, "localhost");
+        assert_eq!(server.auth_http.uri, "/cgi-bin/nginxauth.cgi");
+    }
+    for server in [smtp25, imap, smtp587] {
+        assert!(!server.proxy_pass_error_message);
+    }
+    assert!(pop3.proxy_pass_error_message);
 }
 
 #[test]
-fn seed_pop3_server_is_refused_at_its_protocol_line() {
+fn pop3_and_smtp_settings_are_inherited_and_overridden() {
     let text = "mail {\n\
-                auth_http localhost:9000/cgi-bin/nginxauth.cgi;\n\
-                server {\n\
-                listen   110;\n\
-                protocol pop3;\n\
-                proxy_pass_error_message on;\n\
-                }\n\
+                auth_http 127.0.0.1:9000;\n\
+                pop3_auth apop;\n\
+                pop3_capabilities TOP;\n\
+                pop3_client_buffer 256;\n\
+                smtp_auth none;\n\
+                smtp_capabilities PIPELINING;\n\
+                smtp_capabilities \"SIZE 1000\";\n\
+                smtp_greeting_delay 1s;\n\
+                proxy_smtp_auth on;\n\
+                server { listen 110; }\n\
+                server { listen 25; }\n\
+                server { listen 995; pop3_auth plain; pop3_auth external; pop3_capabilities USER; \
+                pop3_client_buffer 512; }\n\
+                server { listen 587; smtp_auth login; smtp_capabilities DSN; smtp_greeting_delay 0; \
+                smtp_client_buffer 1k; xclient off; proxy_smtp_auth off; }\n\
                 }\n";
+    let config = ok(text);
+    let [pop3, smtp, pop3s, submission] = config.servers.as_slice() else {
+        panic!("{config:?}");
+    };
     assert_eq!(
-        err(text),
-        "\"pop3\" protocol is not supported yet in /etc/postern/postern.conf:5"
+        [pop3.protocol, smtp.protocol, pop3s.protocol, submission.protocol],
+        [Protocol::Pop3, Protocol::Smtp, Protocol::Pop3, Protocol::Smtp]
     );
+    for server in [pop3, smtp] {
+        assert_eq!(server.pop3.auth, [AuthMethod::Apop]);
+        assert_eq!(server.pop3.capabilities, ["TOP"]);
+        assert_eq!(server.pop3.client_buffer, 256);
+        assert_eq!(server.smtp.auth, [AuthMethod::None]);
+        assert_eq!(server.smtp.capabilities, ["PIPELINING", "SIZE 1000"]);
+        assert_eq!(server.smtp.greeting_delay, Duration::from_secs(1));
+        assert_eq!(server.smtp.client_buffer, 4096);
+        assert!(server.smtp.xclient);
+        assert!(server.smtp.proxy_smtp_auth);
+    }
+    // Server-level methods replace the mail-level ones, as nginx's bitmask
+    // merge; repeated ones in one block add up.
+    assert_eq!(pop3s.pop3.auth, [AuthMethod::Plain, AuthMethod::External]);
+    assert_eq!(pop3s.pop3.capabilities, ["USER"]);
+    assert_eq!(pop3s.pop3.client_buffer, 512);
+    assert_eq!(submission.smtp.auth, [AuthMethod::Login]);
+    assert_eq!(submission.smtp.capabilities, ["DSN"]);
+    assert_eq!(submission.smtp.greeting_delay, Duration::ZERO);
+    assert_eq!(submission.smtp.client_buffer, 1024);
+    assert!(!submission.smtp.xclient);
+    assert!(!submission.smtp.proxy_smtp_auth);
 }
 
 /// A file in a fresh folder, removed on drop.

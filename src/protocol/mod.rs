@@ -6,7 +6,9 @@
 pub mod backend;
 pub mod imap;
 pub mod line;
+pub mod pop3;
 pub mod sasl;
+pub mod smtp;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -36,6 +38,10 @@ pub enum Step {
     /// Sleep this long, then poll again (Auth-Wait). The core keeps serving
     /// other sessions meanwhile.
     Wait(Duration),
+    /// Sleep this long while still reading the client and feeding what it
+    /// sends; then call `on_pause_end` (SMTP's greeting delay, which exists
+    /// to catch clients that talk first).
+    Pause(Duration),
     /// Connect to the backend and drive `login` until it is done; answer with
     /// `on_backend`.
     ConnectBackend(BackendPlan),
@@ -44,6 +50,69 @@ pub enum Step {
     Relay,
     /// Close the client connection after writing what was sent before.
     Close(CloseReason),
+}
+
+/// A front-end machine of any protocol: the driver's one type.
+#[derive(Debug)]
+pub enum FrontEnd {
+    Imap(imap::ImapFront),
+    Pop3(pop3::Pop3Front),
+    Smtp(smtp::SmtpFront),
+}
+
+/// Calls the same method on whichever machine this is.
+macro_rules! each {
+    ($self:expr, $m:ident => $body:expr) => {
+        match $self {
+            FrontEnd::Imap($m) => $body,
+            FrontEnd::Pop3($m) => $body,
+            FrontEnd::Smtp($m) => $body,
+        }
+    };
+}
+
+impl FrontEnd {
+    #[must_use]
+    pub fn poll(&mut self) -> Option<Step> {
+        each!(self, m => m.poll())
+    }
+
+    pub fn feed(&mut self, input: &[u8]) -> usize {
+        each!(self, m => m.feed(input))
+    }
+
+    pub fn wants_input(&self) -> bool {
+        each!(self, m => m.wants_input())
+    }
+
+    pub fn on_auth(&mut self, reply: Result<crate::auth::AuthReply, crate::auth::AuthError>) {
+        each!(self, m => m.on_auth(reply))
+    }
+
+    pub fn on_backend(&mut self, outcome: BackendOutcome) {
+        each!(self, m => m.on_backend(outcome))
+    }
+
+    pub fn on_shutdown(&mut self) {
+        each!(self, m => m.on_shutdown())
+    }
+
+    /// Only SMTP pauses (its greeting delay).
+    pub fn on_pause_end(&mut self) {
+        if let FrontEnd::Smtp(m) = self {
+            m.on_pause_end();
+        }
+    }
+}
+
+/// A session's APOP / CRAM-MD5 salt as nginx makes it:
+/// `<random.time@server_name>`.
+pub fn salt(seed: &SessionSeed, server_name: &str) -> Vec<u8> {
+    let mut random = [0u8; 8];
+    random.copy_from_slice(&seed.random[..8]);
+    // nginx prints a positive C long; keep it to 63 bits likewise.
+    let random = u64::from_le_bytes(random) >> 1;
+    format!("<{random}.{}@{server_name}>", seed.now_unix).into_bytes()
 }
 
 /// Why a session ended before the relay, for the session's log line.
@@ -61,6 +130,8 @@ pub enum CloseReason {
     AuthFailed,
     /// The backend refused, failed or could not be reached.
     BackendFailed,
+    /// An SMTP client talked before the greeting.
+    TalkedFirst,
     /// A graceful stop closed a session that had not logged in.
     ShuttingDown,
 }
@@ -74,6 +145,7 @@ impl CloseReason {
             CloseReason::LoginRefused => "login refused by auth server",
             CloseReason::AuthFailed => "auth server failed",
             CloseReason::BackendFailed => "backend login failed",
+            CloseReason::TalkedFirst => "client was rejected before greeting",
             CloseReason::ShuttingDown => "closed by graceful shutdown",
         }
     }

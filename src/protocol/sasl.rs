@@ -38,6 +38,15 @@ pub fn split_plain(data: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     (!user.is_empty()).then(|| (user.to_vec(), pass.to_vec()))
 }
 
+/// CRAM-MD5 (RFC 2195): `user SP hex-digest`; split at the last space, as
+/// user names may hold spaces. The digest goes to the auth server as is.
+pub fn split_cram_md5(data: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let space = data.iter().rposition(|&b| b == b' ')?;
+    let (user, digest) = (&data[..space], &data[space + 1..]);
+    let hex = digest.len() == 32 && digest.iter().all(u8::is_ascii_hexdigit);
+    (!user.is_empty() && hex).then(|| (user.to_vec(), digest.to_vec()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +61,16 @@ mod tests {
     }
 
     type Credentials<'a> = Option<(&'a [u8], &'a [u8])>;
+
+    #[test]
+    fn cram_md5() {
+        let digest = b"b913a602c7eda7a495b4e6e7334d3890";
+        let mut line = b"tim smith ".to_vec();
+        line.extend_from_slice(digest);
+        assert_eq!(split_cram_md5(&line), Some((b"tim smith".to_vec(), digest.to_vec())));
+        assert_eq!(split_cram_md5(b"tim b913a602"), None);
+        assert_eq!(split_cram_md5(&digest[..]), None);
+    }
 
     #[test]
     fn plain() {

@@ -94,7 +94,15 @@ pub async fn run(spec: CoreSpec, control: OwnedFd) {
     let stopping = Rc::new(Semaphore::new(0));
     let pipes = (spec.relay == RelayMode::Splice).then(|| Rc::new(PipePool::new(spec.pipe_size)));
     let mut loops = Vec::new();
+    // A duplicate of each listening fd, to shut the socket down at a
+    // graceful stop: dropping glommio's listener is not enough, as an
+    // io_uring accept in flight keeps the socket open, listening.
+    let mut listening = Vec::new();
     for listener in spec.listeners {
+        match listener.fd.try_clone() {
+            Ok(dup) => listening.push(dup),
+            Err(e) => log::error!("dup() of the listener {} failed ({e})", listener.name),
+        }
         // glommio cannot build its UnixListener from an fd, but its
         // TcpListener only ever calls accept(2) through io_uring, which any
         // stream socket serves; its TcpStream only calls recv, send and
@@ -124,6 +132,11 @@ pub async fn run(spec: CoreSpec, control: OwnedFd) {
     // close and the kernel refuses new connections once every core's have.
     for task in loops {
         let _ = task.cancel().await;
+    }
+    for fd in listening {
+        // Stops the socket listening and wakes any accept in flight; the
+        // kernel then refuses new connections to this core.
+        let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
     }
     crate::notice!("core {}: stopped accepting", spec.index);
     stopping.close();

@@ -14,10 +14,12 @@ use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 
 use crate::auth::{self, request::RequestContext};
-use crate::config::ServerConfig;
+use crate::config::{Protocol, ServerConfig};
 use crate::protocol::imap::{ImapFront, ImapFrontSettings};
 use crate::protocol::line::printable;
-use crate::protocol::{SessionSeed, Step};
+use crate::protocol::pop3::{Pop3Front, Pop3FrontSettings};
+use crate::protocol::smtp::{SmtpFront, SmtpFrontSettings};
+use crate::protocol::{FrontEnd, SessionSeed, Step};
 use crate::relay;
 use crate::relay::splice::PipePool;
 use crate::runtime;
@@ -29,7 +31,7 @@ const READ_CHUNK: usize = 4096;
 #[derive(Debug)]
 pub struct ServerContext {
     pub server: ServerConfig,
-    pub imap: ImapFrontSettings,
+    pub front: FrontSettings,
     /// The listening address, for log lines.
     pub listen_name: String,
     /// The core's pipes; `None` relays by copy (`--relay copy`).
@@ -47,11 +49,37 @@ impl ServerContext {
         stopping: Rc<Semaphore>,
     ) -> Self {
         ServerContext {
-            imap: ImapFrontSettings::from_server(&server),
+            front: FrontSettings::from_server(&server),
             server,
             listen_name,
             pipes,
             stopping,
+        }
+    }
+}
+
+/// The server block's protocol and its machine's settings, computed once.
+#[derive(Debug)]
+pub enum FrontSettings {
+    Imap(ImapFrontSettings),
+    Pop3(Pop3FrontSettings),
+    Smtp(SmtpFrontSettings),
+}
+
+impl FrontSettings {
+    fn from_server(server: &ServerConfig) -> Self {
+        match server.protocol {
+            Protocol::Imap => FrontSettings::Imap(ImapFrontSettings::from_server(server)),
+            Protocol::Pop3 => FrontSettings::Pop3(Pop3FrontSettings::from_server(server)),
+            Protocol::Smtp => FrontSettings::Smtp(SmtpFrontSettings::from_server(server)),
+        }
+    }
+
+    fn start(&self, seed: SessionSeed) -> FrontEnd {
+        match self {
+            FrontSettings::Imap(s) => FrontEnd::Imap(ImapFront::new(s.clone(), seed)),
+            FrontSettings::Pop3(s) => FrontEnd::Pop3(Pop3Front::new(s.clone(), seed)),
+            FrontSettings::Smtp(s) => FrontEnd::Smtp(SmtpFront::new(s.clone(), seed)),
         }
     }
 }
@@ -105,7 +133,7 @@ pub async fn serve(client: TcpStream, id: u64, ctx: Rc<ServerContext>, random: [
         random,
         now_unix,
     };
-    let front = ImapFront::new(ctx.imap.clone(), seed);
+    let front = ctx.front.start(seed);
     match dialogue(client, front, &ctx, &mut trace).await {
         Ok(()) => {}
         Err(reason) => log::info!("*{id} {}: {reason}", trace.who()),
@@ -115,7 +143,7 @@ pub async fn serve(client: TcpStream, id: u64, ctx: Rc<ServerContext>, random: [
 /// Runs the front end until it closes or hands over to the relay.
 async fn dialogue(
     mut client: TcpStream,
-    mut front: ImapFront,
+    mut front: FrontEnd,
     ctx: &ServerContext,
     trace: &mut Trace,
 ) -> Result<(), String> {
@@ -138,6 +166,8 @@ async fn dialogue(
                             host: &ctx.server.auth_http.host,
                             client_ip: trace.client.map(|a| a.ip()),
                             headers: &ctx.server.auth_http_headers,
+                            // No resolver yet: nginx's word for an unknown name.
+                            client_host: (ctx.server.protocol == Protocol::Smtp).then_some("[UNAVAILABLE]"),
                         },
                     );
                     let reply = auth::client::ask(&ctx.server.auth_http, &http, ctx.server.auth_http_timeout).await;
@@ -147,6 +177,22 @@ async fn dialogue(
                     front.on_auth(reply);
                 }
                 Step::Wait(delay) => glommio::timer::sleep(delay).await,
+                Step::Pause(delay) => {
+                    let read = futures_lite::future::or(async { Some(client.read(&mut chunk).await) }, async {
+                        glommio::timer::sleep(delay).await;
+                        None
+                    });
+                    match read.await {
+                        None => front.on_pause_end(),
+                        Some(Ok(0)) => return Err("client closed connection".to_string()),
+                        Some(Ok(n)) => {
+                            pending.extend_from_slice(&chunk[..n]);
+                            let used = front.feed(&pending);
+                            pending.drain(..used);
+                        }
+                        Some(Err(e)) => return Err(io_reason("reading from client", &e)),
+                    }
+                }
                 Step::ConnectBackend(plan) => {
                     trace.backend = Some(plan.addr);
                     trace.user = Some(plan.user.clone());

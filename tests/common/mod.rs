@@ -199,6 +199,11 @@ pub fn start_postern_with(main: &str, mail_body: &str) -> Postern {
 
 /// As `start_postern_with`, with command-line `flags` after `-c`.
 pub fn start_postern_flags(main: &str, mail_body: &str, flags: &[&str]) -> Postern {
+    start_postern_protocol("imap", main, mail_body, flags)
+}
+
+/// As `start_postern_flags` for a server of `protocol` (imap, pop3, smtp).
+pub fn start_postern_protocol(protocol: &str, main: &str, mail_body: &str, flags: &[&str]) -> Postern {
     let dir = TempDir::new("postern");
     let port = free_port();
     let dir_text = dir.0.display().to_string();
@@ -209,7 +214,7 @@ pub fn start_postern_flags(main: &str, mail_body: &str, flags: &[&str]) -> Poste
         "worker_processes 2;\n"
     };
     let conf = format!(
-        "{workers}{main}\nmail {{\n{mail_body}\n    server {{\n        listen 127.0.0.1:{port};\n        protocol imap;\n    }}\n}}\n"
+        "{workers}{main}\nmail {{\n{mail_body}\n    server {{\n        listen 127.0.0.1:{port};\n        protocol {protocol};\n    }}\n}}\n"
     );
     let path = dir.path("postern.conf");
     std::fs::write(&path, conf).unwrap();

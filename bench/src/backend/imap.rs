@@ -4,36 +4,18 @@
 pub mod command;
 pub mod fetch;
 
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, Write};
 
 use super::{Config, Mailbox};
-use crate::net::{self, Stream};
-use crate::record::Recording;
+use crate::net::Stream;
 use command::{read_command, Arg, Command, ReadError, LIMITS};
 
 pub const GREETING: &[u8] = b"* OK [CAPABILITY IMAP4rev1 LITERAL+] postern-bench backend ready\r\n";
 const CAPABILITY: &[u8] = b"* CAPABILITY IMAP4rev1 LITERAL+\r\n";
-const BUFFER: usize = 64 * 1024;
 
 /// Runs one client connection to completion.
 pub fn serve_connection(config: &Config, stream: Stream) {
-    let reader = match stream.try_clone() {
-        Ok(reader) => reader,
-        Err(e) => {
-            eprintln!("postern-bench backend: clone socket: {e}");
-            return;
-        }
-    };
-    let mut input = BufReader::with_capacity(BUFFER, Recording::new(reader, config.record.clone()));
-    let mut output = BufWriter::with_capacity(BUFFER, stream);
-    if let Err(e) = run(config, &mut input, &mut output) {
-        if !net::is_disconnect(&e) {
-            eprintln!("postern-bench backend: {e}");
-        }
-    }
-    if let Ok(stream) = output.into_inner() {
-        let _ = stream.shutdown_write();
-    }
+    super::serve_connection(config, stream, run);
 }
 
 /// Speaks IMAP over `input`/`output` until LOGOUT, EOF or a fatal error.

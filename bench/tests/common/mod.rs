@@ -4,10 +4,12 @@
 
 use std::ffi::OsStr;
 use std::fmt::Debug;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// A running `postern-bench`; killed and reaped on drop.
 pub struct Server {
@@ -94,5 +96,82 @@ impl TempPath {
 impl Drop for TempPath {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A fresh directory in the temp directory; removed with its contents on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A path that does not exist yet (the server may create it).
+    pub fn new(name: &str) -> TempDir {
+        let path = TempPath::new(name);
+        let dir = TempDir(path.0.clone());
+        let _ = std::fs::remove_dir_all(&dir.0);
+        dir
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().expect("UTF-8 temp path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A client for line-based protocols (POP3, SMTP) over TCP.
+pub struct LineClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl LineClient {
+    pub fn connect(addr: &str) -> LineClient {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        LineClient {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("send");
+    }
+
+    /// Reads one line, LF included.
+    pub fn line(&mut self) -> String {
+        let mut line = Vec::new();
+        self.reader.read_until(b'\n', &mut line).expect("read line");
+        String::from_utf8(line).expect("UTF-8 reply")
+    }
+
+    /// Reads lines until `expected` (one or more CRLF-terminated lines) has
+    /// been matched line by line.
+    pub fn expect(&mut self, expected: &str) {
+        for wanted in expected.split_inclusive('\n') {
+            assert_eq!(self.line(), wanted);
+        }
+    }
+
+    /// Sends `bytes` and expects `reply` in return.
+    pub fn call(&mut self, bytes: &[u8], reply: &str) {
+        self.send(bytes);
+        self.expect(reply);
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        self.reader.read_exact(&mut buf).expect("read bytes");
+        buf
+    }
+
+    /// True when the server has closed the connection with nothing more to say.
+    pub fn eof(&mut self) -> bool {
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest).expect("read to EOF") == 0
     }
 }

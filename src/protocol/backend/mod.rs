@@ -2,8 +2,12 @@
 //! backend's bytes, they return the lines to send until the login is done.
 
 pub mod imap;
+pub mod pop3;
+pub mod smtp;
 
 pub use imap::ImapBackend;
+pub use pop3::Pop3Backend;
+pub use smtp::SmtpBackend;
 
 use super::BackendOutcome;
 
@@ -21,18 +25,24 @@ pub enum BackendStep {
 #[derive(Debug)]
 pub enum BackendLogin {
     Imap(ImapBackend),
+    Pop3(Pop3Backend),
+    Smtp(SmtpBackend),
 }
 
 impl BackendLogin {
     pub fn feed(&mut self, input: &[u8]) -> usize {
         match self {
             BackendLogin::Imap(m) => m.feed(input),
+            BackendLogin::Pop3(m) => m.feed(input),
+            BackendLogin::Smtp(m) => m.feed(input),
         }
     }
 
     pub fn poll(&mut self) -> Option<BackendStep> {
         match self {
             BackendLogin::Imap(m) => m.poll(),
+            BackendLogin::Pop3(m) => m.poll(),
+            BackendLogin::Smtp(m) => m.poll(),
         }
     }
 }

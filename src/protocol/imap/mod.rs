@@ -9,8 +9,10 @@ use crate::auth::{AuthError, AuthMethod, AuthReply, AuthRequest, Secret};
 use crate::config::{self, Protocol, ServerConfig};
 use crate::protocol::backend::{BackendLogin, ImapBackend};
 use crate::protocol::line::{next_line, Line};
-use crate::protocol::sasl::{decode_response, split_plain, Response as SaslResponse};
+use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
 use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, SessionSeed, Step};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use syntax::{Arg, LineEnd};
 
 pub const GREETING: &[u8] = b"* OK IMAP4 ready\r\n";
@@ -44,6 +46,11 @@ pub struct ImapFrontSettings {
     /// `proxy_buffer`: the longest backend line during login.
     proxy_buffer: usize,
     pass_error_message: bool,
+    /// `imap_auth` lists cram-md5 / external: only then are they accepted.
+    cram_md5: bool,
+    external: bool,
+    /// For the CRAM-MD5 salt.
+    server_name: String,
 }
 
 impl ImapFrontSettings {
@@ -72,6 +79,9 @@ impl ImapFrontSettings {
             max_errors: server.max_errors,
             proxy_buffer: server.proxy_buffer,
             pass_error_message: server.proxy_pass_error_message,
+            cram_md5: server.imap.auth.contains(&config::AuthMethod::CramMd5),
+            external: server.imap.auth.contains(&config::AuthMethod::External),
+            server_name: server.server_name.clone(),
         }
     }
 }
@@ -95,6 +105,8 @@ pub struct ImapFront {
     attempts: u32,
     /// What the client said in ID, kept for the auth server (a later issue).
     client_id: Option<ClientId>,
+    /// This session's `<random.time@server_name>`, for CRAM-MD5.
+    salt: Vec<u8>,
     steps: VecDeque<Step>,
 }
 
@@ -104,6 +116,8 @@ enum Phase {
     ExpectPlainResponse { tag: Vec<u8> },
     ExpectLoginUser { tag: Vec<u8> },
     ExpectLoginPass { tag: Vec<u8>, user: Vec<u8> },
+    ExpectCramMd5Response { tag: Vec<u8> },
+    ExpectExternalResponse { tag: Vec<u8> },
     ExpectAuthReply { tag: Vec<u8>, request: AuthRequest },
     ExpectBackend,
     Relaying,
@@ -131,8 +145,10 @@ impl ImapFront {
             errors: 0,
             attempts: 0,
             client_id: None,
+            salt: Vec::new(),
             steps: VecDeque::new(),
         };
+        front.salt = super::salt(&front.seed, &front.settings.server_name);
         front.send(GREETING);
         front
     }
@@ -159,6 +175,8 @@ impl ImapFront {
                 | Phase::ExpectPlainResponse { .. }
                 | Phase::ExpectLoginUser { .. }
                 | Phase::ExpectLoginPass { .. }
+                | Phase::ExpectCramMd5Response { .. }
+                | Phase::ExpectExternalResponse { .. }
         )
     }
 
@@ -209,6 +227,12 @@ impl ImapFront {
             return self.internal_error();
         };
         match reply {
+            Ok(AuthReply::Accept { pass: None, .. }) if request.method.needs_backend_pass() => {
+                // The client's digest is no password for the backend: nginx
+                // requires the auth server to send one.
+                self.send(INTERNAL_ERROR);
+                self.close(CloseReason::AuthFailed);
+            }
             Ok(AuthReply::Accept { backend, user, pass }) => {
                 let user = user.unwrap_or(request.user);
                 let pass = pass.unwrap_or(request.pass);
@@ -225,7 +249,7 @@ impl ImapFront {
                     login: BackendLogin::Imap(login),
                 }));
             }
-            Ok(AuthReply::Reject { message, wait }) => {
+            Ok(AuthReply::Reject { message, wait, .. }) => {
                 let mut text = b"NO ".to_vec();
                 text.extend_from_slice(&message);
                 match wait {
@@ -287,6 +311,21 @@ impl ImapFront {
                 }
                 SaslResponse::Cancel => self.reply(&tag, b"BAD authentication cancelled"),
                 SaslResponse::Invalid => self.invalid(&tag),
+            },
+            Phase::ExpectCramMd5Response { tag } => match decode_response(line) {
+                SaslResponse::Data(data) => match split_cram_md5(&data) {
+                    Some((user, digest)) => self.authenticate_with(tag, AuthMethod::CramMd5, user, digest),
+                    None => self.invalid(&tag),
+                },
+                SaslResponse::Cancel => self.reply(&tag, b"BAD authentication cancelled"),
+                SaslResponse::Invalid => self.invalid(&tag),
+            },
+            Phase::ExpectExternalResponse { tag } => match decode_response(line) {
+                SaslResponse::Data(user) if !user.is_empty() => {
+                    self.authenticate_with(tag, AuthMethod::External, user, Vec::new())
+                }
+                SaslResponse::Cancel => self.reply(&tag, b"BAD authentication cancelled"),
+                _ => self.invalid(&tag),
             },
             Phase::ExpectLoginPass { tag, user } => match decode_response(line) {
                 SaslResponse::Data(pass) => self.authenticate(tag, user, pass),
@@ -425,6 +464,23 @@ impl ImapFront {
                 self.send(PROMPT_USERNAME);
                 self.phase = Phase::ExpectLoginUser { tag: cmd.tag };
             }
+            (b"CRAM-MD5", None) if self.settings.cram_md5 => {
+                let mut prompt = b"+ ".to_vec();
+                prompt.extend_from_slice(BASE64.encode(&self.salt).as_bytes());
+                prompt.extend_from_slice(b"\r\n");
+                self.send_owned(prompt);
+                self.phase = Phase::ExpectCramMd5Response { tag: cmd.tag };
+            }
+            (b"EXTERNAL", None) if self.settings.external => {
+                self.send(PROMPT_EMPTY);
+                self.phase = Phase::ExpectExternalResponse { tag: cmd.tag };
+            }
+            (b"EXTERNAL", Some(ir)) if self.settings.external => match decode_response(&ir) {
+                SaslResponse::Data(user) if !user.is_empty() => {
+                    self.authenticate_with(cmd.tag, AuthMethod::External, user, Vec::new())
+                }
+                _ => self.invalid(&cmd.tag),
+            },
             (b"LOGIN", Some(ir)) => match decode_response(&ir) {
                 SaslResponse::Data(user) => {
                     self.send(PROMPT_PASSWORD);
@@ -437,13 +493,19 @@ impl ImapFront {
     }
 
     fn authenticate(&mut self, tag: Vec<u8>, user: Vec<u8>, pass: Vec<u8>) {
+        self.authenticate_with(tag, AuthMethod::Plain, user, pass);
+    }
+
+    fn authenticate_with(&mut self, tag: Vec<u8>, method: AuthMethod, user: Vec<u8>, pass: Vec<u8>) {
         self.attempts += 1;
         let request = AuthRequest {
-            method: AuthMethod::Plain,
+            method,
             user,
             pass: Secret::new(pass),
             protocol: Protocol::Imap,
             attempt: self.attempts,
+            salt: (method == AuthMethod::CramMd5).then(|| self.salt.clone()),
+            envelope: None,
         };
         self.steps.push_back(Step::Authenticate(request.clone()));
         self.phase = Phase::ExpectAuthReply { tag, request };

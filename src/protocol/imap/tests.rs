@@ -10,6 +10,9 @@ fn settings() -> ImapFrontSettings {
         max_errors: 3,
         proxy_buffer: 4096,
         pass_error_message: false,
+        cram_md5: true,
+        external: true,
+        server_name: "mx.postern.test".to_string(),
     }
 }
 
@@ -32,6 +35,7 @@ fn render(step: Step) -> String {
             r.attempt
         ),
         Step::Wait(d) => format!("wait {}ms", d.as_millis()),
+        Step::Pause(d) => format!("pause {}ms", d.as_millis()),
         Step::ConnectBackend(plan) => format!("connect {} as {}", plan.addr, String::from_utf8_lossy(&plan.user)),
         Step::Relay => "relay".to_string(),
         Step::Close(reason) => format!("close {reason:?}"),
@@ -119,7 +123,10 @@ fn transcripts() {
             b"a AUTHENTICATE LOGIN Ym9i\r\nc2VjcmV0\r\n",
             &["send + UGFzc3dvcmQ6\r\n", "auth bob:secret #1"],
         ),
-        (b"a AUTHENTICATE CRAM-MD5\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a AUTHENTICATE X-UNKNOWN\r\n", &["send a BAD invalid command\r\n"]),
+        (b"a AUTHENTICATE EXTERNAL Ym9i\r\n", &["auth bob: #1"]),
+        (b"a AUTHENTICATE EXTERNAL\r\nYm9i\r\n", &["send + \r\n", "auth bob: #1"]),
+        (b"a AUTHENTICATE EXTERNAL =\r\n", &["send a BAD invalid command\r\n"]),
         (b"a ID NIL\r\n", &["send * ID NIL\r\na OK completed\r\n"]),
         (b"a id (\"name\" \"x\")\r\n", &["send * ID NIL\r\na OK completed\r\n"]),
         (
@@ -136,6 +143,44 @@ fn transcripts() {
         assert_eq!(steps, *want, "input {:?}", String::from_utf8_lossy(input));
         assert_eq!(used, input.len(), "input {:?}", String::from_utf8_lossy(input));
     }
+}
+
+#[test]
+fn cram_md5_and_the_rule_for_auth_pass() {
+    let mut m = machine();
+    m.feed(b"c AUTHENTICATE CRAM-MD5\r\n");
+    let salt = "<253190604933268355.0@mx.postern.test>";
+    assert_eq!(drain(&mut m), vec![format!("send + {}\r\n", BASE64.encode(salt))]);
+    m.feed(format!("{}\r\n", BASE64.encode("bob b913a602c7eda7a495b4e6e7334d3890")).as_bytes());
+    let Some(Step::Authenticate(request)) = m.poll() else {
+        panic!("no auth request")
+    };
+    assert_eq!(request.method, AuthMethod::CramMd5);
+    assert_eq!(request.salt.as_deref(), Some(salt.as_bytes()));
+    assert_eq!(request.pass.expose(), b"b913a602c7eda7a495b4e6e7334d3890");
+    // The digest cannot log in to the backend: without Auth-Pass, nginx
+    // gives an internal error.
+    m.on_auth(Ok(AuthReply::Accept {
+        backend: "10.0.0.2:143".parse().unwrap(),
+        user: None,
+        pass: None,
+    }));
+    assert_eq!(
+        drain(&mut m),
+        vec!["send * BAD internal server error\r\n", "close AuthFailed"]
+    );
+    let disabled = ImapFrontSettings {
+        cram_md5: false,
+        external: false,
+        ..settings()
+    };
+    let mut m = ImapFront::new(disabled, seed());
+    let _ = drain(&mut m);
+    m.feed(b"c AUTHENTICATE CRAM-MD5\r\nd AUTHENTICATE EXTERNAL\r\n");
+    assert_eq!(
+        drain(&mut m),
+        vec!["send c BAD invalid command\r\nd BAD invalid command\r\n"]
+    );
 }
 
 #[test]
@@ -272,7 +317,9 @@ fn accept_connects_with_overrides() {
     assert_eq!(plan.user, b"robert");
     // The login machine carries the client's tag, the override user and the
     // client's own password.
-    let BackendLogin::Imap(login) = &mut plan.login;
+    let BackendLogin::Imap(login) = &mut plan.login else {
+        panic!("not an IMAP login")
+    };
     login.feed(b"* OK hi\r\n+\r\n+\r\n");
     let sent: Vec<_> = std::iter::from_fn(|| login.poll()).collect();
     assert_eq!(
@@ -325,6 +372,7 @@ fn reject_without_wait_closes() {
     m.on_auth(Ok(AuthReply::Reject {
         message: b"Invalid login".to_vec(),
         wait: None,
+        error_code: None,
     }));
     assert_eq!(
         drain(&mut m),
@@ -338,6 +386,7 @@ fn reject_with_wait_lets_the_client_retry() {
     m.on_auth(Ok(AuthReply::Reject {
         message: b"Try later".to_vec(),
         wait: Some(Duration::from_secs(2)),
+        error_code: None,
     }));
     assert_eq!(drain(&mut m), vec!["wait 2000ms", "send t1 NO Try later\r\n"]);
     assert!(m.wants_input());
@@ -355,6 +404,7 @@ fn wait_status_asks_again() {
     m.on_auth(Ok(AuthReply::Reject {
         message: b"no".to_vec(),
         wait: None,
+        error_code: None,
     }));
     assert_eq!(drain(&mut m), vec!["send t1 NO no\r\n", "close LoginRefused"]);
 }

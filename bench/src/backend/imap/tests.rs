@@ -13,7 +13,7 @@ fn config(users: &[(&str, &str)]) -> Config {
         protocol: Protocol::Imap,
         users: table,
         mailbox: Mailbox::seeded(2, 100),
-        record: None,
+        ..Config::default()
     }
 }
 

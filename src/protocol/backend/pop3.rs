@@ -1,0 +1,271 @@
+//! Logs in to a POP3 backend on the client's behalf, as nginx's
+//! `ngx_mail_proxy_pop3_handler` does: USER, then PASS, each after a `+OK`.
+
+use std::collections::VecDeque;
+
+use super::BackendStep;
+use crate::auth::Secret;
+use crate::protocol::line::{next_line, Line};
+use crate::protocol::BackendOutcome;
+
+/// `Pop3Backend` drives one login.
+///
+/// Input: `feed(bytes)` with what the backend sent; it returns how many bytes
+/// it consumed (it stops at the end of the login, the rest belongs to the
+/// relay). Output: `poll()` until `None` after creation and after each
+/// `feed`. The last step is always `Done`.
+#[derive(Debug)]
+pub struct Pop3Backend {
+    user: Vec<u8>,
+    pass: Secret,
+    /// Longest backend line (`proxy_buffer`).
+    line_limit: usize,
+    pass_error_message: bool,
+    phase: Phase,
+    steps: VecDeque<BackendStep>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    ExpectGreeting,
+    ExpectUserOk,
+    ExpectPassOk,
+    Done,
+}
+
+impl Pop3Backend {
+    pub fn new(user: Vec<u8>, pass: Secret, line_limit: usize, pass_error_message: bool) -> Self {
+        let mut login = Pop3Backend {
+            user,
+            pass,
+            line_limit,
+            pass_error_message,
+            phase: Phase::ExpectGreeting,
+            steps: VecDeque::new(),
+        };
+        // POP3 has no literals nor quoting: USER and PASS take the rest of
+        // the line. A CR or LF in either (SASL responses and the auth
+        // server's Auth-User / Auth-Pass can carry any byte) would end the
+        // command early and let the rest be read as a command of its own;
+        // a NUL is cut or refused by many servers. No such credential can
+        // be sent safely, so the login fails before a byte is written.
+        let unsafe_byte = |b: &u8| matches!(b, b'\r' | b'\n' | b'\0');
+        if login.user.iter().any(unsafe_byte) || login.pass.expose().iter().any(unsafe_byte) {
+            login.finish(BackendOutcome::Failed { client_reply: None });
+        }
+        login
+    }
+
+    #[must_use]
+    pub fn poll(&mut self) -> Option<BackendStep> {
+        self.steps.pop_front()
+    }
+
+    pub fn feed(&mut self, input: &[u8]) -> usize {
+        let mut used = 0;
+        while self.phase != Phase::Done {
+            match next_line(&input[used..], self.line_limit) {
+                Line::Complete { line, consumed } => {
+                    used += consumed;
+                    self.on_line(line);
+                }
+                Line::Partial => break,
+                Line::TooLong => {
+                    // An endless line cannot be forwarded whole; it is never
+                    // a valid login step either.
+                    self.finish(BackendOutcome::Failed { client_reply: None });
+                    break;
+                }
+            }
+        }
+        used
+    }
+
+    fn on_line(&mut self, line: &[u8]) {
+        // nginx checks the three bytes `+OK`, case and all.
+        if !line.starts_with(b"+OK") {
+            return self.fail(line);
+        }
+        match self.phase {
+            Phase::ExpectGreeting => {
+                let mut cmd = b"USER ".to_vec();
+                cmd.extend_from_slice(&self.user);
+                cmd.extend_from_slice(b"\r\n");
+                self.send(cmd);
+                self.phase = Phase::ExpectUserOk;
+            }
+            Phase::ExpectUserOk => {
+                let mut cmd = b"PASS ".to_vec();
+                cmd.extend_from_slice(self.pass.expose());
+                cmd.extend_from_slice(b"\r\n");
+                self.send(cmd);
+                self.phase = Phase::ExpectPassOk;
+            }
+            Phase::ExpectPassOk => {
+                let mut reply = line.to_vec();
+                reply.extend_from_slice(b"\r\n");
+                self.finish(BackendOutcome::LoggedIn { client_reply: reply });
+            }
+            Phase::Done => {}
+        }
+    }
+
+    fn fail(&mut self, line: &[u8]) {
+        let client_reply = self.pass_error_message.then(|| {
+            let mut reply = line.to_vec();
+            reply.extend_from_slice(b"\r\n");
+            reply
+        });
+        self.finish(BackendOutcome::Failed { client_reply });
+    }
+
+    fn send(&mut self, bytes: Vec<u8>) {
+        self.steps.push_back(BackendStep::Send(bytes));
+    }
+
+    fn finish(&mut self, outcome: BackendOutcome) {
+        self.phase = Phase::Done;
+        self.steps.push_back(BackendStep::Done(outcome));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(pass_error_message: bool) -> Pop3Backend {
+        Pop3Backend::new(
+            b"bob smith".to_vec(),
+            Secret::new(b"p w".to_vec()),
+            4096,
+            pass_error_message,
+        )
+    }
+
+    /// Feeds each backend line and collects the steps after it.
+    fn run(m: &mut Pop3Backend, lines: &[&[u8]]) -> Vec<BackendStep> {
+        let mut steps = Vec::new();
+        for line in lines {
+            assert_eq!(m.feed(line), line.len());
+            while let Some(s) = m.poll() {
+                steps.push(s);
+            }
+        }
+        steps
+    }
+
+    fn send(bytes: &[u8]) -> BackendStep {
+        BackendStep::Send(bytes.to_vec())
+    }
+
+    fn failed(reply: Option<&[u8]>) -> BackendStep {
+        BackendStep::Done(BackendOutcome::Failed {
+            client_reply: reply.map(<[u8]>::to_vec),
+        })
+    }
+
+    #[test]
+    fn login() {
+        let steps = run(
+            &mut machine(false),
+            &[b"+OK POP3 ready <1.2@x>\r\n", b"+OK\r\n", b"+OK 2 messages\r\n"],
+        );
+        assert_eq!(
+            steps,
+            vec![
+                send(b"USER bob smith\r\n"),
+                send(b"PASS p w\r\n"),
+                BackendStep::Done(BackendOutcome::LoggedIn {
+                    client_reply: b"+OK 2 messages\r\n".to_vec()
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn bare_lf_lines_are_lines() {
+        let steps = run(&mut machine(false), &[b"+OK\n", b"+OK\n", b"+OK in\n"]);
+        assert_eq!(
+            steps.last(),
+            Some(&BackendStep::Done(BackendOutcome::LoggedIn {
+                client_reply: b"+OK in\r\n".to_vec()
+            }))
+        );
+    }
+
+    #[test]
+    fn failures_hidden_or_passed() {
+        let rows: &[&[&[u8]]] = &[
+            &[b"-ERR busy\r\n"],
+            &[b"+ok lower case\r\n"],
+            &[b"+OK\r\n", b"-ERR no such user\r\n"],
+            &[b"+OK\r\n", b"+OK\r\n", b"-ERR [AUTH] bad password\r\n"],
+        ];
+        for lines in rows {
+            let last = lines.last().unwrap();
+            let steps = run(&mut machine(false), lines);
+            assert_eq!(steps.last(), Some(&failed(None)), "{lines:?}");
+            let steps = run(&mut machine(true), lines);
+            assert_eq!(steps.last(), Some(&failed(Some(last))), "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn line_breaks_in_credentials_fail_before_sending() {
+        let rows: &[(&[u8], &[u8])] = &[
+            (b"bob\r\nDELE 1", b"pw"),
+            (b"bob\n", b"pw"),
+            (b"bob", b"pw\rQUIT"),
+            (b"bob", b"p\0w"),
+        ];
+        for (user, pass) in rows {
+            let mut m = Pop3Backend::new(user.to_vec(), Secret::new(pass.to_vec()), 4096, true);
+            assert_eq!(m.poll(), Some(failed(None)), "{user:?} {pass:?}");
+            assert_eq!(m.poll(), None);
+            assert_eq!(m.feed(b"+OK\r\n"), 0, "nothing is read, nothing sent");
+            assert_eq!(m.poll(), None);
+        }
+    }
+
+    #[test]
+    fn stops_consuming_after_login() {
+        let mut m = machine(false);
+        let _ = run(&mut m, &[b"+OK\r\n", b"+OK\r\n"]);
+        assert_eq!(m.feed(b"+OK\r\n+OK 1 200\r\n"), 5);
+    }
+
+    #[test]
+    fn endless_line_fails() {
+        let mut m = Pop3Backend::new(b"u".to_vec(), Secret::new(b"p".to_vec()), 16, true);
+        m.feed(&[b'x'; 16]);
+        assert_eq!(m.poll(), Some(failed(None)));
+    }
+
+    #[test]
+    fn split_anywhere_same_steps() {
+        let script: &[u8] = b"+OK hi\r\n+OK\r\n+OK welcome\r\n";
+        let collect = |cuts: &[usize]| {
+            let mut m = machine(false);
+            let mut buffered: Vec<u8> = Vec::new();
+            let mut steps = Vec::new();
+            let mut last = 0;
+            for &cut in cuts.iter().chain(std::iter::once(&script.len())) {
+                buffered.extend_from_slice(&script[last..cut]);
+                last = cut;
+                let used = m.feed(&buffered);
+                buffered.drain(..used);
+                while let Some(s) = m.poll() {
+                    steps.push(s);
+                }
+            }
+            steps
+        };
+        let whole = collect(&[]);
+        assert_eq!(whole.len(), 3);
+        for cut in 0..=script.len() {
+            assert_eq!(collect(&[cut]), whole, "cut at {cut}");
+        }
+        let every_byte: Vec<usize> = (1..script.len()).collect();
+        assert_eq!(collect(&every_byte), whole);
+    }
+}

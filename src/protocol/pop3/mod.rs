@@ -1,0 +1,532 @@
+//! The POP3 front end (RFC 1939, 2449, 5034; pre-login subset as nginx's
+//! `ngx_mail_pop3_handler.c` serves it): greeting, CAPA, NOOP, QUIT,
+//! USER/PASS, APOP, AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL.
+
+use std::collections::VecDeque;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use crate::auth::{AuthError, AuthMethod, AuthReply, AuthRequest, Secret};
+use crate::config::{self, Protocol, ServerConfig};
+use crate::protocol::backend::{BackendLogin, Pop3Backend};
+use crate::protocol::line::{next_line, Line};
+use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
+use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, SessionSeed, Step};
+
+pub const GREETING: &[u8] = b"+OK POP3 ready\r\n";
+pub const INTERNAL_ERROR: &[u8] = b"-ERR internal server error\r\n";
+const OK: &[u8] = b"+OK\r\n";
+const INVALID: &[u8] = b"-ERR invalid command\r\n";
+const CANCELLED: &[u8] = b"-ERR authentication cancelled\r\n";
+const SHUTDOWN: &[u8] = b"-ERR Server shutting down\r\n";
+const PROMPT_EMPTY: &[u8] = b"+ \r\n";
+const PROMPT_USERNAME: &[u8] = b"+ VXNlcm5hbWU6\r\n";
+const PROMPT_PASSWORD: &[u8] = b"+ UGFzc3dvcmQ6\r\n";
+
+/// nginx parses at most three arguments to a command (USER and PASS take
+/// the rest of the line as one); a fourth makes the command invalid.
+const MAX_ARGS: usize = 3;
+
+/// What one POP3 server block needs per session, computed once per core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pop3FrontSettings {
+    /// The whole CAPA reply: `+OK Capability list follows`, each of
+    /// pop3_capabilities, the SASL line per pop3_auth, `.`.
+    capa_reply: Vec<u8>,
+    /// The whole reply to a bare AUTH: `+OK methods supported:`, one
+    /// mechanism a line, `.`.
+    auth_reply: Vec<u8>,
+    /// `pop3_client_buffer` (nginx: 128): the longest command line.
+    client_buffer: usize,
+    max_errors: u32,
+    /// `proxy_buffer`: the longest backend line during login.
+    proxy_buffer: usize,
+    pass_error_message: bool,
+    /// `pop3_auth` lists apop / cram-md5 / external: only then are they
+    /// accepted (plaintext methods always are).
+    apop: bool,
+    cram_md5: bool,
+    external: bool,
+    /// For the APOP / CRAM-MD5 salt.
+    server_name: String,
+}
+
+impl Pop3FrontSettings {
+    pub fn from_server(server: &ServerConfig) -> Self {
+        let auth = &server.pop3.auth;
+        let plain = auth.contains(&config::AuthMethod::Plain);
+        // nginx's `ngx_mail_pop3_auth_methods_names` order; `plain` brings
+        // LOGIN with it, APOP is no SASL mechanism.
+        let mechanisms: Vec<&str> = [
+            (plain, "PLAIN"),
+            (plain || auth.contains(&config::AuthMethod::Login), "LOGIN"),
+            (auth.contains(&config::AuthMethod::CramMd5), "CRAM-MD5"),
+            (auth.contains(&config::AuthMethod::External), "EXTERNAL"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+
+        let mut capa = b"+OK Capability list follows\r\n".to_vec();
+        for cap in &server.pop3.capabilities {
+            capa.extend_from_slice(cap.as_bytes());
+            capa.extend_from_slice(b"\r\n");
+        }
+        capa.extend_from_slice(b"SASL");
+        for name in &mechanisms {
+            capa.push(b' ');
+            capa.extend_from_slice(name.as_bytes());
+        }
+        capa.extend_from_slice(b"\r\n.\r\n");
+
+        let mut auth_reply = b"+OK methods supported:\r\n".to_vec();
+        for name in &mechanisms {
+            auth_reply.extend_from_slice(name.as_bytes());
+            auth_reply.extend_from_slice(b"\r\n");
+        }
+        auth_reply.extend_from_slice(b".\r\n");
+
+        Pop3FrontSettings {
+            capa_reply: capa,
+            auth_reply,
+            client_buffer: server.pop3.client_buffer,
+            max_errors: server.max_errors,
+            proxy_buffer: server.proxy_buffer,
+            pass_error_message: server.proxy_pass_error_message,
+            apop: auth.contains(&config::AuthMethod::Apop),
+            cram_md5: auth.contains(&config::AuthMethod::CramMd5),
+            external: auth.contains(&config::AuthMethod::External),
+            server_name: server.server_name.clone(),
+        }
+    }
+}
+
+/// One client's POP3 dialogue up to the relay.
+///
+/// Inputs: `feed(bytes)` with the client's bytes, returning how many it
+/// consumed (keep the rest and offer it again with more); `on_auth` with the
+/// auth server's decision after `Step::Authenticate`; `on_backend` after
+/// `Step::ConnectBackend`. Output: after creation and after every input,
+/// call `poll` until it returns `None`, performing each `Step` in order.
+/// `wants_input` says whether the machine is waiting for client bytes.
+#[derive(Debug)]
+pub struct Pop3Front {
+    settings: Pop3FrontSettings,
+    seed: SessionSeed,
+    phase: Phase,
+    errors: u32,
+    attempts: u32,
+    /// This session's `<random.time@server_name>`, for APOP and CRAM-MD5;
+    /// empty when neither is enabled (nginx makes none then either).
+    salt: Vec<u8>,
+    steps: VecDeque<Step>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// nginx's `ngx_pop3_start`.
+    ExpectCommand,
+    /// After USER (`ngx_pop3_user`): PASS, CAPA, NOOP or QUIT; anything
+    /// else is invalid and forgets the user.
+    ExpectPass {
+        user: Vec<u8>,
+    },
+    ExpectPlainResponse,
+    ExpectLoginUser,
+    ExpectLoginPass {
+        user: Vec<u8>,
+    },
+    ExpectCramMd5Response,
+    ExpectExternalResponse,
+    ExpectAuthReply {
+        request: AuthRequest,
+    },
+    ExpectBackend,
+    Relaying,
+    Closed,
+}
+
+impl Pop3Front {
+    pub fn new(settings: Pop3FrontSettings, seed: SessionSeed) -> Self {
+        let mut front = Pop3Front {
+            settings,
+            seed,
+            phase: Phase::ExpectCommand,
+            errors: 0,
+            attempts: 0,
+            salt: Vec::new(),
+            steps: VecDeque::new(),
+        };
+        if front.settings.apop || front.settings.cram_md5 {
+            // RFC 1939 7: the APOP timestamp ends the greeting.
+            front.salt = super::salt(&front.seed, &front.settings.server_name);
+            let mut greeting = GREETING[..GREETING.len() - 2].to_vec();
+            greeting.push(b' ');
+            greeting.extend_from_slice(&front.salt);
+            greeting.extend_from_slice(b"\r\n");
+            front.send_owned(greeting);
+        } else {
+            front.send(GREETING);
+        }
+        front
+    }
+
+    #[must_use]
+    pub fn poll(&mut self) -> Option<Step> {
+        self.steps.pop_front()
+    }
+
+    /// A graceful stop: a session still waiting for the client's commands
+    /// is told so and closed; one already logging in goes on to its relay.
+    pub fn on_shutdown(&mut self) {
+        if self.wants_input() {
+            self.send(SHUTDOWN);
+            self.close(CloseReason::ShuttingDown);
+        }
+    }
+
+    pub fn wants_input(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::ExpectCommand
+                | Phase::ExpectPass { .. }
+                | Phase::ExpectPlainResponse
+                | Phase::ExpectLoginUser
+                | Phase::ExpectLoginPass { .. }
+                | Phase::ExpectCramMd5Response
+                | Phase::ExpectExternalResponse
+        )
+    }
+
+    pub fn client(&self) -> &SessionSeed {
+        &self.seed
+    }
+
+    pub fn feed(&mut self, input: &[u8]) -> usize {
+        let mut used = 0;
+        while self.wants_input() {
+            match next_line(&input[used..], self.settings.client_buffer) {
+                Line::Complete { line, consumed } => {
+                    used += consumed;
+                    self.on_line(line);
+                }
+                Line::Partial => break,
+                Line::TooLong => {
+                    // nginx: "client sent too long command", the invalid
+                    // command line, then close.
+                    self.send(INVALID);
+                    self.close(CloseReason::CommandTooLong);
+                }
+            }
+        }
+        used
+    }
+
+    pub fn on_auth(&mut self, reply: Result<AuthReply, AuthError>) {
+        let Phase::ExpectAuthReply { request } = std::mem::replace(&mut self.phase, Phase::ExpectBackend) else {
+            // The driver only answers an Authenticate step; anything else is a
+            // driver bug, and ending the session is the safe reaction.
+            return self.internal_error();
+        };
+        match reply {
+            Ok(AuthReply::Accept { pass: None, .. }) if request.method.needs_backend_pass() => {
+                // The client's digest is no password for the backend: nginx
+                // requires the auth server to send one.
+                self.send(INTERNAL_ERROR);
+                self.close(CloseReason::AuthFailed);
+            }
+            Ok(AuthReply::Accept { backend, user, pass }) => {
+                let user = user.unwrap_or(request.user);
+                let pass = pass.unwrap_or(request.pass);
+                let login = Pop3Backend::new(
+                    user.clone(),
+                    pass,
+                    self.settings.proxy_buffer,
+                    self.settings.pass_error_message,
+                );
+                self.steps.push_back(Step::ConnectBackend(BackendPlan {
+                    addr: backend,
+                    user,
+                    login: BackendLogin::Pop3(login),
+                }));
+            }
+            Ok(AuthReply::Reject { message, wait, .. }) => {
+                let mut line = b"-ERR ".to_vec();
+                line.extend_from_slice(&message);
+                line.extend_from_slice(b"\r\n");
+                match wait {
+                    Some(delay) => {
+                        // Back to the start: the client begins again with
+                        // USER, APOP or AUTH.
+                        self.steps.push_back(Step::Wait(delay));
+                        self.send_owned(line);
+                        self.phase = Phase::ExpectCommand;
+                    }
+                    None => {
+                        self.send_owned(line);
+                        self.close(CloseReason::LoginRefused);
+                    }
+                }
+            }
+            Ok(AuthReply::Retry { wait }) => {
+                self.steps.push_back(Step::Wait(wait));
+                self.steps.push_back(Step::Authenticate(request.clone()));
+                self.phase = Phase::ExpectAuthReply { request };
+            }
+            Err(_) => {
+                self.send(INTERNAL_ERROR);
+                self.close(CloseReason::AuthFailed);
+            }
+        }
+    }
+
+    pub fn on_backend(&mut self, outcome: BackendOutcome) {
+        if !matches!(self.phase, Phase::ExpectBackend) {
+            return self.internal_error();
+        }
+        match outcome {
+            BackendOutcome::LoggedIn { client_reply } => {
+                self.send(&client_reply);
+                self.phase = Phase::Relaying;
+                self.steps.push_back(Step::Relay);
+            }
+            BackendOutcome::Failed { client_reply } => {
+                self.send(client_reply.as_deref().unwrap_or(INTERNAL_ERROR));
+                self.close(CloseReason::BackendFailed);
+            }
+        }
+    }
+
+    fn on_line(&mut self, line: &[u8]) {
+        match std::mem::replace(&mut self.phase, Phase::ExpectCommand) {
+            Phase::ExpectCommand => self.on_command_line(line, None),
+            Phase::ExpectPass { user } => self.on_command_line(line, Some(user)),
+            Phase::ExpectPlainResponse => match decode_response(line) {
+                SaslResponse::Data(data) => self.plain(&data),
+                SaslResponse::Cancel => self.send(CANCELLED),
+                SaslResponse::Invalid => self.invalid(),
+            },
+            Phase::ExpectLoginUser => match decode_response(line) {
+                SaslResponse::Data(user) => {
+                    self.send(PROMPT_PASSWORD);
+                    self.phase = Phase::ExpectLoginPass { user };
+                }
+                SaslResponse::Cancel => self.send(CANCELLED),
+                SaslResponse::Invalid => self.invalid(),
+            },
+            Phase::ExpectLoginPass { user } => match decode_response(line) {
+                SaslResponse::Data(pass) => self.authenticate(AuthMethod::Plain, user, pass),
+                SaslResponse::Cancel => self.send(CANCELLED),
+                SaslResponse::Invalid => self.invalid(),
+            },
+            Phase::ExpectCramMd5Response => match decode_response(line) {
+                SaslResponse::Data(data) => match split_cram_md5(&data) {
+                    Some((user, digest)) => self.authenticate(AuthMethod::CramMd5, user, digest),
+                    None => self.invalid(),
+                },
+                SaslResponse::Cancel => self.send(CANCELLED),
+                SaslResponse::Invalid => self.invalid(),
+            },
+            Phase::ExpectExternalResponse => match decode_response(line) {
+                SaslResponse::Data(user) => self.external(user),
+                SaslResponse::Cancel => self.send(CANCELLED),
+                SaslResponse::Invalid => self.invalid(),
+            },
+            other => self.phase = other,
+        }
+    }
+
+    /// One command line, in the start state (`user` is `None`) or after
+    /// USER. nginx's grammar: four ASCII letters, then spaces and arguments;
+    /// a CR anywhere but at the end is invalid.
+    fn on_command_line(&mut self, line: &[u8], user: Option<Vec<u8>>) {
+        let (name, rest) = match memchr::memchr(b' ', line) {
+            Some(space) => (&line[..space], Some(&line[space + 1..])),
+            None => (line, None),
+        };
+        if name.len() != 4 || !name.iter().all(u8::is_ascii_alphabetic) || line.contains(&b'\r') {
+            return self.invalid();
+        }
+        let name = name.to_ascii_uppercase();
+        // USER and PASS take the rest of the line as it is; the other
+        // commands' arguments are words.
+        let args = match name.as_slice() {
+            b"USER" | b"PASS" => Vec::new(),
+            _ => match split_args(rest) {
+                Some(args) => args,
+                None => return self.invalid(),
+            },
+        };
+        match (name.as_slice(), user) {
+            (b"CAPA", user) => {
+                let reply = self.settings.capa_reply.clone();
+                self.send_owned(reply);
+                self.keep_user(user);
+            }
+            (b"NOOP", user) => {
+                self.send(OK);
+                self.keep_user(user);
+            }
+            (b"QUIT", _) => {
+                self.send(OK);
+                self.close(CloseReason::ClientQuit);
+            }
+            (b"USER", None) => match rest {
+                Some(user) if !user.is_empty() => {
+                    self.send(OK);
+                    self.phase = Phase::ExpectPass { user: user.to_vec() };
+                }
+                _ => self.invalid(),
+            },
+            (b"PASS", Some(user)) => match rest {
+                Some(pass) if !pass.is_empty() => self.authenticate(AuthMethod::Plain, user, pass.to_vec()),
+                _ => self.invalid(),
+            },
+            (b"APOP", None) => self.apop(&args),
+            (b"AUTH", None) => self.auth(&args),
+            // STLS (not yet), PASS before USER, USER/APOP/AUTH after USER,
+            // and everything else.
+            _ => self.invalid(),
+        }
+    }
+
+    /// After CAPA or NOOP the session stays where it was.
+    fn keep_user(&mut self, user: Option<Vec<u8>>) {
+        if let Some(user) = user {
+            self.phase = Phase::ExpectPass { user };
+        }
+    }
+
+    /// `APOP name digest` (RFC 1939 7), only when `pop3_auth` has apop.
+    fn apop(&mut self, args: &[&[u8]]) {
+        match args {
+            [user, digest] if self.settings.apop && digest.len() == 32 && digest.iter().all(u8::is_ascii_hexdigit) => {
+                let (user, digest) = (user.to_vec(), digest.to_vec());
+                self.authenticate(AuthMethod::Apop, user, digest);
+            }
+            _ => self.invalid(),
+        }
+    }
+
+    /// `AUTH` (RFC 5034): bare, it lists the mechanisms as nginx does;
+    /// otherwise a mechanism and perhaps an initial response.
+    fn auth(&mut self, args: &[&[u8]]) {
+        let Some((mechanism, initial)) = args.split_first() else {
+            let reply = self.settings.auth_reply.clone();
+            return self.send_owned(reply);
+        };
+        let initial = match initial {
+            [] => None,
+            [ir] => Some(decode_response(ir)),
+            _ => return self.invalid(),
+        };
+        match (mechanism.to_ascii_uppercase().as_slice(), initial) {
+            (b"PLAIN", None) => {
+                self.send(PROMPT_EMPTY);
+                self.phase = Phase::ExpectPlainResponse;
+            }
+            (b"PLAIN", Some(SaslResponse::Data(data))) => self.plain(&data),
+            (b"LOGIN", None) => {
+                self.send(PROMPT_USERNAME);
+                self.phase = Phase::ExpectLoginUser;
+            }
+            (b"LOGIN", Some(SaslResponse::Data(user))) => {
+                self.send(PROMPT_PASSWORD);
+                self.phase = Phase::ExpectLoginPass { user };
+            }
+            (b"CRAM-MD5", None) if self.settings.cram_md5 => {
+                let mut prompt = b"+ ".to_vec();
+                prompt.extend_from_slice(BASE64.encode(&self.salt).as_bytes());
+                prompt.extend_from_slice(b"\r\n");
+                self.send_owned(prompt);
+                self.phase = Phase::ExpectCramMd5Response;
+            }
+            (b"EXTERNAL", None) if self.settings.external => {
+                // nginx prompts for EXTERNAL with the LOGIN username prompt.
+                self.send(PROMPT_USERNAME);
+                self.phase = Phase::ExpectExternalResponse;
+            }
+            (b"EXTERNAL", Some(SaslResponse::Data(user))) if self.settings.external => self.external(user),
+            _ => self.invalid(),
+        }
+    }
+
+    fn plain(&mut self, data: &[u8]) {
+        match split_plain(data) {
+            Some((user, pass)) => self.authenticate(AuthMethod::Plain, user, pass),
+            None => self.invalid(),
+        }
+    }
+
+    /// EXTERNAL names the user; the certificate vouches, so no password.
+    fn external(&mut self, user: Vec<u8>) {
+        if user.is_empty() {
+            return self.invalid();
+        }
+        self.authenticate(AuthMethod::External, user, Vec::new());
+    }
+
+    fn authenticate(&mut self, method: AuthMethod, user: Vec<u8>, pass: Vec<u8>) {
+        self.attempts += 1;
+        let request = AuthRequest {
+            method,
+            user,
+            pass: Secret::new(pass),
+            protocol: Protocol::Pop3,
+            attempt: self.attempts,
+            salt: matches!(method, AuthMethod::Apop | AuthMethod::CramMd5).then(|| self.salt.clone()),
+            envelope: None,
+        };
+        self.steps.push_back(Step::Authenticate(request.clone()));
+        self.phase = Phase::ExpectAuthReply { request };
+    }
+
+    /// Answers an invalid command and counts it against `max_errors`; the
+    /// session is back in the start state (nginx forgets a USER too).
+    fn invalid(&mut self) {
+        self.send(INVALID);
+        self.phase = Phase::ExpectCommand;
+        self.errors += 1;
+        if self.errors >= self.settings.max_errors {
+            self.close(CloseReason::TooManyErrors);
+        }
+    }
+
+    fn internal_error(&mut self) {
+        self.send(INTERNAL_ERROR);
+        self.close(CloseReason::BackendFailed);
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.send_owned(bytes.to_vec());
+    }
+
+    /// Replies to pipelined commands join one write.
+    fn send_owned(&mut self, bytes: Vec<u8>) {
+        if let Some(Step::Send(last)) = self.steps.back_mut() {
+            last.extend_from_slice(&bytes);
+        } else {
+            self.steps.push_back(Step::Send(bytes));
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        self.phase = Phase::Closed;
+        self.steps.push_back(Step::Close(reason));
+    }
+}
+
+/// The arguments after a command name, separated by runs of spaces as
+/// nginx reads them; `None` past `MAX_ARGS`.
+fn split_args(rest: Option<&[u8]>) -> Option<Vec<&[u8]>> {
+    let args: Vec<&[u8]> = rest
+        .unwrap_or_default()
+        .split(|&b| b == b' ')
+        .filter(|arg| !arg.is_empty())
+        .collect();
+    (args.len() <= MAX_ARGS).then_some(args)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,682 @@
+use std::time::Duration;
+
+use super::*;
+use crate::protocol::backend::{BackendLogin, BackendStep};
+
+const CAPA_PLAIN: &str = "+OK Capability list follows\r\nTOP\r\nUSER\r\nUIDL\r\nSASL PLAIN LOGIN\r\n.\r\n";
+const AUTH_PLAIN: &str = "+OK methods supported:\r\nPLAIN\r\nLOGIN\r\n.\r\n";
+const CAPA_ALL: &str =
+    "+OK Capability list follows\r\nTOP\r\nUSER\r\nUIDL\r\nSASL PLAIN LOGIN CRAM-MD5 EXTERNAL\r\n.\r\n";
+const AUTH_ALL: &str = "+OK methods supported:\r\nPLAIN\r\nLOGIN\r\nCRAM-MD5\r\nEXTERNAL\r\n.\r\n";
+/// `salt(seed(), "mail.example")`, and its base64 (the CRAM-MD5 challenge).
+const SALT: &str = "<253190604933268355.0@mail.example>";
+const SALT_BASE64: &str = "PDI1MzE5MDYwNDkzMzI2ODM1NS4wQG1haWwuZXhhbXBsZT4=";
+const DIGEST: &str = "b913a602c7eda7a495b4e6e7334d3890";
+
+/// `pop3_auth plain` (the default).
+fn settings() -> Pop3FrontSettings {
+    Pop3FrontSettings {
+        capa_reply: CAPA_PLAIN.as_bytes().to_vec(),
+        auth_reply: AUTH_PLAIN.as_bytes().to_vec(),
+        client_buffer: 64,
+        max_errors: 3,
+        proxy_buffer: 4096,
+        pass_error_message: false,
+        apop: false,
+        cram_md5: false,
+        external: false,
+        server_name: "mail.example".to_string(),
+    }
+}
+
+/// `pop3_auth plain apop cram-md5 external`.
+fn settings_all() -> Pop3FrontSettings {
+    Pop3FrontSettings {
+        capa_reply: CAPA_ALL.as_bytes().to_vec(),
+        auth_reply: AUTH_ALL.as_bytes().to_vec(),
+        apop: true,
+        cram_md5: true,
+        external: true,
+        ..settings()
+    }
+}
+
+fn seed() -> SessionSeed {
+    SessionSeed {
+        client: Some("192.0.2.1:4000".parse().unwrap()),
+        random: [7; 16],
+        now_unix: 0,
+    }
+}
+
+/// Steps as text, so rows read like a transcript. Authenticate shows the
+/// method, the credentials, the attempt and the salt when there is one.
+fn render(step: Step) -> String {
+    match step {
+        Step::Send(bytes) => format!("send {}", String::from_utf8_lossy(&bytes)),
+        Step::Authenticate(r) => {
+            assert_eq!(r.protocol, Protocol::Pop3);
+            assert_eq!(r.envelope, None);
+            let mut text = format!(
+                "auth {} {}:{} #{}",
+                r.method.name(),
+                String::from_utf8_lossy(&r.user),
+                String::from_utf8_lossy(r.pass.expose()),
+                r.attempt
+            );
+            if let Some(salt) = r.salt {
+                text.push_str(&format!(" salt {}", String::from_utf8_lossy(&salt)));
+            }
+            text
+        }
+        Step::Wait(d) => format!("wait {}ms", d.as_millis()),
+        Step::ConnectBackend(plan) => format!("connect {} as {}", plan.addr, String::from_utf8_lossy(&plan.user)),
+        Step::Relay => "relay".to_string(),
+        Step::Close(reason) => format!("close {reason:?}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn drain(m: &mut Pop3Front) -> Vec<String> {
+    std::iter::from_fn(|| m.poll()).map(render).collect()
+}
+
+/// A new machine with the greeting already taken.
+fn machine_with(settings: Pop3FrontSettings) -> Pop3Front {
+    let salted = settings.apop || settings.cram_md5;
+    let mut m = Pop3Front::new(settings, seed());
+    let greeting = if salted {
+        format!("send +OK POP3 ready {SALT}\r\n")
+    } else {
+        "send +OK POP3 ready\r\n".to_string()
+    };
+    assert_eq!(drain(&mut m), vec![greeting]);
+    m
+}
+
+fn machine() -> Pop3Front {
+    machine_with(settings())
+}
+
+/// Feeds `input` whole and returns (bytes consumed, steps).
+fn run_with(settings: Pop3FrontSettings, input: &[u8]) -> (usize, Vec<String>) {
+    let mut m = machine_with(settings);
+    let used = m.feed(input);
+    (used, drain(&mut m))
+}
+
+fn run(input: &[u8]) -> (usize, Vec<String>) {
+    run_with(settings(), input)
+}
+
+#[test]
+fn transcripts() {
+    let capa = format!("send {CAPA_PLAIN}");
+    let auth_list = format!("send {AUTH_PLAIN}");
+    let rows: &[(&[u8], &[&str])] = &[
+        (b"CAPA\r\n", &[&capa]),
+        (b"capa\n", &[&capa]),
+        (b"CAPA ignored args\r\n", &[&capa]),
+        (b"NOOP\r\n", &["send +OK\r\n"]),
+        (b"NOOP a b c\r\n", &["send +OK\r\n"]),
+        (b"NOOP a b c d\r\n", &["send -ERR invalid command\r\n"]),
+        (b"QUIT\r\n", &["send +OK\r\n", "close ClientQuit"]),
+        (b"quit\r\n", &["send +OK\r\n", "close ClientQuit"]),
+        (
+            b"USER bob\r\nPASS secret\r\n",
+            &["send +OK\r\n", "auth plain bob:secret #1"],
+        ),
+        (
+            b"user bob\npass secret\n",
+            &["send +OK\r\n", "auth plain bob:secret #1"],
+        ),
+        // USER and PASS take the rest of the line, spaces and all.
+        (
+            b"USER bob smith\r\nPASS two  words \r\n",
+            &["send +OK\r\n", "auth plain bob smith:two  words  #1"],
+        ),
+        (b"USER bob\r\nPASS \r\n", &["send +OK\r\n-ERR invalid command\r\n"]),
+        (b"USER bob\r\nPASS\r\n", &["send +OK\r\n-ERR invalid command\r\n"]),
+        (b"USER\r\n", &["send -ERR invalid command\r\n"]),
+        (b"USER \r\n", &["send -ERR invalid command\r\n"]),
+        (b"PASS secret\r\n", &["send -ERR invalid command\r\n"]),
+        // After USER: CAPA, NOOP keep the user; anything else forgets it.
+        (
+            b"USER bob\r\nNOOP\r\nCAPA\r\nPASS pw\r\n",
+            &[&format!("send +OK\r\n+OK\r\n{CAPA_PLAIN}"), "auth plain bob:pw #1"],
+        ),
+        (
+            b"USER bob\r\nUSER al\r\nPASS pw\r\n",
+            &["send +OK\r\n-ERR invalid command\r\n-ERR invalid command\r\n"],
+        ),
+        (b"USER bob\r\nAUTH\r\n", &["send +OK\r\n-ERR invalid command\r\n"]),
+        (b"USER bob\r\nQUIT\r\n", &["send +OK\r\n+OK\r\n", "close ClientQuit"]),
+        (b"STAT\r\n", &["send -ERR invalid command\r\n"]),
+        (b"TOP 1 10\r\n", &["send -ERR invalid command\r\n"]),
+        (b"STLS\r\n", &["send -ERR invalid command\r\n"]),
+        (b"N00P\r\n", &["send -ERR invalid command\r\n"]),
+        (b"NOOPS\r\n", &["send -ERR invalid command\r\n"]),
+        (b" NOOP\r\n", &["send -ERR invalid command\r\n"]),
+        (b"NOOP\rX\r\n", &["send -ERR invalid command\r\n"]),
+        (b"USER b\rob\r\n", &["send -ERR invalid command\r\n"]),
+        (b"\r\n", &["send -ERR invalid command\r\n"]),
+        (b"AUTH\r\n", &[&auth_list]),
+        (b"auth\r\n", &[&auth_list]),
+        (b"AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n", &["auth plain bob:secret #1"]),
+        (b"AUTH  plain   AGJvYgBzZWNyZXQ=\r\n", &["auth plain bob:secret #1"]),
+        (
+            b"AUTH PLAIN\r\nAGJvYgBzZWNyZXQ=\r\n",
+            &["send + \r\n", "auth plain bob:secret #1"],
+        ),
+        (
+            b"AUTH PLAIN\r\n*\r\n",
+            &["send + \r\n-ERR authentication cancelled\r\n"],
+        ),
+        (b"AUTH PLAIN\r\n!!\r\n", &["send + \r\n-ERR invalid command\r\n"]),
+        (b"AUTH PLAIN !!\r\n", &["send -ERR invalid command\r\n"]),
+        (b"AUTH PLAIN AGJvYg==\r\n", &["send -ERR invalid command\r\n"]),
+        (b"AUTH PLAIN AGJvYgBzZWNyZXQ= x\r\n", &["send -ERR invalid command\r\n"]),
+        (
+            b"AUTH LOGIN\r\nYm9i\r\nc2VjcmV0\r\n",
+            &["send + VXNlcm5hbWU6\r\n+ UGFzc3dvcmQ6\r\n", "auth plain bob:secret #1"],
+        ),
+        (
+            b"AUTH login Ym9i\r\nc2VjcmV0\r\n",
+            &["send + UGFzc3dvcmQ6\r\n", "auth plain bob:secret #1"],
+        ),
+        (
+            b"AUTH LOGIN\r\n*\r\n",
+            &["send + VXNlcm5hbWU6\r\n-ERR authentication cancelled\r\n"],
+        ),
+        (
+            b"AUTH LOGIN Ym9i\r\n*\r\nNOOP\r\n",
+            &["send + UGFzc3dvcmQ6\r\n-ERR authentication cancelled\r\n+OK\r\n"],
+        ),
+        (b"AUTH LOGIN !!\r\n", &["send -ERR invalid command\r\n"]),
+        // Not enabled by `pop3_auth plain`.
+        (b"AUTH CRAM-MD5\r\n", &["send -ERR invalid command\r\n"]),
+        (b"AUTH EXTERNAL\r\n", &["send -ERR invalid command\r\n"]),
+        (b"AUTH EXTERNAL Ym9i\r\n", &["send -ERR invalid command\r\n"]),
+        (
+            b"APOP bob b913a602c7eda7a495b4e6e7334d3890\r\n",
+            &["send -ERR invalid command\r\n"],
+        ),
+        (b"AUTH XOAUTH2 abc\r\n", &["send -ERR invalid command\r\n"]),
+        (b"AUTH DIGEST-MD5\r\n", &["send -ERR invalid command\r\n"]),
+    ];
+    for (input, want) in rows {
+        let (used, steps) = run(input);
+        assert_eq!(steps, *want, "input {:?}", String::from_utf8_lossy(input));
+        assert_eq!(used, input.len(), "input {:?}", String::from_utf8_lossy(input));
+    }
+}
+
+#[test]
+fn transcripts_with_apop_cram_md5_external() {
+    let capa = format!("send {CAPA_ALL}");
+    let auth_list = format!("send {AUTH_ALL}");
+    let apop = format!("auth apop bob:{DIGEST} #1 salt {SALT}");
+    let cram = format!("auth cram-md5 tim:{DIGEST} #1 salt {SALT}");
+    let challenge = format!("send + {SALT_BASE64}\r\n");
+    let cram_bad = format!("{challenge}-ERR invalid command\r\n");
+    let cram_cancel = format!("{challenge}-ERR authentication cancelled\r\n");
+    let rows: Vec<(&[u8], Vec<&str>)> = vec![
+        (b"CAPA\r\n", vec![&capa]),
+        (b"AUTH\r\n", vec![&auth_list]),
+        (b"APOP bob b913a602c7eda7a495b4e6e7334d3890\r\n", vec![&apop]),
+        (b"apop  bob  b913a602c7eda7a495b4e6e7334d3890 \r\n", vec![&apop]),
+        (
+            b"APOP bob b913a602c7eda7a495b4e6e7334d389\r\n",
+            vec!["send -ERR invalid command\r\n"],
+        ),
+        (
+            b"APOP bob b913a602c7eda7a495b4e6e7334d389x\r\n",
+            vec!["send -ERR invalid command\r\n"],
+        ),
+        (b"APOP bob\r\n", vec!["send -ERR invalid command\r\n"]),
+        (
+            b"APOP bob smith b913a602c7eda7a495b4e6e7334d3890\r\n",
+            vec!["send -ERR invalid command\r\n"],
+        ),
+        (
+            b"USER bob\r\nAPOP bob b913a602c7eda7a495b4e6e7334d3890\r\n",
+            vec!["send +OK\r\n-ERR invalid command\r\n"],
+        ),
+        (
+            b"AUTH CRAM-MD5\r\ndGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n",
+            vec![&challenge, &cram],
+        ),
+        (b"AUTH CRAM-MD5\r\nYm9i\r\n", vec![&cram_bad]),
+        (b"AUTH CRAM-MD5\r\n*\r\n", vec![&cram_cancel]),
+        (b"AUTH CRAM-MD5 Ym9i\r\n", vec!["send -ERR invalid command\r\n"]),
+        (
+            b"AUTH EXTERNAL\r\nZXh0IHVzZXI=\r\n",
+            vec!["send + VXNlcm5hbWU6\r\n", "auth external ext user: #1"],
+        ),
+        (b"AUTH EXTERNAL ZXh0IHVzZXI=\r\n", vec!["auth external ext user: #1"]),
+        (b"AUTH EXTERNAL =\r\n", vec!["send -ERR invalid command\r\n"]),
+        (
+            b"AUTH EXTERNAL\r\n=\r\n",
+            vec!["send + VXNlcm5hbWU6\r\n-ERR invalid command\r\n"],
+        ),
+        // The plaintext methods are unchanged, and carry no salt.
+        (b"USER bob\r\nPASS pw\r\n", vec!["send +OK\r\n", "auth plain bob:pw #1"]),
+    ];
+    for (input, want) in rows {
+        let (used, steps) = run_with(settings_all(), input);
+        assert_eq!(steps, want, "input {:?}", String::from_utf8_lossy(input));
+        assert_eq!(used, input.len(), "input {:?}", String::from_utf8_lossy(input));
+    }
+}
+
+#[test]
+fn greeting_has_the_salt_only_for_apop_or_cram_md5() {
+    let mut m = Pop3Front::new(settings(), seed());
+    assert_eq!(drain(&mut m), vec!["send +OK POP3 ready\r\n"]);
+    let greeting = format!("send +OK POP3 ready {SALT}\r\n");
+    for s in [
+        Pop3FrontSettings {
+            apop: true,
+            ..settings()
+        },
+        Pop3FrontSettings {
+            cram_md5: true,
+            ..settings()
+        },
+    ] {
+        let mut m = Pop3Front::new(s, seed());
+        assert_eq!(drain(&mut m), vec![greeting.clone()]);
+    }
+    let mut m = Pop3Front::new(
+        Pop3FrontSettings {
+            external: true,
+            ..settings()
+        },
+        seed(),
+    );
+    assert_eq!(drain(&mut m), vec!["send +OK POP3 ready\r\n"]);
+}
+
+#[test]
+fn each_method_alone() {
+    let apop = Pop3FrontSettings {
+        apop: true,
+        ..settings()
+    };
+    assert_eq!(
+        run_with(apop.clone(), format!("APOP bob {DIGEST}\r\n").as_bytes()).1,
+        vec![format!("auth apop bob:{DIGEST} #1 salt {SALT}")]
+    );
+    assert_eq!(
+        run_with(apop, b"AUTH CRAM-MD5\r\n").1,
+        vec!["send -ERR invalid command\r\n"]
+    );
+    let cram = Pop3FrontSettings {
+        cram_md5: true,
+        ..settings()
+    };
+    assert_eq!(
+        run_with(cram.clone(), format!("APOP bob {DIGEST}\r\n").as_bytes()).1,
+        vec!["send -ERR invalid command\r\n"]
+    );
+    assert_eq!(
+        run_with(cram, b"AUTH CRAM-MD5\r\n").1,
+        vec![format!("send + {SALT_BASE64}\r\n")]
+    );
+    let external = Pop3FrontSettings {
+        external: true,
+        ..settings()
+    };
+    assert_eq!(
+        run_with(external, b"AUTH EXTERNAL Ym9i\r\n").1,
+        vec!["auth external bob: #1"]
+    );
+}
+
+#[test]
+fn shutdown_says_so_only_before_login() {
+    let mut m = machine();
+    m.feed(b"USER bob\r\n");
+    let _ = drain(&mut m);
+    m.on_shutdown();
+    assert_eq!(
+        drain(&mut m),
+        vec!["send -ERR Server shutting down\r\n", "close ShuttingDown"]
+    );
+    let mut m = machine();
+    m.feed(b"AUTH LOGIN\r\n");
+    let _ = drain(&mut m);
+    m.on_shutdown();
+    assert_eq!(
+        drain(&mut m),
+        vec!["send -ERR Server shutting down\r\n", "close ShuttingDown"]
+    );
+    let mut m = login_request();
+    m.on_shutdown();
+    assert_eq!(drain(&mut m), Vec::<String>::new(), "a login under way goes on");
+}
+
+#[test]
+fn too_long_line_closes() {
+    let mut input = b"USER ".to_vec();
+    input.resize(64, b'x');
+    let (used, steps) = run(&input);
+    assert_eq!(used, 0);
+    assert_eq!(steps, vec!["send -ERR invalid command\r\n", "close CommandTooLong"]);
+    // Up to the limit, a line is fine.
+    let mut input = b"USER ".to_vec();
+    input.resize(62, b'x');
+    input.extend_from_slice(b"\r\n");
+    assert_eq!(run(&input).1, vec!["send +OK\r\n"]);
+    // SASL responses count too.
+    let mut input = b"AUTH PLAIN\r\n".to_vec();
+    input.resize(12 + 64, b'A');
+    assert_eq!(
+        run(&input).1,
+        vec!["send + \r\n-ERR invalid command\r\n", "close CommandTooLong"]
+    );
+}
+
+#[test]
+fn max_errors_closes() {
+    let (used, steps) = run(b"STAT\r\nLIST\r\nRETR 1\r\nNOOP\r\n");
+    assert_eq!(used, 20, "nothing after the close is consumed");
+    assert_eq!(
+        steps,
+        vec![
+            "send -ERR invalid command\r\n-ERR invalid command\r\n-ERR invalid command\r\n",
+            "close TooManyErrors"
+        ]
+    );
+    // A cancelled exchange is no error.
+    let (_, steps) = run(b"AUTH PLAIN\r\n*\r\nAUTH PLAIN\r\n*\r\nAUTH PLAIN\r\n*\r\nNOOP\r\n");
+    assert_eq!(steps.len(), 1);
+    assert!(steps[0].ends_with("-ERR authentication cancelled\r\n+OK\r\n"));
+}
+
+#[test]
+fn pipelined_commands_stop_at_pass() {
+    let input = b"CAPA\r\nUSER bob\r\nPASS pw\r\nSTAT\r\nLIST\r\n";
+    let (used, steps) = run(input);
+    assert_eq!(used, input.len() - b"STAT\r\nLIST\r\n".len());
+    assert_eq!(
+        steps,
+        vec![format!("send {CAPA_PLAIN}+OK\r\n"), "auth plain bob:pw #1".to_string()]
+    );
+}
+
+fn login_request() -> Pop3Front {
+    let mut m = machine();
+    m.feed(b"USER bob\r\nPASS pw\r\n");
+    assert_eq!(drain(&mut m), vec!["send +OK\r\n", "auth plain bob:pw #1"]);
+    m
+}
+
+fn accept(user: Option<&[u8]>, pass: Option<&[u8]>) -> Result<AuthReply, AuthError> {
+    Ok(AuthReply::Accept {
+        backend: "10.0.0.2:110".parse().unwrap(),
+        user: user.map(<[u8]>::to_vec),
+        pass: pass.map(|p| Secret::new(p.to_vec())),
+    })
+}
+
+/// Drives the plan's login machine through a backend that says `+OK` to
+/// everything and returns what it was sent.
+fn backend_commands(plan: &mut BackendPlan) -> Vec<String> {
+    let BackendLogin::Pop3(login) = &mut plan.login else {
+        panic!("expected a POP3 login")
+    };
+    let mut sent = Vec::new();
+    for line in [&b"+OK hi\r\n"[..], b"+OK\r\n", b"+OK in\r\n"] {
+        assert_eq!(login.feed(line), line.len());
+        while let Some(step) = login.poll() {
+            match step {
+                BackendStep::Send(bytes) => sent.push(String::from_utf8_lossy(&bytes).into_owned()),
+                BackendStep::Done(outcome) => {
+                    assert_eq!(
+                        outcome,
+                        BackendOutcome::LoggedIn {
+                            client_reply: b"+OK in\r\n".to_vec()
+                        }
+                    )
+                }
+            }
+        }
+    }
+    sent
+}
+
+#[test]
+fn accept_connects_with_overrides() {
+    let mut m = login_request();
+    m.on_auth(accept(Some(b"robert"), None));
+    let Some(Step::ConnectBackend(mut plan)) = m.poll() else {
+        panic!("expected a backend plan")
+    };
+    assert_eq!(plan.addr, "10.0.0.2:110".parse().unwrap());
+    assert_eq!(plan.user, b"robert");
+    // The override user and the client's own password.
+    assert_eq!(backend_commands(&mut plan), vec!["USER robert\r\n", "PASS pw\r\n"]);
+    assert!(!m.wants_input());
+    m.on_backend(BackendOutcome::LoggedIn {
+        client_reply: b"+OK in\r\n".to_vec(),
+    });
+    assert_eq!(drain(&mut m), vec!["send +OK in\r\n", "relay"]);
+    assert!(!m.wants_input());
+    assert_eq!(m.feed(b"STAT\r\n"), 0, "relay bytes are not the machine's");
+}
+
+#[test]
+fn digest_methods_need_auth_pass() {
+    for input in [
+        format!("APOP bob {DIGEST}\r\n"),
+        "AUTH CRAM-MD5\r\ndGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n".to_string(),
+        "AUTH EXTERNAL Ym9i\r\n".to_string(),
+    ] {
+        let mut m = machine_with(settings_all());
+        m.feed(input.as_bytes());
+        let _ = drain(&mut m);
+        m.on_auth(accept(None, None));
+        assert_eq!(
+            drain(&mut m),
+            vec!["send -ERR internal server error\r\n", "close AuthFailed"],
+            "{input:?}"
+        );
+
+        let mut m = machine_with(settings_all());
+        m.feed(input.as_bytes());
+        let _ = drain(&mut m);
+        m.on_auth(accept(None, Some(b"real secret")));
+        let Some(Step::ConnectBackend(mut plan)) = m.poll() else {
+            panic!("expected a backend plan for {input:?}")
+        };
+        let user = String::from_utf8_lossy(&plan.user).into_owned();
+        assert_eq!(
+            backend_commands(&mut plan),
+            vec![format!("USER {user}\r\n"), "PASS real secret\r\n".to_string()]
+        );
+    }
+}
+
+#[test]
+fn backend_failure_gives_internal_error_or_its_line() {
+    let mut m = login_request();
+    m.on_auth(accept(None, None));
+    let _ = drain(&mut m);
+    m.on_backend(BackendOutcome::Failed { client_reply: None });
+    assert_eq!(
+        drain(&mut m),
+        vec!["send -ERR internal server error\r\n", "close BackendFailed"]
+    );
+
+    let mut m = login_request();
+    m.on_auth(accept(None, None));
+    let _ = drain(&mut m);
+    m.on_backend(BackendOutcome::Failed {
+        client_reply: Some(b"-ERR [AUTH] go away\r\n".to_vec()),
+    });
+    assert_eq!(
+        drain(&mut m),
+        vec!["send -ERR [AUTH] go away\r\n", "close BackendFailed"]
+    );
+}
+
+#[test]
+fn reject_without_wait_closes() {
+    let mut m = login_request();
+    m.on_auth(Ok(AuthReply::Reject {
+        message: b"Invalid login".to_vec(),
+        wait: None,
+        error_code: None,
+    }));
+    assert_eq!(drain(&mut m), vec!["send -ERR Invalid login\r\n", "close LoginRefused"]);
+}
+
+#[test]
+fn reject_with_wait_starts_over() {
+    let mut m = login_request();
+    m.on_auth(Ok(AuthReply::Reject {
+        message: b"Try later".to_vec(),
+        wait: Some(Duration::from_secs(2)),
+        error_code: None,
+    }));
+    assert_eq!(drain(&mut m), vec!["wait 2000ms", "send -ERR Try later\r\n"]);
+    assert!(m.wants_input());
+    // The user is forgotten: PASS alone is out of order.
+    m.feed(b"PASS pw2\r\n");
+    assert_eq!(drain(&mut m), vec!["send -ERR invalid command\r\n"]);
+    m.feed(b"USER bob\r\nPASS pw2\r\n");
+    assert_eq!(drain(&mut m), vec!["send +OK\r\n", "auth plain bob:pw2 #2"]);
+}
+
+#[test]
+fn wait_status_asks_again() {
+    let mut m = login_request();
+    m.on_auth(Ok(AuthReply::Retry {
+        wait: Duration::from_secs(1),
+    }));
+    assert_eq!(drain(&mut m), vec!["wait 1000ms", "auth plain bob:pw #1"]);
+    assert!(!m.wants_input());
+    m.on_auth(Ok(AuthReply::Reject {
+        message: b"no".to_vec(),
+        wait: None,
+        error_code: None,
+    }));
+    assert_eq!(drain(&mut m), vec!["send -ERR no\r\n", "close LoginRefused"]);
+}
+
+#[test]
+fn auth_failure_is_internal_error() {
+    let mut m = login_request();
+    m.on_auth(Err(AuthError::TimedOut));
+    assert_eq!(
+        drain(&mut m),
+        vec!["send -ERR internal server error\r\n", "close AuthFailed"]
+    );
+}
+
+#[test]
+fn answers_out_of_turn_end_the_session() {
+    let mut m = machine();
+    m.on_auth(accept(None, None));
+    assert_eq!(
+        drain(&mut m),
+        vec!["send -ERR internal server error\r\n", "close BackendFailed"]
+    );
+    let mut m = login_request();
+    m.on_backend(BackendOutcome::Failed { client_reply: None });
+    assert_eq!(
+        drain(&mut m),
+        vec!["send -ERR internal server error\r\n", "close BackendFailed"]
+    );
+}
+
+fn server(directives: &str) -> ServerConfig {
+    crate::config::parse_str(
+        &format!(
+            "mail {{ auth_http 127.0.0.1:9/a; {directives}\n\
+             server {{ listen 127.0.0.1:1110; protocol pop3; server_name mail.example; }} }}"
+        ),
+        std::path::Path::new("t.conf"),
+    )
+    .unwrap()
+    .servers
+    .remove(0)
+}
+
+#[test]
+fn replies_from_config() {
+    let s = Pop3FrontSettings::from_server(&server(""));
+    assert_eq!(s, settings_with_limits(settings(), &s));
+
+    let s = Pop3FrontSettings::from_server(&server("pop3_auth external cram-md5 apop plain;"));
+    assert_eq!(s, settings_with_limits(settings_all(), &s));
+
+    let s = Pop3FrontSettings::from_server(&server(
+        "pop3_capabilities TOP \"RESP-CODES\"; pop3_auth apop; pop3_client_buffer 1k; max_errors 9;",
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&s.capa_reply),
+        "+OK Capability list follows\r\nTOP\r\nRESP-CODES\r\nSASL\r\n.\r\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&s.auth_reply),
+        "+OK methods supported:\r\n.\r\n"
+    );
+    assert!(s.apop && !s.cram_md5 && !s.external);
+    assert_eq!((s.client_buffer, s.max_errors), (1024, 9));
+}
+
+/// `want` with the limits of `got`, which come from defaults the test does
+/// not pin (they belong to the config module).
+fn settings_with_limits(want: Pop3FrontSettings, got: &Pop3FrontSettings) -> Pop3FrontSettings {
+    Pop3FrontSettings {
+        client_buffer: got.client_buffer,
+        max_errors: got.max_errors,
+        proxy_buffer: got.proxy_buffer,
+        pass_error_message: got.pass_error_message,
+        ..want
+    }
+}
+
+/// The first property of every machine: however the input is split across
+/// reads, the steps are the same.
+#[test]
+fn split_anywhere_same_steps() {
+    type Settings = fn() -> Pop3FrontSettings;
+    let scripts: &[(&[u8], Settings)] = &[
+        (b"CAPA\r\nNOOP\r\nbad\r\nUSER bob\r\nPASS secret\r\n", settings),
+        (b"AUTH\r\nAUTH LOGIN\r\nYm9i\r\nc2VjcmV0\r\n", settings),
+        (
+            b"AUTH CRAM-MD5\r\n*\r\nAUTH CRAM-MD5\r\ndGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n",
+            settings_all,
+        ),
+        (b"APOP bob b913a602c7eda7a495b4e6e7334d3890\r\n", settings_all),
+    ];
+    for &(script, settings) in scripts {
+        let collect = |cuts: &[usize]| {
+            let mut m = machine_with(settings());
+            let mut buffered: Vec<u8> = Vec::new();
+            let mut out = String::new();
+            let mut last = 0;
+            for &cut in cuts.iter().chain(std::iter::once(&script.len())) {
+                buffered.extend_from_slice(&script[last..cut]);
+                last = cut;
+                let used = m.feed(&buffered);
+                buffered.drain(..used);
+                for s in drain(&mut m) {
+                    // Concatenate sends: a split may join or part writes.
+                    out.push_str(s.strip_prefix("send ").unwrap_or(&format!("[{s}]")));
+                }
+            }
+            out
+        };
+        let whole = collect(&[]);
+        assert!(whole.contains("[auth "), "{whole}");
+        for cut in 0..=script.len() {
+            assert_eq!(collect(&[cut]), whole, "cut at {cut}");
+        }
+        let every_byte: Vec<usize> = (1..script.len()).collect();
+        assert_eq!(collect(&every_byte), whole);
+    }
+}

@@ -1,0 +1,528 @@
+//! The SMTP front end (RFC 5321, RFC 4954), as nginx serves it before the
+//! backend takes over: greeting (after `smtp_greeting_delay`), HELO/EHLO,
+//! AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL, RSET, NOOP, QUIT, and with
+//! `smtp_auth none` MAIL and RCPT, which go to the auth server instead.
+
+use std::collections::VecDeque;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use crate::auth::{AuthError, AuthMethod, AuthReply, AuthRequest, Secret, SmtpEnvelope};
+use crate::config::{self, Protocol, ServerConfig};
+use crate::protocol::backend::smtp::{Helo, SmtpBackend, SmtpLogin};
+use crate::protocol::backend::BackendLogin;
+use crate::protocol::line::{next_line, Line};
+use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
+use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, SessionSeed, Step};
+
+pub const INTERNAL_ERROR: &[u8] = b"451 4.3.2 Internal server error\r\n";
+const OK: &[u8] = b"250 2.0.0 OK\r\n";
+const BYE: &[u8] = b"221 2.0.0 Bye\r\n";
+const INVALID_COMMAND: &[u8] = b"500 5.5.1 Invalid command\r\n";
+const INVALID_ARGUMENT: &[u8] = b"501 5.5.4 Invalid argument\r\n";
+const BAD_SEQUENCE: &[u8] = b"503 5.5.1 Bad sequence of commands\r\n";
+const AUTH_REQUIRED: &[u8] = b"530 5.7.1 Authentication required\r\n";
+const INVALID_PIPELINING: &[u8] = b"503 5.5.0 Improper use of SMTP command pipelining\r\n";
+const SHUTTING_DOWN: &[u8] = b"421 4.3.2 Service shutting down\r\n";
+const PROMPT_EMPTY: &[u8] = b"334 \r\n";
+const PROMPT_USERNAME: &[u8] = b"334 VXNlcm5hbWU6\r\n";
+const PROMPT_PASSWORD: &[u8] = b"334 UGFzc3dvcmQ6\r\n";
+/// nginx's default reply code for a refused login (`Auth-Error-Code` overrides).
+const DEFAULT_ERROR_CODE: &[u8] = b"535 5.7.0";
+
+/// What one SMTP server block needs per session, computed once per core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpFrontSettings {
+    server_name: String,
+    /// The EHLO reply's lines after the name: capabilities, then `AUTH ...`.
+    ehlo_lines: Vec<Vec<u8>>,
+    client_buffer: usize,
+    max_errors: u32,
+    greeting_delay: std::time::Duration,
+    cram_md5: bool,
+    external: bool,
+    /// `smtp_auth none`: MAIL/RCPT without authentication.
+    none: bool,
+    xclient: bool,
+    proxy_smtp_auth: bool,
+    proxy_buffer: usize,
+    pass_error_message: bool,
+}
+
+impl SmtpFrontSettings {
+    pub fn from_server(server: &ServerConfig) -> Self {
+        let auth = &server.smtp.auth;
+        let mut ehlo_lines: Vec<Vec<u8>> = server.smtp.capabilities.iter().map(|c| c.as_bytes().to_vec()).collect();
+        let mut mechanisms = Vec::new();
+        // nginx advertises in its own fixed order.
+        for (method, name) in [
+            (config::AuthMethod::Plain, " PLAIN"),
+            (config::AuthMethod::Login, " LOGIN"),
+            (config::AuthMethod::CramMd5, " CRAM-MD5"),
+            (config::AuthMethod::External, " EXTERNAL"),
+        ] {
+            if auth.contains(&method) {
+                mechanisms.extend_from_slice(name.as_bytes());
+            }
+        }
+        if !mechanisms.is_empty() {
+            let mut line = b"AUTH".to_vec();
+            line.extend_from_slice(&mechanisms);
+            ehlo_lines.push(line);
+        }
+        SmtpFrontSettings {
+            server_name: server.server_name.clone(),
+            ehlo_lines,
+            client_buffer: server.smtp.client_buffer,
+            max_errors: server.max_errors,
+            greeting_delay: server.smtp.greeting_delay,
+            cram_md5: auth.contains(&config::AuthMethod::CramMd5),
+            external: auth.contains(&config::AuthMethod::External),
+            none: auth.contains(&config::AuthMethod::None),
+            xclient: server.smtp.xclient,
+            proxy_smtp_auth: server.smtp.proxy_smtp_auth,
+            proxy_buffer: server.proxy_buffer,
+            pass_error_message: server.proxy_pass_error_message,
+        }
+    }
+}
+
+/// One client's SMTP dialogue up to the relay.
+///
+/// The same surface as `ImapFront`: `feed` (returns bytes consumed),
+/// `on_auth`, `on_backend`, `on_shutdown`, then `poll` until `None`. One
+/// more input: after `Step::Pause` (the greeting delay) the driver calls
+/// `on_pause_end`; bytes fed during the pause mark an early talker.
+#[derive(Debug)]
+pub struct SmtpFront {
+    settings: SmtpFrontSettings,
+    seed: SessionSeed,
+    phase: Phase,
+    helo: Option<Helo>,
+    /// With `smtp_auth none`: the MAIL FROM line.
+    mail_from: Option<Vec<u8>>,
+    errors: u32,
+    attempts: u32,
+    salt: Vec<u8>,
+    steps: VecDeque<Step>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    GreetingDelay,
+    ExpectCommand,
+    ExpectPlainResponse,
+    ExpectLoginUser,
+    ExpectLoginPass { user: Vec<u8> },
+    ExpectCramMd5Response,
+    ExpectExternalResponse,
+    ExpectAuthReply { request: AuthRequest },
+    ExpectBackend,
+    Relaying,
+    Closed,
+}
+
+impl SmtpFront {
+    pub fn new(settings: SmtpFrontSettings, seed: SessionSeed) -> Self {
+        let salt = super::salt(&seed, &settings.server_name);
+        let mut front = SmtpFront {
+            settings,
+            seed,
+            phase: Phase::GreetingDelay,
+            helo: None,
+            mail_from: None,
+            errors: 0,
+            attempts: 0,
+            salt,
+            steps: VecDeque::new(),
+        };
+        if front.settings.greeting_delay.is_zero() {
+            front.greet();
+        } else {
+            front.steps.push_back(Step::Pause(front.settings.greeting_delay));
+        }
+        front
+    }
+
+    #[must_use]
+    pub fn poll(&mut self) -> Option<Step> {
+        self.steps.pop_front()
+    }
+
+    pub fn wants_input(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::GreetingDelay
+                | Phase::ExpectCommand
+                | Phase::ExpectPlainResponse
+                | Phase::ExpectLoginUser
+                | Phase::ExpectLoginPass { .. }
+                | Phase::ExpectCramMd5Response
+                | Phase::ExpectExternalResponse
+        )
+    }
+
+    /// The greeting delay has passed with the client silent.
+    pub fn on_pause_end(&mut self) {
+        if matches!(self.phase, Phase::GreetingDelay) {
+            self.greet();
+        }
+    }
+
+    pub fn on_shutdown(&mut self) {
+        if self.wants_input() {
+            self.send(SHUTTING_DOWN);
+            self.close(CloseReason::ShuttingDown);
+        }
+    }
+
+    fn greet(&mut self) {
+        let greeting = format!("220 {} ESMTP ready\r\n", self.settings.server_name).into_bytes();
+        self.send_owned(greeting);
+        self.phase = Phase::ExpectCommand;
+    }
+
+    pub fn feed(&mut self, input: &[u8]) -> usize {
+        if matches!(self.phase, Phase::GreetingDelay) && !input.is_empty() {
+            // A client that talks before the greeting is a spammer's
+            // shortcut; nginx rejects it so.
+            self.send(INVALID_PIPELINING);
+            self.close(CloseReason::TalkedFirst);
+            return 0;
+        }
+        let mut used = 0;
+        while self.wants_input() {
+            match next_line(&input[used..], self.settings.client_buffer) {
+                Line::Complete { line, consumed } => {
+                    used += consumed;
+                    self.on_line(line);
+                }
+                Line::Partial => break,
+                Line::TooLong => {
+                    self.send(INVALID_COMMAND);
+                    self.close(CloseReason::CommandTooLong);
+                }
+            }
+        }
+        used
+    }
+
+    pub fn on_auth(&mut self, reply: Result<AuthReply, AuthError>) {
+        let Phase::ExpectAuthReply { request } = std::mem::replace(&mut self.phase, Phase::ExpectBackend) else {
+            return self.fail_internal(CloseReason::AuthFailed);
+        };
+        match reply {
+            Ok(AuthReply::Accept { backend, user, pass }) => {
+                if request.method.needs_backend_pass() && pass.is_none() && self.settings.proxy_smtp_auth {
+                    return self.fail_internal(CloseReason::AuthFailed);
+                }
+                let user = user.unwrap_or(request.user);
+                let pass = pass.unwrap_or(request.pass);
+                let login = SmtpBackend::new(SmtpLogin {
+                    server_name: self.settings.server_name.clone(),
+                    client_addr: match self.seed.client {
+                        Some(addr) if addr.is_ipv6() => format!("IPV6:{}", addr.ip()),
+                        Some(addr) => addr.ip().to_string(),
+                        None => "[UNAVAILABLE]".to_string(),
+                    },
+                    client_name: "[UNAVAILABLE]".to_string(),
+                    helo: self.helo.clone(),
+                    user: user.clone(),
+                    pass,
+                    xclient: self.settings.xclient,
+                    proxy_smtp_auth: self.settings.proxy_smtp_auth,
+                    envelope: request.envelope.map(|e| (e.from, e.to)),
+                    line_limit: self.settings.proxy_buffer,
+                    pass_error_message: self.settings.pass_error_message,
+                });
+                self.steps.push_back(Step::ConnectBackend(BackendPlan {
+                    addr: backend,
+                    user,
+                    login: BackendLogin::Smtp(login),
+                }));
+            }
+            Ok(AuthReply::Reject {
+                message,
+                wait,
+                error_code,
+            }) => {
+                let mut line = error_code.unwrap_or_else(|| DEFAULT_ERROR_CODE.to_vec());
+                line.push(b' ');
+                line.extend_from_slice(&message);
+                line.extend_from_slice(b"\r\n");
+                match wait {
+                    Some(delay) => {
+                        self.steps.push_back(Step::Wait(delay));
+                        self.send_owned(line);
+                        self.mail_from = None;
+                        self.phase = Phase::ExpectCommand;
+                    }
+                    None => {
+                        self.send_owned(line);
+                        self.close(CloseReason::LoginRefused);
+                    }
+                }
+            }
+            Ok(AuthReply::Retry { wait }) => {
+                self.steps.push_back(Step::Wait(wait));
+                self.steps.push_back(Step::Authenticate(request.clone()));
+                self.phase = Phase::ExpectAuthReply { request };
+            }
+            Err(_) => self.fail_internal(CloseReason::AuthFailed),
+        }
+    }
+
+    pub fn on_backend(&mut self, outcome: BackendOutcome) {
+        if !matches!(self.phase, Phase::ExpectBackend) {
+            return self.fail_internal(CloseReason::BackendFailed);
+        }
+        match outcome {
+            BackendOutcome::LoggedIn { client_reply } => {
+                self.send_owned(client_reply);
+                self.phase = Phase::Relaying;
+                self.steps.push_back(Step::Relay);
+            }
+            BackendOutcome::Failed { client_reply } => {
+                self.send(client_reply.as_deref().unwrap_or(INTERNAL_ERROR));
+                self.close(CloseReason::BackendFailed);
+            }
+        }
+    }
+
+    fn on_line(&mut self, line: &[u8]) {
+        if line.contains(&b'\r') || line.contains(&0) {
+            // A lone CR or NUL inside a line could be read by a backend as a
+            // line end when the line is replayed (HELO, MAIL, RCPT).
+            return self.invalid(INVALID_ARGUMENT);
+        }
+        match std::mem::replace(&mut self.phase, Phase::ExpectCommand) {
+            Phase::ExpectCommand => self.command(line),
+            Phase::ExpectPlainResponse => match decode_response(line) {
+                SaslResponse::Data(data) => match split_plain(&data) {
+                    Some((user, pass)) => self.authenticate(AuthMethod::Plain, user, pass),
+                    None => self.invalid(INVALID_ARGUMENT),
+                },
+                _ => self.invalid(INVALID_ARGUMENT),
+            },
+            Phase::ExpectLoginUser => match decode_response(line) {
+                SaslResponse::Data(user) => {
+                    self.send(PROMPT_PASSWORD);
+                    self.phase = Phase::ExpectLoginPass { user };
+                }
+                _ => self.invalid(INVALID_ARGUMENT),
+            },
+            Phase::ExpectLoginPass { user } => match decode_response(line) {
+                SaslResponse::Data(pass) => self.authenticate(AuthMethod::Plain, user, pass),
+                _ => self.invalid(INVALID_ARGUMENT),
+            },
+            Phase::ExpectCramMd5Response => match decode_response(line) {
+                SaslResponse::Data(data) => match split_cram_md5(&data) {
+                    Some((user, digest)) => self.authenticate(AuthMethod::CramMd5, user, digest),
+                    None => self.invalid(INVALID_ARGUMENT),
+                },
+                _ => self.invalid(INVALID_ARGUMENT),
+            },
+            Phase::ExpectExternalResponse => match decode_response(line) {
+                SaslResponse::Data(user) if !user.is_empty() => {
+                    self.authenticate(AuthMethod::External, user, Vec::new())
+                }
+                _ => self.invalid(INVALID_ARGUMENT),
+            },
+            other => self.phase = other,
+        }
+    }
+
+    /// One handler per command, as nginx's `ngx_mail_smtp_*`.
+    fn command(&mut self, line: &[u8]) {
+        let (verb, arg) = match memchr::memchr(b' ', line) {
+            Some(i) => (&line[..i], line[i + 1..].trim_ascii()),
+            None => (line, &b""[..]),
+        };
+        match verb.to_ascii_uppercase().as_slice() {
+            b"HELO" => self.helo(false, arg),
+            b"EHLO" => self.helo(true, arg),
+            b"AUTH" => self.auth(arg),
+            b"MAIL" => self.mail(line),
+            b"RCPT" => self.rcpt(line),
+            b"RSET" => {
+                self.mail_from = None;
+                self.send(OK);
+            }
+            b"NOOP" => self.send(OK),
+            b"QUIT" => {
+                self.send(BYE);
+                self.close(CloseReason::ClientQuit);
+            }
+            _ => self.invalid(INVALID_COMMAND),
+        }
+    }
+
+    fn helo(&mut self, extended: bool, name: &[u8]) {
+        if name.is_empty() {
+            return self.invalid(INVALID_ARGUMENT);
+        }
+        self.helo = Some(Helo {
+            extended,
+            name: name.to_vec(),
+        });
+        self.mail_from = None;
+        let mut reply = Vec::new();
+        let server_name = self.settings.server_name.as_bytes();
+        if !extended {
+            reply.extend_from_slice(b"250 ");
+            reply.extend_from_slice(server_name);
+            reply.extend_from_slice(b"\r\n");
+        } else {
+            let lines = std::iter::once(server_name).chain(self.settings.ehlo_lines.iter().map(Vec::as_slice));
+            let count = 1 + self.settings.ehlo_lines.len();
+            for (i, text) in lines.enumerate() {
+                reply.extend_from_slice(if i + 1 == count { b"250 " } else { b"250-" });
+                reply.extend_from_slice(text);
+                reply.extend_from_slice(b"\r\n");
+            }
+        }
+        self.send_owned(reply);
+    }
+
+    fn auth(&mut self, arg: &[u8]) {
+        if self.helo.is_none() {
+            return self.invalid(BAD_SEQUENCE);
+        }
+        let (mechanism, initial) = match memchr::memchr(b' ', arg) {
+            Some(i) => (&arg[..i], Some(arg[i + 1..].trim_ascii())),
+            None => (arg, None),
+        };
+        match (mechanism.to_ascii_uppercase().as_slice(), initial) {
+            (b"PLAIN", None) => {
+                self.send(PROMPT_EMPTY);
+                self.phase = Phase::ExpectPlainResponse;
+            }
+            (b"PLAIN", Some(ir)) => match decode_response(ir) {
+                SaslResponse::Data(data) => match split_plain(&data) {
+                    Some((user, pass)) => self.authenticate(AuthMethod::Plain, user, pass),
+                    None => self.invalid(INVALID_ARGUMENT),
+                },
+                _ => self.invalid(INVALID_ARGUMENT),
+            },
+            (b"LOGIN", None) => {
+                self.send(PROMPT_USERNAME);
+                self.phase = Phase::ExpectLoginUser;
+            }
+            (b"LOGIN", Some(ir)) => match decode_response(ir) {
+                SaslResponse::Data(user) => {
+                    self.send(PROMPT_PASSWORD);
+                    self.phase = Phase::ExpectLoginPass { user };
+                }
+                _ => self.invalid(INVALID_ARGUMENT),
+            },
+            (b"CRAM-MD5", None) if self.settings.cram_md5 => {
+                let mut prompt = b"334 ".to_vec();
+                prompt.extend_from_slice(BASE64.encode(&self.salt).as_bytes());
+                prompt.extend_from_slice(b"\r\n");
+                self.send_owned(prompt);
+                self.phase = Phase::ExpectCramMd5Response;
+            }
+            (b"EXTERNAL", None) if self.settings.external => {
+                self.send(PROMPT_EMPTY);
+                self.phase = Phase::ExpectExternalResponse;
+            }
+            (b"EXTERNAL", Some(ir)) if self.settings.external => match decode_response(ir) {
+                SaslResponse::Data(user) if !user.is_empty() => {
+                    self.authenticate(AuthMethod::External, user, Vec::new())
+                }
+                _ => self.invalid(INVALID_ARGUMENT),
+            },
+            _ => self.invalid(INVALID_ARGUMENT),
+        }
+    }
+
+    fn mail(&mut self, line: &[u8]) {
+        if !self.settings.none {
+            return self.invalid(AUTH_REQUIRED);
+        }
+        if self.helo.is_none() {
+            return self.invalid(BAD_SEQUENCE);
+        }
+        self.mail_from = Some(line.to_vec());
+        self.send(OK);
+    }
+
+    /// With `smtp_auth none` the first RCPT asks the auth server, carrying
+    /// the envelope; what follows waits for the backend.
+    fn rcpt(&mut self, line: &[u8]) {
+        if !self.settings.none {
+            return self.invalid(AUTH_REQUIRED);
+        }
+        let Some(from) = self.mail_from.clone() else {
+            return self.invalid(BAD_SEQUENCE);
+        };
+        let helo = self.helo.as_ref().map(|h| h.name.clone()).unwrap_or_default();
+        self.attempts += 1;
+        let request = AuthRequest {
+            method: AuthMethod::None,
+            user: Vec::new(),
+            pass: Secret::default(),
+            protocol: Protocol::Smtp,
+            attempt: self.attempts,
+            salt: None,
+            envelope: Some(SmtpEnvelope {
+                helo,
+                from,
+                to: line.to_vec(),
+            }),
+        };
+        self.steps.push_back(Step::Authenticate(request.clone()));
+        self.phase = Phase::ExpectAuthReply { request };
+    }
+
+    fn authenticate(&mut self, method: AuthMethod, user: Vec<u8>, pass: Vec<u8>) {
+        self.attempts += 1;
+        let request = AuthRequest {
+            method,
+            user,
+            pass: Secret::new(pass),
+            protocol: Protocol::Smtp,
+            attempt: self.attempts,
+            salt: (method == AuthMethod::CramMd5).then(|| self.salt.clone()),
+            envelope: None,
+        };
+        self.steps.push_back(Step::Authenticate(request.clone()));
+        self.phase = Phase::ExpectAuthReply { request };
+    }
+
+    /// Answers an invalid command and counts it against `max_errors`.
+    fn invalid(&mut self, reply: &[u8]) {
+        self.send(reply);
+        self.errors += 1;
+        if self.errors >= self.settings.max_errors {
+            self.close(CloseReason::TooManyErrors);
+        }
+    }
+
+    fn fail_internal(&mut self, reason: CloseReason) {
+        self.send(INTERNAL_ERROR);
+        self.close(reason);
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.send_owned(bytes.to_vec());
+    }
+
+    /// Replies to pipelined commands join one write.
+    fn send_owned(&mut self, bytes: Vec<u8>) {
+        if let Some(Step::Send(last)) = self.steps.back_mut() {
+            last.extend_from_slice(&bytes);
+        } else {
+            self.steps.push_back(Step::Send(bytes));
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        self.phase = Phase::Closed;
+        self.steps.push_back(Step::Close(reason));
+    }
+}
+
+#[cfg(test)]
+mod tests;
