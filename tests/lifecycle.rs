@@ -266,18 +266,32 @@ fn session_cap_rlimit_and_cpu_pinning() {
         ["1234", "1234"],
         "{files}"
     );
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", postern.pid())).unwrap();
-    let executor = tasks
-        .filter_map(Result::ok)
-        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("postern-0-")))
-        .expect("an executor thread named postern-0-N (glommio adds its id)");
-    let status = std::fs::read_to_string(executor.path().join("status")).unwrap();
-    let allowed = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .unwrap()
-        .trim();
-    assert_eq!(allowed, last_cpu);
+    // glommio names its executor thread and a helper thread alike
+    // (postern-0-N); the executor pins itself as it starts, which may be
+    // just after the start-up notice: look again briefly.
+    let pinned = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|t| {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+                comm.starts_with("postern-0-")
+                    && status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                        .map(str::trim)
+                        == Some(last_cpu.as_str())
+            })
+    };
+    let found = (0..40).any(|_| {
+        let ok = pinned(postern.pid());
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        ok
+    });
+    assert!(found, "no executor thread pinned to CPU {last_cpu}");
 
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let first = Client::imap(addr);

@@ -426,3 +426,157 @@ fn user_names_with_any_bytes() {
     expected.extend_from_slice(DENIED.as_bytes());
     assert!(exchange(&server.addr, &request("%FF%fe%01", "%81", "imap")) == expected);
 }
+
+/// A request as nginx sends it for `Auth-Method: METHOD`, with an optional
+/// `Auth-Salt` header.
+fn method_request(method: &str, user: &str, pass: &str, salt: Option<&str>, protocol: &str) -> Vec<u8> {
+    let salt = salt.map_or(String::new(), |s| format!("Auth-Salt: {s}\r\n"));
+    format!(
+        "GET /auth HTTP/1.0\r\nHost: localhost\r\nAuth-Method: {method}\r\nAuth-User: {user}\r\n\
+         Auth-Pass: {pass}\r\n{salt}Auth-Protocol: {protocol}\r\nAuth-Login-Attempt: 1\r\n\
+         Client-IP: 127.0.0.1\r\nClient-Host: [UNAVAILABLE]\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+// RFC 1939's APOP and RFC 2195's CRAM-MD5 examples.
+const APOP_SALT: &str = "<1896.697170952@dbc.mtview.ca.us>";
+const APOP_DIGEST: &str = "c4c9334bac560ecc979e58001b3e22fb";
+const CRAM_SALT: &str = "<1896.697170952@postoffice.reston.mci.net>";
+const CRAM_DIGEST: &str = "b913a602c7eda7a495b4e6e7334d3890";
+
+fn challenge_server(extra: &[&str]) -> Server {
+    let mut args = vec![
+        "auth",
+        "--user",
+        "tim:tanstaaf",
+        "--user",
+        "tim2:tanstaaftanstaaf",
+        "--user",
+        "ext:p:w %",
+        "--backend",
+        "pop3=127.0.0.1:1110",
+        "--backend",
+        "imap=127.0.0.1:1143",
+        "--backend",
+        "smtp=127.0.0.1:2525",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+#[test]
+fn apop_and_cram_md5_send_the_backend_password() {
+    let server = challenge_server(&[]);
+    let ok = |port: u16, pass: &str| {
+        format!(
+            "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: {port}\r\n\
+             Auth-Pass: {pass}\r\n\r\n"
+        )
+    };
+    let apop = method_request("apop", "tim", APOP_DIGEST, Some(APOP_SALT), "pop3");
+    assert_eq!(text(&exchange(&server.addr, &apop)), ok(1110, "tanstaaf"));
+    // The digest is compared without regard to case; the salt is percent-decoded.
+    let upper = APOP_DIGEST.to_uppercase();
+    let apop = method_request(
+        "apop",
+        "tim",
+        &upper,
+        Some("%3C1896.697170952@dbc.mtview.ca.us%3E"),
+        "pop3",
+    );
+    assert_eq!(text(&exchange(&server.addr, &apop)), ok(1110, "tanstaaf"));
+    for bad in [
+        method_request("apop", "tim", APOP_DIGEST, Some(CRAM_SALT), "pop3"),
+        method_request("apop", "tim", "tanstaaf", Some(APOP_SALT), "pop3"),
+        method_request("apop", "tim2", APOP_DIGEST, Some(APOP_SALT), "pop3"),
+    ] {
+        assert_eq!(text(&exchange(&server.addr, &bad)), DENIED, "{}", text(&bad));
+    }
+
+    let cram = method_request("cram-md5", "tim2", CRAM_DIGEST, Some(CRAM_SALT), "imap");
+    assert_eq!(text(&exchange(&server.addr, &cram)), ok(1143, "tanstaaftanstaaf"));
+    let cram = method_request("CRAM-MD5", "tim2", CRAM_DIGEST, Some(CRAM_SALT), "smtp");
+    assert_eq!(text(&exchange(&server.addr, &cram)), ok(2525, "tanstaaftanstaaf"));
+    for bad in [
+        method_request("cram-md5", "tim2", CRAM_DIGEST, Some(APOP_SALT), "imap"),
+        method_request("cram-md5", "tim", CRAM_DIGEST, Some(CRAM_SALT), "imap"),
+        method_request("cram-md5", "tim2", "tanstaaftanstaaf", None, "imap"),
+    ] {
+        assert_eq!(text(&exchange(&server.addr, &bad)), DENIED, "{}", text(&bad));
+    }
+}
+
+#[test]
+fn no_backend_pass_leaves_the_password_out() {
+    let server = challenge_server(&["--no-backend-pass", "--override", "tim=u:p"]);
+    let cram = method_request("cram-md5", "tim2", CRAM_DIGEST, Some(CRAM_SALT), "imap");
+    assert_eq!(text(&exchange(&server.addr, &cram)), OK_1143);
+    let external = method_request("external", "ext", "", None, "imap");
+    assert_eq!(text(&exchange(&server.addr, &external)), OK_1143);
+    // Overrides are still sent.
+    let apop = method_request("apop", "tim", APOP_DIGEST, Some(APOP_SALT), "imap");
+    assert_eq!(
+        text(&exchange(&server.addr, &apop)),
+        "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 1143\r\n\
+         Auth-User: u\r\nAuth-Pass: p\r\n\r\n"
+    );
+}
+
+#[test]
+fn external_and_none() {
+    let server = challenge_server(&["--override", "tim=u:p"]);
+    let external = method_request("external", "ext", "", None, "imap");
+    assert_eq!(
+        text(&exchange(&server.addr, &external)),
+        "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 1143\r\n\
+         Auth-Pass: p:w %\r\n\r\n"
+    );
+    let external = method_request("external", "nobody", "", None, "imap");
+    assert_eq!(text(&exchange(&server.addr, &external)), DENIED);
+    // An override replaces the password instead of adding a second one.
+    let external = method_request("external", "tim", "", None, "imap");
+    assert_eq!(
+        text(&exchange(&server.addr, &external)),
+        "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 1143\r\n\
+         Auth-User: u\r\nAuth-Pass: p\r\n\r\n"
+    );
+
+    // smtp_auth none: no credentials, no check, routed by protocol.
+    let none = method_request("none", "", "", None, "smtp");
+    assert_eq!(
+        text(&exchange(&server.addr, &none)),
+        "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 2525\r\n\r\n"
+    );
+    let none = method_request("none", "nobody", "x", None, "imap");
+    assert_eq!(text(&exchange(&server.addr, &none)), OK_1143);
+
+    let unknown = method_request("login", "ext", "p:w %25", None, "imap");
+    assert_eq!(
+        text(&exchange(&server.addr, &unknown)),
+        "HTTP/1.0 400 Bad Request\r\n\r\n"
+    );
+}
+
+#[test]
+fn error_code_is_added_to_failures() {
+    let server = challenge_server(&["--error-code", "454 4.7.0", "--wait", "4", "--error", "No"]);
+    let denied = "HTTP/1.0 200 OK\r\nAuth-Status: No\r\nAuth-Error-Code: 454 4.7.0\r\nAuth-Wait: 4\r\n\r\n";
+    for bad in [
+        request("ext", "wrong", "smtp"),
+        method_request("apop", "tim", "00", Some(APOP_SALT), "pop3"),
+        method_request("external", "nobody", "", None, "smtp"),
+    ] {
+        assert_eq!(text(&exchange(&server.addr, &bad)), denied, "{}", text(&bad));
+    }
+    // Good logins and missing backends are unchanged.
+    assert_eq!(
+        text(&exchange(&server.addr, &request("ext", "p:w%20%25", "imap"))),
+        OK_1143
+    );
+    let server = Server::start(&["auth", "--user", "a:b", "--error-code", "454 4.7.0"]);
+    assert!(text(&exchange(&server.addr, &request("a", "b", "imap"))).contains("Auth-Error-Code: 451 4.3.0\r\n"));
+
+    let err = start_fails(&["auth", "--error-code", "454\r\nX: 1"]);
+    assert!(err.contains("CR or LF"), "{err}");
+}
