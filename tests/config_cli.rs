@@ -170,3 +170,34 @@ fn include_globs_relative_to_the_including_file() {
     );
     assert!(stderr.contains(&want), "want {want:?} in {stderr}");
 }
+
+/// The example from nginx's mail documentation (the seed), braces closed:
+/// `-t` passes as written, and Postern runs it (ports moved to free ones,
+/// the log to stderr, since the test is no root daemon).
+#[test]
+fn nginx_documentation_example_tests_and_runs() {
+    let seed = |ports: [u16; 4], log: &str| {
+        format!(
+            "worker_processes 1;\n\nerror_log {log} info;\n\nmail {{\n    auth_http         localhost:9000/cgi-bin/nginxauth.cgi;\n\n    imap_capabilities IMAP4rev1 UIDPLUS IDLE LITERAL+ QUOTA;\n\n    pop3_auth         plain apop cram-md5;\n    pop3_capabilities LAST TOP USER PIPELINING UIDL;\n\n    smtp_auth         login plain cram-md5;\n    smtp_capabilities \"SIZE 10485760\" ENHANCEDSTATUSCODES 8BITMIME DSN;\n    xclient           off;\n\n    server {{\n        listen   {};\n        protocol smtp;\n    }}\n    server {{\n        listen   {};\n        protocol pop3;\n        proxy_pass_error_message on;\n    }}\n    server {{\n        listen   {};\n        protocol imap;\n    }}\n    server {{\n        listen   {};\n        protocol smtp;\n    }}\n}}\n",
+            ports[0], ports[1], ports[2], ports[3]
+        )
+    };
+    let (ok, stderr, _) = test_config(&seed([25, 110, 143, 587], "/var/log/nginx/error.log"));
+    assert!(ok, "{stderr}");
+    let ports = [free_port(), free_port(), free_port(), free_port()];
+    let dir = TempDir::new("seed");
+    let conf = dir.path("nginx.conf");
+    std::fs::write(&conf, seed(ports, "stderr")).unwrap();
+    let mut cmd = Command::new(postern_bin());
+    cmd.arg("-c").arg(&conf);
+    let postern = Proc::spawn(cmd);
+    postern.wait_for("started");
+    let greet = |port: u16| {
+        let mut c = Client::connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        c.line()
+    };
+    assert!(greet(ports[0]).starts_with("220 ") && greet(ports[0]).ends_with(" ESMTP ready\r\n"));
+    assert!(greet(ports[1]).starts_with("+OK POP3 ready <"), "APOP's salt in the greeting");
+    assert_eq!(greet(ports[2]), "* OK IMAP4 ready\r\n");
+    assert!(greet(ports[3]).starts_with("220 "));
+}
