@@ -197,7 +197,10 @@ fn nginx_documentation_example_tests_and_runs() {
         c.line()
     };
     assert!(greet(ports[0]).starts_with("220 ") && greet(ports[0]).ends_with(" ESMTP ready\r\n"));
-    assert!(greet(ports[1]).starts_with("+OK POP3 ready <"), "APOP's salt in the greeting");
+    assert!(
+        greet(ports[1]).starts_with("+OK POP3 ready <"),
+        "APOP's salt in the greeting"
+    );
     assert_eq!(greet(ports[2]), "* OK IMAP4 ready\r\n");
     assert!(greet(ports[3]).starts_with("220 "));
 }
