@@ -10,6 +10,7 @@ pub mod pop3;
 pub mod sasl;
 pub mod smtp;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -50,6 +51,34 @@ pub enum Step {
     Relay,
     /// Close the client connection after writing what was sent before.
     Close(CloseReason),
+}
+
+/// The steps a front-end machine has decided and the driver has not polled
+/// yet, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox(VecDeque<Step>);
+
+impl Outbox {
+    pub(crate) fn pop(&mut self) -> Option<Step> {
+        self.0.pop_front()
+    }
+
+    pub(crate) fn push(&mut self, step: Step) {
+        self.0.push_back(step);
+    }
+
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
+        self.send_owned(bytes.to_vec());
+    }
+
+    /// Replies to pipelined commands join one write.
+    pub(crate) fn send_owned(&mut self, bytes: Vec<u8>) {
+        if let Some(Step::Send(last)) = self.0.back_mut() {
+            last.extend_from_slice(&bytes);
+        } else {
+            self.0.push_back(Step::Send(bytes));
+        }
+    }
 }
 
 /// A front-end machine of any protocol: the driver's one type.

@@ -2,9 +2,6 @@
 //! once. Used until the splice relay lands, and later for TLS.
 
 use std::cell::Cell;
-use std::future::Future;
-use std::pin::pin;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_lite::io::{split, ReadHalf, WriteHalf};
@@ -38,46 +35,10 @@ pub async fn relay(
 ) -> RelayStats {
     let (client_rx, client_tx) = split(client);
     let (backend_rx, backend_tx) = split(backend);
-    let up_count = Cell::new(0u64);
-    let down_count = Cell::new(0u64);
-    let last_moved = Cell::new(Instant::now());
-    let mut up = pin!(direction(client_rx, backend_tx, to_backend, &up_count, &last_moved));
-    let mut down = pin!(direction(backend_rx, client_tx, to_client, &down_count, &last_moved));
-    let mut idle = pin!(super::idle_watch(idle_limit, &last_moved));
-    let mut up_done: Option<Result<(), String>> = None;
-    let mut down_done: Option<Result<(), String>> = None;
-    let mut timed_out = false;
-    std::future::poll_fn(|cx| {
-        if idle.as_mut().poll(cx).is_ready() {
-            timed_out = true;
-            return Poll::Ready(());
-        }
-        if up_done.is_none() {
-            if let Poll::Ready(r) = up.as_mut().poll(cx) {
-                up_done = Some(r);
-            }
-        }
-        if down_done.is_none() {
-            if let Poll::Ready(r) = down.as_mut().poll(cx) {
-                down_done = Some(r);
-            }
-        }
-        match (&up_done, &down_done) {
-            // A failed direction (reset, write error) ends the session: the
-            // other one would otherwise wait for a peer that is gone.
-            (Some(Err(_)), _) | (_, Some(_)) => Poll::Ready(()),
-            _ => Poll::Pending,
-        }
-    })
-    .await;
-    super::finish(
-        up_done,
-        down_done,
-        timed_out,
-        idle_limit,
-        up_count.get(),
-        down_count.get(),
-    )
+    let meter = super::Meter::new();
+    let up = direction(client_rx, backend_tx, to_backend, &meter.up, &meter.last_moved);
+    let down = direction(backend_rx, client_tx, to_client, &meter.down, &meter.last_moved);
+    super::drive(up, down, idle_limit, &meter).await
 }
 
 async fn direction(

@@ -5,6 +5,9 @@ pub mod copy;
 pub mod splice;
 
 use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// How the relay moves bytes (`--relay`).
@@ -23,6 +26,75 @@ pub struct RelayStats {
     pub error: Option<String>,
 }
 
+/// What a relay's two directions update as bytes move.
+#[derive(Debug)]
+pub(crate) struct Meter {
+    pub(crate) up: Cell<u64>,
+    pub(crate) down: Cell<u64>,
+    pub(crate) last_moved: Cell<Instant>,
+}
+
+impl Meter {
+    pub(crate) fn new() -> Self {
+        Meter {
+            up: Cell::new(0),
+            down: Cell::new(0),
+            last_moved: Cell::new(Instant::now()),
+        }
+    }
+}
+
+/// Runs the two directions of a relay and its idle limit to the session's
+/// end: the backend's direction finishing (nginx ends the session when the
+/// backend closes), either direction failing (the other would wait for a
+/// peer that is gone), or `idle_limit` without a byte moved. The client's
+/// end of stream alone does not end it: the backend's answer still flows.
+pub(crate) async fn drive(
+    up: impl Future<Output = Result<(), String>>,
+    down: impl Future<Output = Result<(), String>>,
+    idle_limit: Duration,
+    meter: &Meter,
+) -> RelayStats {
+    let mut up = pin!(up);
+    let mut down = pin!(down);
+    let mut idle = pin!(idle_watch(idle_limit, &meter.last_moved));
+    let mut up_done: Option<Result<(), String>> = None;
+    let mut down_done: Option<Result<(), String>> = None;
+    let mut timed_out = false;
+    std::future::poll_fn(|cx| {
+        if idle.as_mut().poll(cx).is_ready() {
+            timed_out = true;
+            return Poll::Ready(());
+        }
+        if up_done.is_none() {
+            if let Poll::Ready(r) = up.as_mut().poll(cx) {
+                up_done = Some(r);
+            }
+        }
+        if down_done.is_none() {
+            if let Poll::Ready(r) = down.as_mut().poll(cx) {
+                down_done = Some(r);
+            }
+        }
+        match (&up_done, &down_done) {
+            (Some(Err(_)), _) | (_, Some(_)) => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    })
+    .await;
+    let error = match (up_done, down_done) {
+        _ if timed_out => Some(format!("proxy_timeout: no data for {}s", idle_limit.as_secs())),
+        (Some(Err(e)), _) => Some(format!("client->backend: {e}")),
+        (_, Some(Err(e))) => Some(format!("backend->client: {e}")),
+        _ => None,
+    };
+    RelayStats {
+        client_to_backend: meter.up.get(),
+        backend_to_client: meter.down.get(),
+        error,
+    }
+}
+
 /// Completes once nothing has moved for `limit` (`proxy_timeout`). One timer
 /// per session, re-armed at most once per `limit`, not once per read.
 async fn idle_watch(limit: Duration, last_moved: &Cell<Instant>) {
@@ -33,27 +105,5 @@ async fn idle_watch(limit: Duration, last_moved: &Cell<Instant>) {
             return;
         }
         glommio::timer::sleep(deadline - now).await;
-    }
-}
-
-/// The stats of a relay from how its two directions ended.
-fn finish(
-    up: Option<Result<(), String>>,
-    down: Option<Result<(), String>>,
-    timed_out: bool,
-    idle_limit: Duration,
-    client_to_backend: u64,
-    backend_to_client: u64,
-) -> RelayStats {
-    let error = match (up, down) {
-        _ if timed_out => Some(format!("proxy_timeout: no data for {}s", idle_limit.as_secs())),
-        (Some(Err(e)), _) => Some(format!("client->backend: {e}")),
-        (_, Some(Err(e))) => Some(format!("backend->client: {e}")),
-        _ => None,
-    };
-    RelayStats {
-        client_to_backend,
-        backend_to_client,
-        error,
     }
 }

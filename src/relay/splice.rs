@@ -11,12 +11,9 @@
 //! empty, before it waits: an idle session holds no pipe.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::pin::pin;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_lite::AsyncWriteExt;
@@ -245,45 +242,10 @@ pub async fn relay(
             }
         }
     };
-    let up_count = Cell::new(0u64);
-    let down_count = Cell::new(0u64);
-    let last_moved = Cell::new(Instant::now());
-    let mut up = pin!(direction(&client, backend_w, to_backend, pool, &up_count, &last_moved));
-    let mut down = pin!(direction(&backend, client_w, to_client, pool, &down_count, &last_moved));
-    let mut idle = pin!(super::idle_watch(idle_limit, &last_moved));
-    let mut up_done: Option<Result<(), String>> = None;
-    let mut down_done: Option<Result<(), String>> = None;
-    let mut timed_out = false;
-    std::future::poll_fn(|cx| {
-        if idle.as_mut().poll(cx).is_ready() {
-            timed_out = true;
-            return Poll::Ready(());
-        }
-        if up_done.is_none() {
-            if let Poll::Ready(r) = up.as_mut().poll(cx) {
-                up_done = Some(r);
-            }
-        }
-        if down_done.is_none() {
-            if let Poll::Ready(r) = down.as_mut().poll(cx) {
-                down_done = Some(r);
-            }
-        }
-        // The same ending rules as the copy relay.
-        match (&up_done, &down_done) {
-            (Some(Err(_)), _) | (_, Some(_)) => Poll::Ready(()),
-            _ => Poll::Pending,
-        }
-    })
-    .await;
-    super::finish(
-        up_done,
-        down_done,
-        timed_out,
-        idle_limit,
-        up_count.get(),
-        down_count.get(),
-    )
+    let meter = super::Meter::new();
+    let up = direction(&client, backend_w, to_backend, pool, &meter.up, &meter.last_moved);
+    let down = direction(&backend, client_w, to_client, pool, &meter.down, &meter.last_moved);
+    super::drive(up, down, idle_limit, &meter).await
 }
 
 async fn direction(

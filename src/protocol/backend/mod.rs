@@ -9,6 +9,7 @@ pub use imap::ImapBackend;
 pub use pop3::Pop3Backend;
 pub use smtp::SmtpBackend;
 
+use super::line::{next_line, Line};
 use super::BackendOutcome;
 
 /// An order from a backend login machine to the driver.
@@ -19,6 +20,46 @@ pub enum BackendStep {
     Send(Vec<u8>),
     /// The login is over; bytes `feed` did not consume belong to the relay.
     Done(BackendOutcome),
+}
+
+/// The line loop every login machine shares: hands each whole backend line
+/// (at most `limit` bytes) to `on_line` until `done`; a line that never ends
+/// goes to `too_long`. Returns the bytes consumed; what follows the login
+/// belongs to the relay.
+pub(crate) fn feed_lines<M>(
+    machine: &mut M,
+    input: &[u8],
+    limit: usize,
+    done: fn(&M) -> bool,
+    on_line: fn(&mut M, &[u8]),
+    too_long: fn(&mut M),
+) -> usize {
+    let mut used = 0;
+    while !done(machine) {
+        match next_line(&input[used..], limit) {
+            Line::Complete { line, consumed } => {
+                used += consumed;
+                on_line(machine, line);
+            }
+            Line::Partial => break,
+            Line::TooLong => {
+                too_long(machine);
+                break;
+            }
+        }
+    }
+    used
+}
+
+/// An unexpected backend line ends the login; the client sees that line only
+/// with `proxy_pass_error_message`, else the protocol's internal error.
+pub(crate) fn refusal(pass_error_message: bool, line: &[u8]) -> BackendOutcome {
+    let client_reply = pass_error_message.then(|| {
+        let mut reply = line.to_vec();
+        reply.extend_from_slice(b"\r\n");
+        reply
+    });
+    BackendOutcome::Failed { client_reply }
 }
 
 /// One variant per protocol, so the driver needs no trait objects.

@@ -5,7 +5,6 @@ use std::collections::VecDeque;
 
 use super::BackendStep;
 use crate::auth::Secret;
-use crate::protocol::line::{next_line, Line};
 use crate::protocol::BackendOutcome;
 
 /// `Pop3Backend` drives one login.
@@ -62,23 +61,11 @@ impl Pop3Backend {
     }
 
     pub fn feed(&mut self, input: &[u8]) -> usize {
-        let mut used = 0;
-        while self.phase != Phase::Done {
-            match next_line(&input[used..], self.line_limit) {
-                Line::Complete { line, consumed } => {
-                    used += consumed;
-                    self.on_line(line);
-                }
-                Line::Partial => break,
-                Line::TooLong => {
-                    // An endless line cannot be forwarded whole; it is never
-                    // a valid login step either.
-                    self.finish(BackendOutcome::Failed { client_reply: None });
-                    break;
-                }
-            }
-        }
-        used
+        let limit = self.line_limit;
+        // An endless line cannot be forwarded whole; it is never a valid
+        // login step either.
+        let too_long = |m: &mut Self| m.finish(BackendOutcome::Failed { client_reply: None });
+        super::feed_lines(self, input, limit, |m| m.phase == Phase::Done, Self::on_line, too_long)
     }
 
     fn on_line(&mut self, line: &[u8]) {
@@ -111,12 +98,7 @@ impl Pop3Backend {
     }
 
     fn fail(&mut self, line: &[u8]) {
-        let client_reply = self.pass_error_message.then(|| {
-            let mut reply = line.to_vec();
-            reply.extend_from_slice(b"\r\n");
-            reply
-        });
-        self.finish(BackendOutcome::Failed { client_reply });
+        self.finish(super::refusal(self.pass_error_message, line));
     }
 
     fn send(&mut self, bytes: Vec<u8>) {

@@ -10,7 +10,6 @@ use base64::Engine as _;
 
 use super::BackendStep;
 use crate::auth::Secret;
-use crate::protocol::line::{next_line, Line};
 use crate::protocol::BackendOutcome;
 
 /// How the client greeted us: the backend is greeted the same way.
@@ -105,21 +104,11 @@ impl SmtpBackend {
     }
 
     pub fn feed(&mut self, input: &[u8]) -> usize {
-        let mut used = 0;
-        while self.phase != Phase::Done {
-            match next_line(&input[used..], self.login.line_limit) {
-                Line::Complete { line, consumed } => {
-                    used += consumed;
-                    self.on_line(line);
-                }
-                Line::Partial => break,
-                Line::TooLong => {
-                    self.finish(BackendOutcome::Failed { client_reply: None });
-                    break;
-                }
-            }
-        }
-        used
+        let limit = self.login.line_limit;
+        // An endless line cannot be forwarded whole; it is never a valid
+        // login step either.
+        let too_long = |m: &mut Self| m.finish(BackendOutcome::Failed { client_reply: None });
+        super::feed_lines(self, input, limit, |m| m.phase == Phase::Done, Self::on_line, too_long)
     }
 
     fn on_line(&mut self, line: &[u8]) {
@@ -221,12 +210,7 @@ impl SmtpBackend {
     }
 
     fn fail(&mut self, line: &[u8]) {
-        let client_reply = self.login.pass_error_message.then(|| {
-            let mut reply = line.to_vec();
-            reply.extend_from_slice(b"\r\n");
-            reply
-        });
-        self.finish(BackendOutcome::Failed { client_reply });
+        self.finish(super::refusal(self.login.pass_error_message, line));
     }
 
     fn send_line(&mut self, line: &[u8]) {

@@ -1,8 +1,6 @@
 //! The IMAP front end (RFC 3501/9051, pre-login subset as nginx serves it):
 //! greeting, CAPABILITY, NOOP, LOGOUT, LOGIN, AUTHENTICATE PLAIN/LOGIN.
 
-use std::collections::VecDeque;
-
 mod syntax;
 
 use crate::auth::{AuthError, AuthMethod, AuthReply, AuthRequest, Secret};
@@ -10,7 +8,7 @@ use crate::config::{self, Protocol, ServerConfig};
 use crate::protocol::backend::{BackendLogin, ImapBackend};
 use crate::protocol::line::{next_line, Line};
 use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
-use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, SessionSeed, Step};
+use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, Outbox, SessionSeed, Step};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use syntax::{Arg, LineEnd};
@@ -107,7 +105,7 @@ pub struct ImapFront {
     client_id: Option<ClientId>,
     /// This session's `<random.time@server_name>`, for CRAM-MD5.
     salt: Vec<u8>,
-    steps: VecDeque<Step>,
+    out: Outbox,
 }
 
 #[derive(Debug)]
@@ -146,16 +144,16 @@ impl ImapFront {
             attempts: 0,
             client_id: None,
             salt: Vec::new(),
-            steps: VecDeque::new(),
+            out: Outbox::default(),
         };
         front.salt = super::salt(&front.seed, &front.settings.server_name);
-        front.send(GREETING);
+        front.out.send(GREETING);
         front
     }
 
     #[must_use]
     pub fn poll(&mut self) -> Option<Step> {
-        self.steps.pop_front()
+        self.out.pop()
     }
 
     /// A graceful stop: a session still waiting for the client's commands
@@ -163,7 +161,7 @@ impl ImapFront {
     /// on to its relay.
     pub fn on_shutdown(&mut self) {
         if self.wants_input() {
-            self.send(SHUTDOWN_BYE);
+            self.out.send(SHUTDOWN_BYE);
             self.close(CloseReason::ShuttingDown);
         }
     }
@@ -230,7 +228,7 @@ impl ImapFront {
             Ok(AuthReply::Accept { pass: None, .. }) if request.method.needs_backend_pass() => {
                 // The client's digest is no password for the backend: nginx
                 // requires the auth server to send one.
-                self.send(INTERNAL_ERROR);
+                self.out.send(INTERNAL_ERROR);
                 self.close(CloseReason::AuthFailed);
             }
             Ok(AuthReply::Accept { backend, user, pass }) => {
@@ -243,7 +241,7 @@ impl ImapFront {
                     self.settings.proxy_buffer,
                     self.settings.pass_error_message,
                 );
-                self.steps.push_back(Step::ConnectBackend(BackendPlan {
+                self.out.push(Step::ConnectBackend(BackendPlan {
                     addr: backend,
                     user,
                     login: BackendLogin::Imap(login),
@@ -254,7 +252,7 @@ impl ImapFront {
                 text.extend_from_slice(&message);
                 match wait {
                     Some(delay) => {
-                        self.steps.push_back(Step::Wait(delay));
+                        self.out.push(Step::Wait(delay));
                         self.reply(&tag, &text);
                         self.phase = Phase::ExpectCommand;
                     }
@@ -265,12 +263,12 @@ impl ImapFront {
                 }
             }
             Ok(AuthReply::Retry { wait }) => {
-                self.steps.push_back(Step::Wait(wait));
-                self.steps.push_back(Step::Authenticate(request.clone()));
+                self.out.push(Step::Wait(wait));
+                self.out.push(Step::Authenticate(request.clone()));
                 self.phase = Phase::ExpectAuthReply { tag, request };
             }
             Err(_) => {
-                self.send(INTERNAL_ERROR);
+                self.out.send(INTERNAL_ERROR);
                 self.close(CloseReason::AuthFailed);
             }
         }
@@ -282,12 +280,12 @@ impl ImapFront {
         }
         match outcome {
             BackendOutcome::LoggedIn { client_reply } => {
-                self.send(&client_reply);
+                self.out.send(&client_reply);
                 self.phase = Phase::Relaying;
-                self.steps.push_back(Step::Relay);
+                self.out.push(Step::Relay);
             }
             BackendOutcome::Failed { client_reply } => {
-                self.send(client_reply.as_deref().unwrap_or(INTERNAL_ERROR));
+                self.out.send(client_reply.as_deref().unwrap_or(INTERNAL_ERROR));
                 self.close(CloseReason::BackendFailed);
             }
         }
@@ -306,7 +304,7 @@ impl ImapFront {
             },
             Phase::ExpectLoginUser { tag } => match decode_response(line) {
                 SaslResponse::Data(user) => {
-                    self.send(PROMPT_PASSWORD);
+                    self.out.send(PROMPT_PASSWORD);
                     self.phase = Phase::ExpectLoginPass { tag, user };
                 }
                 SaslResponse::Cancel => self.reply(&tag, b"BAD authentication cancelled"),
@@ -376,7 +374,7 @@ impl ImapFront {
                 pending.size += len;
                 pending.literal = Some(len);
                 if synchronizing {
-                    self.send(CONTINUE_LITERAL);
+                    self.out.send(CONTINUE_LITERAL);
                 }
             }
             Err(syntax::Invalid) => {
@@ -402,12 +400,12 @@ impl ImapFront {
 
     fn capability(&mut self, tag: &[u8]) {
         let line = self.settings.capability_line.clone();
-        self.send(&line);
+        self.out.send(&line);
         self.reply(tag, OK);
     }
 
     fn logout(&mut self, tag: &[u8]) {
-        self.send(BYE);
+        self.out.send(BYE);
         self.reply(tag, OK);
         self.close(CloseReason::ClientQuit);
     }
@@ -432,7 +430,7 @@ impl ImapFront {
         match parse_id(&cmd.args) {
             Some(params) => {
                 self.client_id = Some(params);
-                self.send(b"* ID NIL\r\n");
+                self.out.send(b"* ID NIL\r\n");
                 self.reply(&cmd.tag, OK);
             }
             None => self.invalid(&cmd.tag),
@@ -450,7 +448,7 @@ impl ImapFront {
         };
         match (mechanism.as_slice(), initial) {
             (b"PLAIN", None) => {
-                self.send(PROMPT_EMPTY);
+                self.out.send(PROMPT_EMPTY);
                 self.phase = Phase::ExpectPlainResponse { tag: cmd.tag };
             }
             (b"PLAIN", Some(ir)) => match decode_response(&ir) {
@@ -461,18 +459,18 @@ impl ImapFront {
                 _ => self.invalid(&cmd.tag),
             },
             (b"LOGIN", None) => {
-                self.send(PROMPT_USERNAME);
+                self.out.send(PROMPT_USERNAME);
                 self.phase = Phase::ExpectLoginUser { tag: cmd.tag };
             }
             (b"CRAM-MD5", None) if self.settings.cram_md5 => {
                 let mut prompt = b"+ ".to_vec();
                 prompt.extend_from_slice(BASE64.encode(&self.salt).as_bytes());
                 prompt.extend_from_slice(b"\r\n");
-                self.send_owned(prompt);
+                self.out.send_owned(prompt);
                 self.phase = Phase::ExpectCramMd5Response { tag: cmd.tag };
             }
             (b"EXTERNAL", None) if self.settings.external => {
-                self.send(PROMPT_EMPTY);
+                self.out.send(PROMPT_EMPTY);
                 self.phase = Phase::ExpectExternalResponse { tag: cmd.tag };
             }
             (b"EXTERNAL", Some(ir)) if self.settings.external => match decode_response(&ir) {
@@ -483,7 +481,7 @@ impl ImapFront {
             },
             (b"LOGIN", Some(ir)) => match decode_response(&ir) {
                 SaslResponse::Data(user) => {
-                    self.send(PROMPT_PASSWORD);
+                    self.out.send(PROMPT_PASSWORD);
                     self.phase = Phase::ExpectLoginPass { tag: cmd.tag, user };
                 }
                 _ => self.invalid(&cmd.tag),
@@ -507,7 +505,7 @@ impl ImapFront {
             salt: (method == AuthMethod::CramMd5).then(|| self.salt.clone()),
             envelope: None,
         };
-        self.steps.push_back(Step::Authenticate(request.clone()));
+        self.out.push(Step::Authenticate(request.clone()));
         self.phase = Phase::ExpectAuthReply { tag, request };
     }
 
@@ -521,7 +519,7 @@ impl ImapFront {
     }
 
     fn internal_error(&mut self) {
-        self.send(INTERNAL_ERROR);
+        self.out.send(INTERNAL_ERROR);
         self.close(CloseReason::BackendFailed);
     }
 
@@ -531,25 +529,12 @@ impl ImapFront {
         line.push(b' ');
         line.extend_from_slice(text);
         line.extend_from_slice(b"\r\n");
-        self.send_owned(line);
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.send_owned(bytes.to_vec());
-    }
-
-    /// Replies to pipelined commands join one write.
-    fn send_owned(&mut self, bytes: Vec<u8>) {
-        if let Some(Step::Send(last)) = self.steps.back_mut() {
-            last.extend_from_slice(&bytes);
-        } else {
-            self.steps.push_back(Step::Send(bytes));
-        }
+        self.out.send_owned(line);
     }
 
     fn close(&mut self, reason: CloseReason) {
         self.phase = Phase::Closed;
-        self.steps.push_back(Step::Close(reason));
+        self.out.push(Step::Close(reason));
     }
 }
 

@@ -2,8 +2,6 @@
 //! `ngx_mail_pop3_handler.c` serves it): greeting, CAPA, NOOP, QUIT,
 //! USER/PASS, APOP, AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL.
 
-use std::collections::VecDeque;
-
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
@@ -12,7 +10,7 @@ use crate::config::{self, Protocol, ServerConfig};
 use crate::protocol::backend::{BackendLogin, Pop3Backend};
 use crate::protocol::line::{next_line, Line};
 use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
-use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, SessionSeed, Step};
+use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, Outbox, SessionSeed, Step};
 
 pub const GREETING: &[u8] = b"+OK POP3 ready\r\n";
 pub const INTERNAL_ERROR: &[u8] = b"-ERR internal server error\r\n";
@@ -120,7 +118,7 @@ pub struct Pop3Front {
     /// This session's `<random.time@server_name>`, for APOP and CRAM-MD5;
     /// empty when neither is enabled (nginx makes none then either).
     salt: Vec<u8>,
-    steps: VecDeque<Step>,
+    out: Outbox,
 }
 
 #[derive(Debug)]
@@ -156,7 +154,7 @@ impl Pop3Front {
             errors: 0,
             attempts: 0,
             salt: Vec::new(),
-            steps: VecDeque::new(),
+            out: Outbox::default(),
         };
         if front.settings.apop || front.settings.cram_md5 {
             // RFC 1939 7: the APOP timestamp ends the greeting.
@@ -165,23 +163,23 @@ impl Pop3Front {
             greeting.push(b' ');
             greeting.extend_from_slice(&front.salt);
             greeting.extend_from_slice(b"\r\n");
-            front.send_owned(greeting);
+            front.out.send_owned(greeting);
         } else {
-            front.send(GREETING);
+            front.out.send(GREETING);
         }
         front
     }
 
     #[must_use]
     pub fn poll(&mut self) -> Option<Step> {
-        self.steps.pop_front()
+        self.out.pop()
     }
 
     /// A graceful stop: a session still waiting for the client's commands
     /// is told so and closed; one already logging in goes on to its relay.
     pub fn on_shutdown(&mut self) {
         if self.wants_input() {
-            self.send(SHUTDOWN);
+            self.out.send(SHUTDOWN);
             self.close(CloseReason::ShuttingDown);
         }
     }
@@ -215,7 +213,7 @@ impl Pop3Front {
                 Line::TooLong => {
                     // nginx: "client sent too long command", the invalid
                     // command line, then close.
-                    self.send(INVALID);
+                    self.out.send(INVALID);
                     self.close(CloseReason::CommandTooLong);
                 }
             }
@@ -233,7 +231,7 @@ impl Pop3Front {
             Ok(AuthReply::Accept { pass: None, .. }) if request.method.needs_backend_pass() => {
                 // The client's digest is no password for the backend: nginx
                 // requires the auth server to send one.
-                self.send(INTERNAL_ERROR);
+                self.out.send(INTERNAL_ERROR);
                 self.close(CloseReason::AuthFailed);
             }
             Ok(AuthReply::Accept { backend, user, pass }) => {
@@ -245,7 +243,7 @@ impl Pop3Front {
                     self.settings.proxy_buffer,
                     self.settings.pass_error_message,
                 );
-                self.steps.push_back(Step::ConnectBackend(BackendPlan {
+                self.out.push(Step::ConnectBackend(BackendPlan {
                     addr: backend,
                     user,
                     login: BackendLogin::Pop3(login),
@@ -259,23 +257,23 @@ impl Pop3Front {
                     Some(delay) => {
                         // Back to the start: the client begins again with
                         // USER, APOP or AUTH.
-                        self.steps.push_back(Step::Wait(delay));
-                        self.send_owned(line);
+                        self.out.push(Step::Wait(delay));
+                        self.out.send_owned(line);
                         self.phase = Phase::ExpectCommand;
                     }
                     None => {
-                        self.send_owned(line);
+                        self.out.send_owned(line);
                         self.close(CloseReason::LoginRefused);
                     }
                 }
             }
             Ok(AuthReply::Retry { wait }) => {
-                self.steps.push_back(Step::Wait(wait));
-                self.steps.push_back(Step::Authenticate(request.clone()));
+                self.out.push(Step::Wait(wait));
+                self.out.push(Step::Authenticate(request.clone()));
                 self.phase = Phase::ExpectAuthReply { request };
             }
             Err(_) => {
-                self.send(INTERNAL_ERROR);
+                self.out.send(INTERNAL_ERROR);
                 self.close(CloseReason::AuthFailed);
             }
         }
@@ -287,12 +285,12 @@ impl Pop3Front {
         }
         match outcome {
             BackendOutcome::LoggedIn { client_reply } => {
-                self.send(&client_reply);
+                self.out.send(&client_reply);
                 self.phase = Phase::Relaying;
-                self.steps.push_back(Step::Relay);
+                self.out.push(Step::Relay);
             }
             BackendOutcome::Failed { client_reply } => {
-                self.send(client_reply.as_deref().unwrap_or(INTERNAL_ERROR));
+                self.out.send(client_reply.as_deref().unwrap_or(INTERNAL_ERROR));
                 self.close(CloseReason::BackendFailed);
             }
         }
@@ -304,20 +302,20 @@ impl Pop3Front {
             Phase::ExpectPass { user } => self.on_command_line(line, Some(user)),
             Phase::ExpectPlainResponse => match decode_response(line) {
                 SaslResponse::Data(data) => self.plain(&data),
-                SaslResponse::Cancel => self.send(CANCELLED),
+                SaslResponse::Cancel => self.out.send(CANCELLED),
                 SaslResponse::Invalid => self.invalid(),
             },
             Phase::ExpectLoginUser => match decode_response(line) {
                 SaslResponse::Data(user) => {
-                    self.send(PROMPT_PASSWORD);
+                    self.out.send(PROMPT_PASSWORD);
                     self.phase = Phase::ExpectLoginPass { user };
                 }
-                SaslResponse::Cancel => self.send(CANCELLED),
+                SaslResponse::Cancel => self.out.send(CANCELLED),
                 SaslResponse::Invalid => self.invalid(),
             },
             Phase::ExpectLoginPass { user } => match decode_response(line) {
                 SaslResponse::Data(pass) => self.authenticate(AuthMethod::Plain, user, pass),
-                SaslResponse::Cancel => self.send(CANCELLED),
+                SaslResponse::Cancel => self.out.send(CANCELLED),
                 SaslResponse::Invalid => self.invalid(),
             },
             Phase::ExpectCramMd5Response => match decode_response(line) {
@@ -325,12 +323,12 @@ impl Pop3Front {
                     Some((user, digest)) => self.authenticate(AuthMethod::CramMd5, user, digest),
                     None => self.invalid(),
                 },
-                SaslResponse::Cancel => self.send(CANCELLED),
+                SaslResponse::Cancel => self.out.send(CANCELLED),
                 SaslResponse::Invalid => self.invalid(),
             },
             Phase::ExpectExternalResponse => match decode_response(line) {
                 SaslResponse::Data(user) => self.external(user),
-                SaslResponse::Cancel => self.send(CANCELLED),
+                SaslResponse::Cancel => self.out.send(CANCELLED),
                 SaslResponse::Invalid => self.invalid(),
             },
             other => self.phase = other,
@@ -361,20 +359,20 @@ impl Pop3Front {
         match (name.as_slice(), user) {
             (b"CAPA", user) => {
                 let reply = self.settings.capa_reply.clone();
-                self.send_owned(reply);
+                self.out.send_owned(reply);
                 self.keep_user(user);
             }
             (b"NOOP", user) => {
-                self.send(OK);
+                self.out.send(OK);
                 self.keep_user(user);
             }
             (b"QUIT", _) => {
-                self.send(OK);
+                self.out.send(OK);
                 self.close(CloseReason::ClientQuit);
             }
             (b"USER", None) => match rest {
                 Some(user) if !user.is_empty() => {
-                    self.send(OK);
+                    self.out.send(OK);
                     self.phase = Phase::ExpectPass { user: user.to_vec() };
                 }
                 _ => self.invalid(),
@@ -414,7 +412,7 @@ impl Pop3Front {
     fn auth(&mut self, args: &[&[u8]]) {
         let Some((mechanism, initial)) = args.split_first() else {
             let reply = self.settings.auth_reply.clone();
-            return self.send_owned(reply);
+            return self.out.send_owned(reply);
         };
         let initial = match initial {
             [] => None,
@@ -423,28 +421,28 @@ impl Pop3Front {
         };
         match (mechanism.to_ascii_uppercase().as_slice(), initial) {
             (b"PLAIN", None) => {
-                self.send(PROMPT_EMPTY);
+                self.out.send(PROMPT_EMPTY);
                 self.phase = Phase::ExpectPlainResponse;
             }
             (b"PLAIN", Some(SaslResponse::Data(data))) => self.plain(&data),
             (b"LOGIN", None) => {
-                self.send(PROMPT_USERNAME);
+                self.out.send(PROMPT_USERNAME);
                 self.phase = Phase::ExpectLoginUser;
             }
             (b"LOGIN", Some(SaslResponse::Data(user))) => {
-                self.send(PROMPT_PASSWORD);
+                self.out.send(PROMPT_PASSWORD);
                 self.phase = Phase::ExpectLoginPass { user };
             }
             (b"CRAM-MD5", None) if self.settings.cram_md5 => {
                 let mut prompt = b"+ ".to_vec();
                 prompt.extend_from_slice(BASE64.encode(&self.salt).as_bytes());
                 prompt.extend_from_slice(b"\r\n");
-                self.send_owned(prompt);
+                self.out.send_owned(prompt);
                 self.phase = Phase::ExpectCramMd5Response;
             }
             (b"EXTERNAL", None) if self.settings.external => {
                 // nginx prompts for EXTERNAL with the LOGIN username prompt.
-                self.send(PROMPT_USERNAME);
+                self.out.send(PROMPT_USERNAME);
                 self.phase = Phase::ExpectExternalResponse;
             }
             (b"EXTERNAL", Some(SaslResponse::Data(user))) if self.settings.external => self.external(user),
@@ -478,14 +476,14 @@ impl Pop3Front {
             salt: matches!(method, AuthMethod::Apop | AuthMethod::CramMd5).then(|| self.salt.clone()),
             envelope: None,
         };
-        self.steps.push_back(Step::Authenticate(request.clone()));
+        self.out.push(Step::Authenticate(request.clone()));
         self.phase = Phase::ExpectAuthReply { request };
     }
 
     /// Answers an invalid command and counts it against `max_errors`; the
     /// session is back in the start state (nginx forgets a USER too).
     fn invalid(&mut self) {
-        self.send(INVALID);
+        self.out.send(INVALID);
         self.phase = Phase::ExpectCommand;
         self.errors += 1;
         if self.errors >= self.settings.max_errors {
@@ -494,26 +492,13 @@ impl Pop3Front {
     }
 
     fn internal_error(&mut self) {
-        self.send(INTERNAL_ERROR);
+        self.out.send(INTERNAL_ERROR);
         self.close(CloseReason::BackendFailed);
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.send_owned(bytes.to_vec());
-    }
-
-    /// Replies to pipelined commands join one write.
-    fn send_owned(&mut self, bytes: Vec<u8>) {
-        if let Some(Step::Send(last)) = self.steps.back_mut() {
-            last.extend_from_slice(&bytes);
-        } else {
-            self.steps.push_back(Step::Send(bytes));
-        }
     }
 
     fn close(&mut self, reason: CloseReason) {
         self.phase = Phase::Closed;
-        self.steps.push_back(Step::Close(reason));
+        self.out.push(Step::Close(reason));
     }
 }
 

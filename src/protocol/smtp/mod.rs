@@ -3,8 +3,6 @@
 //! AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL, RSET, NOOP, QUIT, and with
 //! `smtp_auth none` MAIL and RCPT, which go to the auth server instead.
 
-use std::collections::VecDeque;
-
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
@@ -14,7 +12,7 @@ use crate::protocol::backend::smtp::{Helo, SmtpBackend, SmtpLogin};
 use crate::protocol::backend::BackendLogin;
 use crate::protocol::line::{next_line, Line};
 use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
-use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, SessionSeed, Step};
+use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, Outbox, SessionSeed, Step};
 
 pub const INTERNAL_ERROR: &[u8] = b"451 4.3.2 Internal server error\r\n";
 const OK: &[u8] = b"250 2.0.0 OK\r\n";
@@ -105,7 +103,7 @@ pub struct SmtpFront {
     errors: u32,
     attempts: u32,
     salt: Vec<u8>,
-    steps: VecDeque<Step>,
+    out: Outbox,
 }
 
 #[derive(Debug)]
@@ -135,19 +133,19 @@ impl SmtpFront {
             errors: 0,
             attempts: 0,
             salt,
-            steps: VecDeque::new(),
+            out: Outbox::default(),
         };
         if front.settings.greeting_delay.is_zero() {
             front.greet();
         } else {
-            front.steps.push_back(Step::Pause(front.settings.greeting_delay));
+            front.out.push(Step::Pause(front.settings.greeting_delay));
         }
         front
     }
 
     #[must_use]
     pub fn poll(&mut self) -> Option<Step> {
-        self.steps.pop_front()
+        self.out.pop()
     }
 
     pub fn wants_input(&self) -> bool {
@@ -172,14 +170,14 @@ impl SmtpFront {
 
     pub fn on_shutdown(&mut self) {
         if self.wants_input() {
-            self.send(SHUTTING_DOWN);
+            self.out.send(SHUTTING_DOWN);
             self.close(CloseReason::ShuttingDown);
         }
     }
 
     fn greet(&mut self) {
         let greeting = format!("220 {} ESMTP ready\r\n", self.settings.server_name).into_bytes();
-        self.send_owned(greeting);
+        self.out.send_owned(greeting);
         self.phase = Phase::ExpectCommand;
     }
 
@@ -187,7 +185,7 @@ impl SmtpFront {
         if matches!(self.phase, Phase::GreetingDelay) && !input.is_empty() {
             // A client that talks before the greeting is a spammer's
             // shortcut; nginx rejects it so.
-            self.send(INVALID_PIPELINING);
+            self.out.send(INVALID_PIPELINING);
             self.close(CloseReason::TalkedFirst);
             return 0;
         }
@@ -200,7 +198,7 @@ impl SmtpFront {
                 }
                 Line::Partial => break,
                 Line::TooLong => {
-                    self.send(INVALID_COMMAND);
+                    self.out.send(INVALID_COMMAND);
                     self.close(CloseReason::CommandTooLong);
                 }
             }
@@ -236,7 +234,7 @@ impl SmtpFront {
                     line_limit: self.settings.proxy_buffer,
                     pass_error_message: self.settings.pass_error_message,
                 });
-                self.steps.push_back(Step::ConnectBackend(BackendPlan {
+                self.out.push(Step::ConnectBackend(BackendPlan {
                     addr: backend,
                     user,
                     login: BackendLogin::Smtp(login),
@@ -253,20 +251,20 @@ impl SmtpFront {
                 line.extend_from_slice(b"\r\n");
                 match wait {
                     Some(delay) => {
-                        self.steps.push_back(Step::Wait(delay));
-                        self.send_owned(line);
+                        self.out.push(Step::Wait(delay));
+                        self.out.send_owned(line);
                         self.mail_from = None;
                         self.phase = Phase::ExpectCommand;
                     }
                     None => {
-                        self.send_owned(line);
+                        self.out.send_owned(line);
                         self.close(CloseReason::LoginRefused);
                     }
                 }
             }
             Ok(AuthReply::Retry { wait }) => {
-                self.steps.push_back(Step::Wait(wait));
-                self.steps.push_back(Step::Authenticate(request.clone()));
+                self.out.push(Step::Wait(wait));
+                self.out.push(Step::Authenticate(request.clone()));
                 self.phase = Phase::ExpectAuthReply { request };
             }
             Err(_) => self.fail_internal(CloseReason::AuthFailed),
@@ -279,12 +277,12 @@ impl SmtpFront {
         }
         match outcome {
             BackendOutcome::LoggedIn { client_reply } => {
-                self.send_owned(client_reply);
+                self.out.send_owned(client_reply);
                 self.phase = Phase::Relaying;
-                self.steps.push_back(Step::Relay);
+                self.out.push(Step::Relay);
             }
             BackendOutcome::Failed { client_reply } => {
-                self.send(client_reply.as_deref().unwrap_or(INTERNAL_ERROR));
+                self.out.send(client_reply.as_deref().unwrap_or(INTERNAL_ERROR));
                 self.close(CloseReason::BackendFailed);
             }
         }
@@ -307,7 +305,7 @@ impl SmtpFront {
             },
             Phase::ExpectLoginUser => match decode_response(line) {
                 SaslResponse::Data(user) => {
-                    self.send(PROMPT_PASSWORD);
+                    self.out.send(PROMPT_PASSWORD);
                     self.phase = Phase::ExpectLoginPass { user };
                 }
                 _ => self.invalid(INVALID_ARGUMENT),
@@ -347,11 +345,11 @@ impl SmtpFront {
             b"RCPT" => self.rcpt(line),
             b"RSET" => {
                 self.mail_from = None;
-                self.send(OK);
+                self.out.send(OK);
             }
-            b"NOOP" => self.send(OK),
+            b"NOOP" => self.out.send(OK),
             b"QUIT" => {
-                self.send(BYE);
+                self.out.send(BYE);
                 self.close(CloseReason::ClientQuit);
             }
             _ => self.invalid(INVALID_COMMAND),
@@ -382,7 +380,7 @@ impl SmtpFront {
                 reply.extend_from_slice(b"\r\n");
             }
         }
-        self.send_owned(reply);
+        self.out.send_owned(reply);
     }
 
     fn auth(&mut self, arg: &[u8]) {
@@ -395,7 +393,7 @@ impl SmtpFront {
         };
         match (mechanism.to_ascii_uppercase().as_slice(), initial) {
             (b"PLAIN", None) => {
-                self.send(PROMPT_EMPTY);
+                self.out.send(PROMPT_EMPTY);
                 self.phase = Phase::ExpectPlainResponse;
             }
             (b"PLAIN", Some(ir)) => match decode_response(ir) {
@@ -406,12 +404,12 @@ impl SmtpFront {
                 _ => self.invalid(INVALID_ARGUMENT),
             },
             (b"LOGIN", None) => {
-                self.send(PROMPT_USERNAME);
+                self.out.send(PROMPT_USERNAME);
                 self.phase = Phase::ExpectLoginUser;
             }
             (b"LOGIN", Some(ir)) => match decode_response(ir) {
                 SaslResponse::Data(user) => {
-                    self.send(PROMPT_PASSWORD);
+                    self.out.send(PROMPT_PASSWORD);
                     self.phase = Phase::ExpectLoginPass { user };
                 }
                 _ => self.invalid(INVALID_ARGUMENT),
@@ -420,11 +418,11 @@ impl SmtpFront {
                 let mut prompt = b"334 ".to_vec();
                 prompt.extend_from_slice(BASE64.encode(&self.salt).as_bytes());
                 prompt.extend_from_slice(b"\r\n");
-                self.send_owned(prompt);
+                self.out.send_owned(prompt);
                 self.phase = Phase::ExpectCramMd5Response;
             }
             (b"EXTERNAL", None) if self.settings.external => {
-                self.send(PROMPT_EMPTY);
+                self.out.send(PROMPT_EMPTY);
                 self.phase = Phase::ExpectExternalResponse;
             }
             (b"EXTERNAL", Some(ir)) if self.settings.external => match decode_response(ir) {
@@ -445,7 +443,7 @@ impl SmtpFront {
             return self.invalid(BAD_SEQUENCE);
         }
         self.mail_from = Some(line.to_vec());
-        self.send(OK);
+        self.out.send(OK);
     }
 
     /// With `smtp_auth none` the first RCPT asks the auth server, carrying
@@ -472,7 +470,7 @@ impl SmtpFront {
                 to: line.to_vec(),
             }),
         };
-        self.steps.push_back(Step::Authenticate(request.clone()));
+        self.out.push(Step::Authenticate(request.clone()));
         self.phase = Phase::ExpectAuthReply { request };
     }
 
@@ -487,13 +485,13 @@ impl SmtpFront {
             salt: (method == AuthMethod::CramMd5).then(|| self.salt.clone()),
             envelope: None,
         };
-        self.steps.push_back(Step::Authenticate(request.clone()));
+        self.out.push(Step::Authenticate(request.clone()));
         self.phase = Phase::ExpectAuthReply { request };
     }
 
     /// Answers an invalid command and counts it against `max_errors`.
     fn invalid(&mut self, reply: &[u8]) {
-        self.send(reply);
+        self.out.send(reply);
         self.errors += 1;
         if self.errors >= self.settings.max_errors {
             self.close(CloseReason::TooManyErrors);
@@ -501,26 +499,13 @@ impl SmtpFront {
     }
 
     fn fail_internal(&mut self, reason: CloseReason) {
-        self.send(INTERNAL_ERROR);
+        self.out.send(INTERNAL_ERROR);
         self.close(reason);
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.send_owned(bytes.to_vec());
-    }
-
-    /// Replies to pipelined commands join one write.
-    fn send_owned(&mut self, bytes: Vec<u8>) {
-        if let Some(Step::Send(last)) = self.steps.back_mut() {
-            last.extend_from_slice(&bytes);
-        } else {
-            self.steps.push_back(Step::Send(bytes));
-        }
     }
 
     fn close(&mut self, reason: CloseReason) {
         self.phase = Phase::Closed;
-        self.steps.push_back(Step::Close(reason));
+        self.out.push(Step::Close(reason));
     }
 }
 
