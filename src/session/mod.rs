@@ -159,22 +159,7 @@ async fn dialogue(
                     .map_err(|e| io_reason("writing to client", &e))?,
                 Step::Authenticate(request) => {
                     trace.user = Some(request.user.clone());
-                    let http = auth::request::build(
-                        &request,
-                        &RequestContext {
-                            uri: &ctx.server.auth_http.uri,
-                            host: &ctx.server.auth_http.host,
-                            client_ip: trace.client.map(|a| a.ip()),
-                            headers: &ctx.server.auth_http_headers,
-                            // No resolver yet: nginx's word for an unknown name.
-                            client_host: (ctx.server.protocol == Protocol::Smtp).then_some("[UNAVAILABLE]"),
-                        },
-                    );
-                    let reply = auth::client::ask(&ctx.server.auth_http, &http, ctx.server.auth_http_timeout).await;
-                    if let Err(e) = &reply {
-                        log::error!("*{} {e} while in http auth state, {}", trace.id, trace.who());
-                    }
-                    front.on_auth(reply);
+                    front.on_auth(ask_auth_server(&request, ctx, trace).await);
                 }
                 Step::Wait(delay) => glommio::timer::sleep(delay).await,
                 Step::Pause(delay) => {
@@ -204,35 +189,7 @@ async fn dialogue(
                     let (backend, backend_pending) =
                         backend.take().ok_or_else(|| "relay without a backend".to_string())?;
                     log::info!("*{} {}: logged in", trace.id, trace.who());
-                    let _ = client.set_read_timeout(None);
-                    let _ = client.set_write_timeout(None);
-                    let idle = ctx.server.proxy_timeout;
-                    let (via, stats) = match &ctx.pipes {
-                        Some(pool) if pool.available() => (
-                            "splice",
-                            relay::splice::relay(client, backend, pending, backend_pending, idle, pool).await,
-                        ),
-                        Some(pool) => {
-                            pool.note_copy_fallback();
-                            (
-                                "copy, no pipe",
-                                relay::copy::relay(client, backend, pending, backend_pending, idle).await,
-                            )
-                        }
-                        None => (
-                            "copy",
-                            relay::copy::relay(client, backend, pending, backend_pending, idle).await,
-                        ),
-                    };
-                    log::info!(
-                        "*{} {}: session done ({via}), client->backend {} bytes, backend->client {} bytes, {:.3}s{}",
-                        trace.id,
-                        trace.who(),
-                        stats.client_to_backend,
-                        stats.backend_to_client,
-                        trace.started.elapsed().as_secs_f64(),
-                        stats.error.map_or_else(String::new, |e| format!(", {e}")),
-                    );
+                    relay_session(client, backend, pending, backend_pending, ctx, trace).await;
                     return Ok(());
                 }
                 Step::Close(reason) => {
@@ -268,6 +225,71 @@ async fn dialogue(
         let used = front.feed(&pending);
         pending.drain(..used);
     }
+}
+
+/// One auth_http round trip for `request`, logged when it fails.
+async fn ask_auth_server(
+    request: &auth::AuthRequest,
+    ctx: &ServerContext,
+    trace: &Trace,
+) -> Result<auth::AuthReply, auth::AuthError> {
+    let http = auth::request::build(
+        request,
+        &RequestContext {
+            uri: &ctx.server.auth_http.uri,
+            host: &ctx.server.auth_http.host,
+            client_ip: trace.client.map(|a| a.ip()),
+            headers: &ctx.server.auth_http_headers,
+            // No resolver yet: nginx's word for an unknown name.
+            client_host: (ctx.server.protocol == Protocol::Smtp).then_some("[UNAVAILABLE]"),
+        },
+    );
+    let reply = auth::client::ask(&ctx.server.auth_http, &http, ctx.server.auth_http_timeout).await;
+    if let Err(e) = &reply {
+        log::error!("*{} {e} while in http auth state, {}", trace.id, trace.who());
+    }
+    reply
+}
+
+/// The relay, by splice when the core has a pipe, and the session's one
+/// closing log line.
+async fn relay_session(
+    client: TcpStream,
+    backend: TcpStream,
+    to_backend: Vec<u8>,
+    to_client: Vec<u8>,
+    ctx: &ServerContext,
+    trace: &Trace,
+) {
+    let _ = client.set_read_timeout(None);
+    let _ = client.set_write_timeout(None);
+    let idle = ctx.server.proxy_timeout;
+    let (via, stats) = match &ctx.pipes {
+        Some(pool) if pool.available() => (
+            "splice",
+            relay::splice::relay(client, backend, to_backend, to_client, idle, pool).await,
+        ),
+        Some(pool) => {
+            pool.note_copy_fallback();
+            (
+                "copy, no pipe",
+                relay::copy::relay(client, backend, to_backend, to_client, idle).await,
+            )
+        }
+        None => (
+            "copy",
+            relay::copy::relay(client, backend, to_backend, to_client, idle).await,
+        ),
+    };
+    log::info!(
+        "*{} {}: session done ({via}), client->backend {} bytes, backend->client {} bytes, {:.3}s{}",
+        trace.id,
+        trace.who(),
+        stats.client_to_backend,
+        stats.backend_to_client,
+        trace.started.elapsed().as_secs_f64(),
+        stats.error.map_or_else(String::new, |e| format!(", {e}")),
+    );
 }
 
 fn io_reason(doing: &str, e: &std::io::Error) -> String {
