@@ -276,3 +276,26 @@ fn wait_for_text(path: &std::path::Path, needle: &str) -> String {
     }
     panic!("no {needle:?} in {}", path.display());
 }
+
+/// An idle relayed session costs Postern its two sockets and nothing more:
+/// no pipe, no duplicate fd. (Each core keeps a few empty pipes in its pool.)
+#[test]
+fn idle_relayed_sessions_hold_two_fds_each() {
+    let (_b, _a, postern) = start(10, "error_log stderr info;", "", &[]);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", postern.proc.pid()))
+            .unwrap()
+            .count()
+    };
+    // One session first, so each core's pool and lazily made fds exist.
+    let warm: Vec<Client> = (0..4).map(|_| login(postern.addr)).collect();
+    let before = fds();
+    let sessions: Vec<Client> = (0..20).map(|_| login(postern.addr)).collect();
+    let after = fds();
+    assert!(
+        (40..=44).contains(&(after - before)),
+        "20 idle sessions took {} fds (expected 2 each, plus at most a pipe per core)",
+        after - before
+    );
+    drop((warm, sessions));
+}

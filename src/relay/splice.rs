@@ -201,8 +201,8 @@ impl PipePool {
     }
 }
 
-/// A second glommio stream on a duplicate of `stream`'s fd, for writing,
-/// so each direction owns what it reads from and what it writes to.
+/// A second glommio stream on a duplicate of `stream`'s fd, to write
+/// through while the original is borrowed by the other direction's wait.
 fn writer_for(stream: &TcpStream) -> io::Result<TcpStream> {
     // SAFETY: `stream` owns its fd and outlives this borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
@@ -224,7 +224,7 @@ pub async fn relay(
 ) -> RelayStats {
     // glommio waits through io_uring and leaves fds blocking; a blocking
     // splice would stall the whole core. The flag lives on the open file
-    // description, so the duplicates below share it.
+    // description, so the short-lived duplicates for writing share it.
     for stream in [&client, &backend] {
         if let Err(e) = socket2::SockRef::from(&stream.as_fd_borrowed()).set_nonblocking(true) {
             return RelayStats {
@@ -233,31 +233,30 @@ pub async fn relay(
             };
         }
     }
-    let (client_w, backend_w) = match (writer_for(&client), writer_for(&backend)) {
-        (Ok(c), Ok(b)) => (c, b),
-        (Err(e), _) | (_, Err(e)) => {
-            return RelayStats {
-                error: Some(format!("dup() failed ({e})")),
-                ..RelayStats::default()
-            }
-        }
-    };
     let meter = super::Meter::new();
-    let up = direction(&client, backend_w, to_backend, pool, &meter.up, &meter.last_moved);
-    let down = direction(&backend, client_w, to_client, pool, &meter.down, &meter.last_moved);
+    let up = direction(&client, &backend, to_backend, pool, &meter.up, &meter.last_moved);
+    let down = direction(&backend, &client, to_client, pool, &meter.down, &meter.last_moved);
     super::drive(up, down, idle_limit, &meter).await
+}
+
+/// Writes `bytes` to `to` through glommio, which waits for room. glommio's
+/// write needs a stream of its own, so a duplicate of the fd is made for
+/// the moment and closed again: an idle session holds only its two sockets.
+async fn write_waiting(to: &TcpStream, bytes: &[u8]) -> io::Result<()> {
+    let mut writer = writer_for(to)?;
+    writer.write_all(bytes).await
 }
 
 async fn direction(
     from: &TcpStream,
-    mut to: TcpStream,
+    to: &TcpStream,
     already: Vec<u8>,
     pool: &PipePool,
     count: &Cell<u64>,
     last_moved: &Cell<Instant>,
 ) -> Result<(), String> {
     if !already.is_empty() {
-        to.write_all(&already).await.map_err(|e| e.to_string())?;
+        write_waiting(to, &already).await.map_err(|e| e.to_string())?;
         count.set(count.get() + already.len() as u64);
     }
     let mut spill = Vec::new();
@@ -272,7 +271,7 @@ async fn direction(
             Ok(Moved::Bytes(n)) => {
                 pipe.pending = n;
                 last_moved.set(Instant::now());
-                let result = drain(&mut pipe, &mut to, &mut spill).await;
+                let result = drain(&mut pipe, to, &mut spill).await;
                 pool.give(pipe);
                 result?;
                 count.set(count.get() + n as u64);
@@ -286,7 +285,10 @@ async fn direction(
             Ok(Moved::Closed) => {
                 pool.give(pipe);
                 // Half-close: the peer may still be sending the other way.
-                return to.shutdown(Shutdown::Write).await.map_err(|e| e.to_string());
+                let to_fd = to.as_fd_borrowed();
+                return socket2::SockRef::from(&to_fd)
+                    .shutdown(Shutdown::Write)
+                    .map_err(|e| e.to_string());
             }
             Err(e) => return Err(e.to_string()),
         }
@@ -295,7 +297,7 @@ async fn direction(
 
 /// Empties the pipe into `to`: by splice while the socket takes it; when it
 /// is full, the rest goes through `spill` and glommio's write, which waits.
-async fn drain(pipe: &mut Pipe, to: &mut TcpStream, spill: &mut Vec<u8>) -> Result<(), String> {
+async fn drain(pipe: &mut Pipe, to: &TcpStream, spill: &mut Vec<u8>) -> Result<(), String> {
     while pipe.pending > 0 {
         match splice(pipe.read.as_fd(), to.as_fd_borrowed(), pipe.pending).map_err(|e| e.to_string())? {
             Moved::Bytes(n) => pipe.pending -= n,
@@ -303,7 +305,7 @@ async fn drain(pipe: &mut Pipe, to: &mut TcpStream, spill: &mut Vec<u8>) -> Resu
                 spill.resize(pipe.pending, 0);
                 read_exact_from_pipe(&pipe.read, spill).map_err(|e| e.to_string())?;
                 pipe.pending = 0;
-                to.write_all(spill).await.map_err(|e| e.to_string())?;
+                write_waiting(to, spill).await.map_err(|e| e.to_string())?;
             }
             Moved::Closed => return Err("the destination closed".to_string()),
         }
