@@ -259,6 +259,8 @@ async fn direction(
         write_waiting(to, &already).await.map_err(|e| e.to_string())?;
         count.set(count.get() + already.len() as u64);
     }
+    // Not kept for the rest of the session.
+    drop(already);
     let mut spill = Vec::new();
     loop {
         let Some(mut pipe) = pool.take() else {
@@ -306,6 +308,9 @@ async fn drain(pipe: &mut Pipe, to: &TcpStream, spill: &mut Vec<u8>) -> Result<(
                 read_exact_from_pipe(&pipe.read, spill).map_err(|e| e.to_string())?;
                 pipe.pending = 0;
                 write_waiting(to, spill).await.map_err(|e| e.to_string())?;
+                // A session that was slow once must not keep a pipe's worth
+                // of memory for the rest of its life.
+                *spill = Vec::new();
             }
             Moved::Closed => return Err("the destination closed".to_string()),
         }

@@ -134,10 +134,24 @@ pub async fn serve(client: TcpStream, id: u64, ctx: Rc<ServerContext>, random: [
         now_unix,
     };
     let front = ctx.front.start(seed);
+    // The dialogue's machine and buffers are gone before the relay starts:
+    // a relayed session keeps only its sockets and the relay's small state.
     match dialogue(client, front, &ctx, &mut trace).await {
-        Ok(()) => {}
+        Ok(handover) => {
+            log::info!("*{id} {}: logged in", trace.who());
+            relay_session(handover, &ctx, &trace).await;
+        }
         Err(reason) => log::info!("*{id} {}: {reason}", trace.who()),
     }
+}
+
+/// What the dialogue hands to the relay: both sockets, and the bytes each
+/// side sent that belong to the other.
+struct Handover {
+    client: TcpStream,
+    backend: TcpStream,
+    to_backend: Vec<u8>,
+    to_client: Vec<u8>,
 }
 
 /// Runs the front end until it closes or hands over to the relay.
@@ -146,7 +160,7 @@ async fn dialogue(
     mut front: FrontEnd,
     ctx: &ServerContext,
     trace: &mut Trace,
-) -> Result<(), String> {
+) -> Result<Handover, String> {
     let mut pending: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut backend: Option<(TcpStream, Vec<u8>)> = None;
@@ -186,11 +200,15 @@ async fn dialogue(
                     front.on_backend(outcome);
                 }
                 Step::Relay => {
-                    let (backend, backend_pending) =
-                        backend.take().ok_or_else(|| "relay without a backend".to_string())?;
-                    log::info!("*{} {}: logged in", trace.id, trace.who());
-                    relay_session(client, backend, pending, backend_pending, ctx, trace).await;
-                    return Ok(());
+                    let (backend, to_client) = backend.take().ok_or_else(|| "relay without a backend".to_string())?;
+                    // Only what is left is kept: the buffers shrink to it.
+                    pending.shrink_to_fit();
+                    return Ok(Handover {
+                        client,
+                        backend,
+                        to_backend: pending,
+                        to_client,
+                    });
                 }
                 Step::Close(reason) => {
                     let _ = client.close().await;
@@ -253,14 +271,14 @@ async fn ask_auth_server(
 
 /// The relay, by splice when the core has a pipe, and the session's one
 /// closing log line.
-async fn relay_session(
-    client: TcpStream,
-    backend: TcpStream,
-    to_backend: Vec<u8>,
-    to_client: Vec<u8>,
-    ctx: &ServerContext,
-    trace: &Trace,
-) {
+async fn relay_session(handover: Handover, ctx: &ServerContext, trace: &Trace) {
+    let Handover {
+        client,
+        backend,
+        to_backend,
+        mut to_client,
+    } = handover;
+    to_client.shrink_to_fit();
     let _ = client.set_read_timeout(None);
     let _ = client.set_write_timeout(None);
     let idle = ctx.server.proxy_timeout;
