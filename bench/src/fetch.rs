@@ -17,6 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::message::seeded_message;
+pub use crate::procstat::{clock_ticks, parse_stat_ticks, process_ticks};
+use crate::procstat::{cpu_sample, json_number};
 
 /// Size of the reusable buffer a literal is read into.
 pub const READ_CHUNK: usize = 1 << 20;
@@ -110,55 +112,6 @@ impl Report {
             json_number(self.client_cpu, 2),
         )
     }
-}
-
-/// A finite number with `decimals` digits after the point (JSON has no NaN).
-fn json_number(value: f64, decimals: usize) -> String {
-    if value.is_finite() {
-        format!("{value:.decimals$}")
-    } else {
-        "0".into()
-    }
-}
-
-/// Clock ticks per second for `/proc/PID/stat` times: `getconf CLK_TCK`,
-/// or 100 when that cannot be run.
-pub fn clock_ticks() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse::<u64>().ok())
-        .filter(|&ticks| ticks > 0)
-        .unwrap_or(100)
-}
-
-/// utime + stime, in clock ticks, from the text of a `/proc/PID/stat` file.
-pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
-    // The command name (field 2) is in parentheses and may hold anything,
-    // spaces and ')' included: the fields after the last ')' are field 3 on.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(14 - 3);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// CPU ticks used so far by process `pid` (`"self"` for this one).
-pub fn process_ticks(pid: &str) -> Result<u64, String> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    parse_stat_ticks(&stat).ok_or_else(|| format!("cannot parse {path}"))
-}
-
-fn sample(pids: &[u32]) -> Result<(Vec<u64>, u64), String> {
-    let watched = pids
-        .iter()
-        .map(|pid| process_ticks(&pid.to_string()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((watched, process_ticks("self")?))
 }
 
 /// Writes `s` as an IMAP quoted string.
@@ -453,7 +406,7 @@ pub fn run(config: Config) -> Result<Report, String> {
     }
     let ticks = clock_ticks() as f64;
     // Fail before connecting when a pid cannot be watched.
-    sample(&config.pids)?;
+    cpu_sample(&config.pids)?;
     let config = Arc::new(config);
     let gate = Arc::new(Gate {
         state: Mutex::new(None),
@@ -481,7 +434,7 @@ pub fn run(config: Config) -> Result<Report, String> {
             Ok(Event::Done { .. }) | Err(_) => return failed(&gate, 0, "thread ended early".into()),
         }
     }
-    let (before, client_before) = sample(&config.pids)?;
+    let (before, client_before) = cpu_sample(&config.pids)?;
     let start = Instant::now();
     gate.open(true);
     let (mut bytes, mut size, mut end) = (0, 0, start);
@@ -500,7 +453,7 @@ pub fn run(config: Config) -> Result<Report, String> {
             Ok(Event::Ready) | Err(_) => return failed(&gate, 0, "thread ended early".into()),
         }
     }
-    let (after, client_after) = sample(&config.pids)?;
+    let (after, client_after) = cpu_sample(&config.pids)?;
     for (index, thread) in threads.into_iter().enumerate() {
         match thread.join() {
             Ok(Ok(())) => {}
@@ -528,15 +481,6 @@ pub fn run(config: Config) -> Result<Report, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_ticks() {
-        let stat = "1234 (a b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 1 0 1 0 0";
-        assert_eq!(parse_stat_ticks(stat), Some(287));
-        assert_eq!(parse_stat_ticks("1 (x) S 1 2"), None);
-        assert_eq!(parse_stat_ticks("garbage"), None);
-        assert!(process_ticks("self").is_ok());
-    }
 
     #[test]
     fn literal_sizes() {

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use postern_bench::auth;
 use postern_bench::backend::{self, Mailbox, Protocol, Queue};
 use postern_bench::fetch;
+use postern_bench::load;
 use postern_bench::net::{self, Listener};
 use postern_bench::record::Record;
 use postern_bench::users::Users;
@@ -32,6 +33,8 @@ enum Command {
     Backend(BackendArgs),
     /// Fetch one message over and over through IMAP and report the throughput.
     Fetch(FetchArgs),
+    /// Generate login, session, idle or bulk load against an IMAP, POP3 or SMTP server.
+    Load(LoadArgs),
 }
 
 #[derive(Args)]
@@ -137,6 +140,54 @@ struct FetchArgs {
     timeout: u64,
 }
 
+#[derive(Args)]
+struct LoadArgs {
+    /// What each connection slot does.
+    #[arg(long, value_enum)]
+    mode: ModeArg,
+    /// Protocol to speak.
+    #[arg(long, value_enum)]
+    protocol: ProtocolArg,
+    /// The server (a backend, or Postern in front of one) as IP:PORT.
+    #[arg(long, value_name = "IP:PORT")]
+    addr: String,
+    /// Login (split at the first ':').
+    #[arg(long, value_name = "NAME:PASS")]
+    user: OsString,
+    /// Connection slots, one thread each (idle: sessions held open).
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    conns: u64,
+    /// Seconds of load (idle: seconds the sessions are held).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    duration: f64,
+    /// Operations per second over all slots (open loop); default: closed loop.
+    #[arg(long, value_name = "PER_SEC")]
+    rate: Option<f64>,
+    /// Message number for IMAP FETCH and POP3 RETR.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    msg: u64,
+    /// Size of the message sent with SMTP DATA.
+    #[arg(long, value_name = "N", default_value_t = 10240)]
+    msg_bytes: usize,
+    /// A process whose CPU time (and, for idle, memory) is reported (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Print only the JSON line.
+    #[arg(long)]
+    json_only: bool,
+    /// Socket connect, read and write timeout in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Login,
+    Session,
+    Idle,
+    Bulk,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ProtocolArg {
     Imap,
@@ -150,6 +201,7 @@ fn main() -> ExitCode {
         Command::Auth(args) => run_auth(args),
         Command::Backend(args) => run_backend(args),
         Command::Fetch(args) => run_fetch(args),
+        Command::Load(args) => run_load(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -213,11 +265,7 @@ fn run_auth(args: AuthArgs) -> Result<(), String> {
 fn run_backend(args: BackendArgs) -> Result<(), String> {
     let users = Users::load(&user_bytes(&args.user), args.users.as_deref())?;
     let record = args.record.as_deref().map(Record::open).transpose()?.map(Arc::new);
-    let protocol = match args.protocol {
-        ProtocolArg::Imap => Protocol::Imap,
-        ProtocolArg::Pop3 => Protocol::Pop3,
-        ProtocolArg::Smtp => Protocol::Smtp,
-    };
+    let protocol = protocol(args.protocol);
     if let Some(dir) = &args.deliveries {
         if protocol != Protocol::Smtp {
             return Err("--deliveries needs --protocol smtp".into());
@@ -256,4 +304,57 @@ fn run_fetch(args: FetchArgs) -> Result<(), String> {
         .and_then(|()| writeln!(out, "{}", report.json()))
         .and_then(|()| out.flush())
         .map_err(|e| format!("cannot write to stdout: {e}"))
+}
+
+fn protocol(arg: ProtocolArg) -> Protocol {
+    match arg {
+        ProtocolArg::Imap => Protocol::Imap,
+        ProtocolArg::Pop3 => Protocol::Pop3,
+        ProtocolArg::Smtp => Protocol::Smtp,
+    }
+}
+
+fn run_load(args: LoadArgs) -> Result<(), String> {
+    let (user, pass) = postern_bench::users::split_pair(args.user.as_bytes())
+        .ok_or_else(|| format!("--user {:?}: expected NAME:PASS", args.user))?;
+    if !(args.duration.is_finite() && args.duration >= 0.0) {
+        return Err("--duration must be a number of seconds".into());
+    }
+    let config = load::Config {
+        mode: match args.mode {
+            ModeArg::Login => load::Mode::Login,
+            ModeArg::Session => load::Mode::Session,
+            ModeArg::Idle => load::Mode::Idle,
+            ModeArg::Bulk => load::Mode::Bulk,
+        },
+        protocol: protocol(args.protocol),
+        addr: args.addr,
+        user,
+        pass,
+        conns: args.conns as usize,
+        duration: Duration::from_secs_f64(args.duration),
+        rate: args.rate,
+        msg: args.msg,
+        msg_bytes: args.msg_bytes,
+        pids: args.pids,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    let report = load::run(config)?;
+    let mut out = std::io::stdout().lock();
+    let human = if args.json_only {
+        Ok(())
+    } else {
+        writeln!(out, "{}", report.human())
+    };
+    human
+        .and_then(|()| writeln!(out, "{}", report.json()))
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("cannot write to stdout: {e}"))?;
+    if let Some(e) = &report.first_error {
+        eprintln!("postern-bench: load: {} error(s); first: {e}", report.errors);
+    }
+    if report.ops == 0 {
+        return Err("load: no operation succeeded".into());
+    }
+    Ok(())
 }

@@ -1,0 +1,989 @@
+//! `postern-bench load`: a load generator for IMAP, POP3 and SMTP servers
+//! (the bench backends, or Postern in front of them).
+//!
+//! Each connection slot runs on its own thread with blocking I/O. All slots
+//! first do their setup (a login for `session`, `bulk` and `idle`), then
+//! start together; the clock and the CPU samples cover the measured phase
+//! only. Modes:
+//!
+//! - `login`: connect, greeting, login, logout, close, over and over; the
+//!   latency runs from the start of the connect to the login reply.
+//! - `session`: log in once, then repeat one operation (IMAP `FETCH n
+//!   BODY[]`, POP3 `RETR n`, SMTP `MAIL`/`RCPT`/`DATA`).
+//! - `bulk`: like `session` over IMAP, meant for large messages.
+//! - `idle`: open `conns` sessions, sample the memory and descriptors of the
+//!   watched processes, hold the sessions for the duration, close them.
+//!
+//! With a rate, slot `i` starts operation `k` at `t0 + (k * conns + i) / rate`
+//! and latency counts from that intended start, so a slow server is not
+//! hidden by the client waiting for it (no coordinated omission).
+
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Barrier, Condvar, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::backend::smtp::base64;
+use crate::backend::Protocol;
+use crate::fetch::{literal_size, quoted};
+use crate::procstat::{self, json_number, Memory};
+
+/// Longest response line accepted outside of message data.
+const MAX_LINE: u64 = 64 * 1024;
+/// Capacity of each connection's read buffer; larger literal reads bypass it.
+const READ_BUFFER: usize = 16 * 1024;
+/// Size of the reusable buffer a literal is read into.
+const LITERAL_CHUNK: usize = 256 * 1024;
+/// Stack of each slot thread.
+const STACK: usize = 256 * 1024;
+/// Pause after a failed operation in a closed loop, so that a server that
+/// refuses connections is not hammered in a tight loop.
+const ERROR_PAUSE: Duration = Duration::from_millis(10);
+/// Slots that may be setting up a session at the same time. Opening
+/// thousands of connections at once overflows the server's accept queue,
+/// and the dropped handshakes are retried only after seconds.
+const SETUP_AT_ONCE: usize = 64;
+
+/// A counting semaphore.
+struct Permits {
+    free: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl Permits {
+    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            while *free == 0 {
+                free = self.changed.wait(free).unwrap_or_else(|e| e.into_inner());
+            }
+            *free -= 1;
+        }
+        let out = f();
+        *self.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.changed.notify_one();
+        out
+    }
+}
+
+/// What each slot does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Login,
+    Session,
+    Idle,
+    Bulk,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Login => "login",
+            Mode::Session => "session",
+            Mode::Idle => "idle",
+            Mode::Bulk => "bulk",
+        }
+    }
+}
+
+fn protocol_name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Imap => "imap",
+        Protocol::Pop3 => "pop3",
+        Protocol::Smtp => "smtp",
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub protocol: Protocol,
+    /// `IP:PORT` to connect to.
+    pub addr: String,
+    pub user: Vec<u8>,
+    pub pass: Vec<u8>,
+    /// Connection slots, one thread each.
+    pub conns: usize,
+    /// Length of the measured phase (for `idle`: how long sessions are held).
+    pub duration: Duration,
+    /// Operations per second over all slots (open loop); `None` runs each
+    /// slot as fast as it can (closed loop).
+    pub rate: Option<f64>,
+    /// Message number for IMAP FETCH and POP3 RETR.
+    pub msg: u64,
+    /// Size of the SMTP message body sent with DATA.
+    pub msg_bytes: usize,
+    /// Processes whose CPU time (and, for `idle`, memory) is reported.
+    pub pids: Vec<u32>,
+    /// Read, write and connect timeout.
+    pub timeout: Duration,
+}
+
+/// Memory of one watched process in `idle` mode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemReport {
+    pub pss_kib_per_session: f64,
+    pub rss_kib_per_session: f64,
+    /// Open descriptors with the sessions open, and before connecting.
+    pub fds: u64,
+    pub fds_before: u64,
+}
+
+/// The outcome of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub mode: Mode,
+    pub protocol: Protocol,
+    pub conns: usize,
+    pub rate: Option<f64>,
+    /// Length of the measured phase (for `idle`: the time to open the sessions).
+    pub seconds: f64,
+    /// Successful operations (for `idle`: sessions opened).
+    pub ops: u64,
+    pub errors: u64,
+    /// p50, p99 and p99.9 latency in microseconds.
+    pub latency_us: [u32; 3],
+    /// CPU seconds of each `--pid` over the measured phase, in `--pid` order.
+    pub cpu: Vec<(u32, f64)>,
+    /// CPU seconds of this process over the measured phase.
+    pub client_cpu: f64,
+    /// Cores this process may use.
+    pub cores: usize,
+    /// Payload bytes moved (session and bulk).
+    pub bytes: Option<u64>,
+    /// Memory per session of each `--pid` (idle).
+    pub mem: Vec<(u32, MemReport)>,
+    /// The first error seen, if any.
+    pub first_error: Option<String>,
+}
+
+impl Report {
+    pub fn ops_per_s(&self) -> f64 {
+        ratio(self.ops as f64, self.seconds)
+    }
+
+    /// CPU microseconds per operation.
+    fn us_per_op(&self, seconds: f64) -> f64 {
+        ratio(seconds * 1e6, self.ops as f64)
+    }
+
+    /// This process's CPU time as a share of all the cores it may use.
+    pub fn client_cpu_share(&self) -> f64 {
+        ratio(self.client_cpu, self.seconds * self.cores as f64)
+    }
+
+    pub fn mb_per_s(&self) -> Option<f64> {
+        self.bytes.map(|bytes| ratio(bytes as f64 / 1e6, self.seconds))
+    }
+
+    /// A short table for people.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let rate = match self.rate {
+            Some(rate) => format!("open loop at {rate}/s"),
+            None => "closed loop".into(),
+        };
+        let phase = if self.mode == Mode::Idle { " to open" } else { "" };
+        let _ = writeln!(
+            out,
+            "load        {} {}, {} conn(s), {rate}, {:.3} s{phase}",
+            self.mode.name(),
+            protocol_name(self.protocol),
+            self.conns,
+            self.seconds
+        );
+        let unit = if self.mode == Mode::Idle { "sessions" } else { "ops" };
+        let _ = writeln!(
+            out,
+            "{unit:<11} {} ({:.1}/s), {} error(s)",
+            self.ops,
+            self.ops_per_s(),
+            self.errors
+        );
+        let [p50, p99, p999] = self.latency_us;
+        let _ = writeln!(out, "latency us  p50 {p50}  p99 {p99}  p99.9 {p999}");
+        if let Some(mb) = self.mb_per_s() {
+            let _ = writeln!(out, "throughput  {mb:.1} MB/s");
+        }
+        for (pid, seconds) in &self.cpu {
+            let _ = writeln!(
+                out,
+                "{:<11} {seconds:.2} s, {:.1} us/op",
+                format!("cpu {pid}"),
+                self.us_per_op(*seconds)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "client cpu  {:.2} s, {:.1}% of {} core(s)",
+            self.client_cpu,
+            self.client_cpu_share() * 100.0,
+            self.cores
+        );
+        for (pid, mem) in &self.mem {
+            let _ = writeln!(
+                out,
+                "{:<11} pss {:.1} KiB/session, rss {:.1} KiB/session, {} fds (before {})",
+                format!("mem {pid}"),
+                mem.pss_kib_per_session,
+                mem.rss_kib_per_session,
+                mem.fds,
+                mem.fds_before
+            );
+        }
+        out.pop();
+        out
+    }
+
+    /// One JSON object on one line.
+    pub fn json(&self) -> String {
+        let cpu = self
+            .cpu
+            .iter()
+            .map(|(pid, seconds)| {
+                format!(
+                    "\"{pid}\":{{\"s\":{},\"us_per_op\":{}}}",
+                    json_number(*seconds, 2),
+                    json_number(self.us_per_op(*seconds), 1)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let [p50, p99, p999] = self.latency_us;
+        let mut out = format!(
+            "{{\"mode\":\"{}\",\"protocol\":\"{}\",\"conns\":{},\"rate\":{},\"seconds\":{},\"ops\":{},\
+             \"ops_per_s\":{},\"errors\":{},\"latency_us\":{{\"p50\":{p50},\"p99\":{p99},\"p999\":{p999}}},\
+             \"cpu\":{{{cpu}}},\"client_cpu_s\":{},\"client_cpu_share\":{}",
+            self.mode.name(),
+            protocol_name(self.protocol),
+            self.conns,
+            self.rate.map_or("null".into(), |rate| json_number(rate, 3)),
+            json_number(self.seconds, 6),
+            self.ops,
+            json_number(self.ops_per_s(), 1),
+            self.errors,
+            json_number(self.client_cpu, 2),
+            json_number(self.client_cpu_share(), 4),
+        );
+        if let Some(mb) = self.mb_per_s() {
+            let _ = write!(out, ",\"mb_per_s\":{}", json_number(mb, 3));
+        }
+        if self.mode == Mode::Idle {
+            let mem = self
+                .mem
+                .iter()
+                .map(|(pid, mem)| {
+                    format!(
+                        "\"{pid}\":{{\"pss_kib_per_session\":{},\"rss_kib_per_session\":{},\"fds\":{},\"fds_before\":{}}}",
+                        json_number(mem.pss_kib_per_session, 2),
+                        json_number(mem.rss_kib_per_session, 2),
+                        mem.fds,
+                        mem.fds_before
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let _ = write!(out, ",\"mem\":{{{mem}}}");
+        }
+        out.push('}');
+        out
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// The nearest-rank `q` quantile of `sorted` (0 when empty).
+pub fn percentile(sorted: &[u32], q: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// A dot-safe message of `size` bytes (a little more if `size` is smaller
+/// than the header): CRLF lines of at most 78 characters, none starting with `.`.
+pub fn smtp_body(size: usize) -> Vec<u8> {
+    let mut body = b"From: <a@b>\r\nTo: <c@d>\r\nSubject: postern-bench load\r\n\r\n".to_vec();
+    let mut line = 0usize;
+    while body.len() + 2 <= size {
+        let width = (size - body.len() - 2).min(76);
+        body.extend((0..width).map(|col| b'a' + ((line + col) % 26) as u8));
+        body.extend_from_slice(b"\r\n");
+        line += 1;
+    }
+    if body.len() < size && line > 0 {
+        // One byte short: widen the last body line (it starts with a letter or is empty).
+        let at = body.len() - 2;
+        body.insert(at, b'z');
+    }
+    body
+}
+
+/// The bytes each slot sends, made once.
+struct Script {
+    protocol: Protocol,
+    /// IMAP: the LOGIN line; POP3: USER; SMTP: EHLO.
+    login1: Vec<u8>,
+    /// POP3: PASS; SMTP: AUTH PLAIN; IMAP: unused.
+    login2: Vec<u8>,
+    /// IMAP: the FETCH line; POP3: RETR; SMTP: the message, dot-encoded.
+    op: Vec<u8>,
+    /// Payload bytes of one SMTP message.
+    body_bytes: u64,
+}
+
+impl Script {
+    fn new(config: &Config) -> Result<Script, String> {
+        let (user, pass) = (&config.user[..], &config.pass[..]);
+        let mut script = Script {
+            protocol: config.protocol,
+            login1: Vec::new(),
+            login2: Vec::new(),
+            op: Vec::new(),
+            body_bytes: 0,
+        };
+        match config.protocol {
+            Protocol::Imap => {
+                script.login1 = [&b"a LOGIN "[..], &quoted(user)?, b" ", &quoted(pass)?, b"\r\n"].concat();
+                script.op = format!("f FETCH {} BODY[]\r\n", config.msg).into_bytes();
+            }
+            Protocol::Pop3 => {
+                if [user, pass]
+                    .iter()
+                    .any(|s| s.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)))
+                {
+                    return Err("POP3 user names and passwords cannot contain CR, LF or NUL".into());
+                }
+                script.login1 = [&b"USER "[..], user, b"\r\n"].concat();
+                script.login2 = [&b"PASS "[..], pass, b"\r\n"].concat();
+                script.op = format!("RETR {}\r\n", config.msg).into_bytes();
+            }
+            Protocol::Smtp => {
+                script.login1 = b"EHLO load.example\r\n".to_vec();
+                let plain = [&b"\0"[..], user, b"\0", pass].concat();
+                script.login2 = format!("AUTH PLAIN {}\r\n", base64::encode(&plain)).into_bytes();
+                let body = smtp_body(config.msg_bytes);
+                script.body_bytes = body.len() as u64;
+                script.op = body;
+                script.op.extend_from_slice(b".\r\n");
+            }
+        }
+        Ok(script)
+    }
+}
+
+fn show(line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\r\n").unwrap_or(line);
+    let mut text = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+    if line.len() > 200 {
+        text.push_str("...");
+    }
+    text
+}
+
+fn io_error(what: &str, e: io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!("{what}: timed out"),
+        _ => format!("{what}: {e}"),
+    }
+}
+
+/// One client connection.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: BufWriter<TcpStream>,
+    line: Vec<u8>,
+    /// Literal buffer, allocated on first use.
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn connect(addr: &SocketAddr, timeout: Duration) -> Result<Client, String> {
+        let stream = TcpStream::connect_timeout(addr, timeout).map_err(|e| io_error("connect", e))?;
+        let setup = |stream: &TcpStream| -> io::Result<TcpStream> {
+            stream.set_nodelay(true)?;
+            stream.set_read_timeout(Some(timeout))?;
+            stream.set_write_timeout(Some(timeout))?;
+            stream.try_clone()
+        };
+        let writer = setup(&stream).map_err(|e| format!("socket setup: {e}"))?;
+        Ok(Client {
+            reader: BufReader::with_capacity(READ_BUFFER, stream),
+            writer: BufWriter::with_capacity(READ_BUFFER, writer),
+            line: Vec::with_capacity(256),
+            buf: Vec::new(),
+        })
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.writer
+            .write_all(bytes)
+            .and_then(|()| self.writer.flush())
+            .map_err(|e| io_error("write", e))
+    }
+
+    /// Reads one CRLF-terminated line into `self.line`, at most `limit` bytes.
+    fn read_line_max(&mut self, limit: u64) -> Result<(), String> {
+        self.line.clear();
+        let n = (&mut self.reader)
+            .take(limit)
+            .read_until(b'\n', &mut self.line)
+            .map_err(|e| io_error("read", e))?;
+        if n == 0 {
+            return Err("connection closed by the server".into());
+        }
+        if !self.line.ends_with(b"\r\n") {
+            return Err(format!("bad or overlong response line: {}", show(&self.line)));
+        }
+        Ok(())
+    }
+
+    fn read_line(&mut self) -> Result<(), String> {
+        self.read_line_max(MAX_LINE)
+    }
+
+    /// Reads a line that must start with `prefix`.
+    fn expect(&mut self, prefix: &[u8], what: &str) -> Result<(), String> {
+        self.read_line()?;
+        if self.line.starts_with(prefix) {
+            Ok(())
+        } else {
+            Err(format!("{what}: server answered {}", show(&self.line)))
+        }
+    }
+
+    /// Reads an SMTP reply (all its lines) whose code must be `code`.
+    fn smtp_reply(&mut self, code: &[u8; 3], what: &str) -> Result<(), String> {
+        loop {
+            self.read_line()?;
+            if self.line.len() < 5 || !self.line.starts_with(code) {
+                return Err(format!("{what}: server answered {}", show(&self.line)));
+            }
+            match self.line[3] {
+                b' ' | b'\r' => return Ok(()),
+                b'-' => {}
+                _ => return Err(format!("{what}: bad reply line {}", show(&self.line))),
+            }
+        }
+    }
+
+    /// Reads IMAP responses up to the one tagged `tag`, which must be OK.
+    /// Literals are read into the reusable buffer; returns their total size.
+    fn imap_tagged(&mut self, tag: u8, what: &str) -> Result<u64, String> {
+        let mut bytes = 0;
+        loop {
+            self.read_line()?;
+            if self.line.len() >= 2 && self.line[0] == tag && self.line[1] == b' ' {
+                let rest = &self.line[2..];
+                if rest.len() >= 4 && rest[..2].eq_ignore_ascii_case(b"OK") && matches!(rest[2], b' ' | b'\r') {
+                    return Ok(bytes);
+                }
+                return Err(format!("{what}: server answered {}", show(&self.line)));
+            }
+            if let Some(size) = literal_size(&self.line) {
+                self.read_literal(size)?;
+                bytes += size;
+            }
+        }
+    }
+
+    fn read_literal(&mut self, size: u64) -> Result<(), String> {
+        if self.buf.is_empty() {
+            self.buf = vec![0; LITERAL_CHUNK];
+        }
+        let mut done = 0u64;
+        while done < size {
+            let chunk = (size - done).min(self.buf.len() as u64) as usize;
+            self.reader
+                .read_exact(&mut self.buf[..chunk])
+                .map_err(|e| io_error("reading a literal", e))?;
+            done += chunk as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads a POP3 multi-line block after its `+OK` line, up to `.` CRLF;
+    /// returns the bytes read before the final line.
+    fn pop3_block(&mut self) -> Result<u64, String> {
+        let mut bytes = 0;
+        loop {
+            self.read_line_max(u64::MAX)?;
+            if self.line == b".\r\n" {
+                return Ok(bytes);
+            }
+            bytes += self.line.len() as u64;
+        }
+    }
+
+    /// Reads until the server closes the connection (or a read fails), so
+    /// that the server side keeps the TIME_WAIT and client ports are not used up.
+    fn drain(mut self) {
+        let mut rest = [0u8; 512];
+        while matches!(self.reader.read(&mut rest), Ok(n) if n > 0) {}
+    }
+}
+
+/// Connects, reads the greeting and logs in.
+fn login(addr: &SocketAddr, script: &Script, timeout: Duration) -> Result<Client, String> {
+    let mut client = Client::connect(addr, timeout)?;
+    match script.protocol {
+        Protocol::Imap => {
+            client.read_line()?;
+            if !client.line.starts_with(b"* OK") {
+                return Err(format!("unexpected greeting: {}", show(&client.line)));
+            }
+            client.send(&script.login1)?;
+            client.imap_tagged(b'a', "LOGIN")?;
+        }
+        Protocol::Pop3 => {
+            client.expect(b"+OK", "greeting")?;
+            client.send(&script.login1)?;
+            client.expect(b"+OK", "USER")?;
+            client.send(&script.login2)?;
+            client.expect(b"+OK", "PASS")?;
+        }
+        Protocol::Smtp => {
+            client.smtp_reply(b"220", "greeting")?;
+            client.send(&script.login1)?;
+            client.smtp_reply(b"250", "EHLO")?;
+            client.send(&script.login2)?;
+            client.smtp_reply(b"235", "AUTH PLAIN")?;
+        }
+    }
+    Ok(client)
+}
+
+/// Logs out and waits for the server to close the connection.
+fn logout(mut client: Client, protocol: Protocol) -> Result<(), String> {
+    match protocol {
+        Protocol::Imap => {
+            client.send(b"b LOGOUT\r\n")?;
+            client.imap_tagged(b'b', "LOGOUT")?;
+        }
+        Protocol::Pop3 => {
+            client.send(b"QUIT\r\n")?;
+            client.expect(b"+OK", "QUIT")?;
+        }
+        Protocol::Smtp => {
+            client.send(b"QUIT\r\n")?;
+            client.smtp_reply(b"221", "QUIT")?;
+        }
+    }
+    client.drain();
+    Ok(())
+}
+
+/// Logs in and, for IMAP, selects INBOX: ready for [`operation`].
+fn open_session(addr: &SocketAddr, script: &Script, timeout: Duration) -> Result<Client, String> {
+    let mut client = login(addr, script, timeout)?;
+    if script.protocol == Protocol::Imap {
+        client.send(b"s SELECT INBOX\r\n")?;
+        client.imap_tagged(b's', "SELECT")?;
+    }
+    Ok(client)
+}
+
+/// One session operation; returns the payload bytes moved.
+fn operation(client: &mut Client, script: &Script) -> Result<u64, String> {
+    match script.protocol {
+        Protocol::Imap => {
+            client.send(&script.op)?;
+            let bytes = client.imap_tagged(b'f', "FETCH")?;
+            if bytes == 0 {
+                return Err("FETCH: no message literal".into());
+            }
+            Ok(bytes)
+        }
+        Protocol::Pop3 => {
+            client.send(&script.op)?;
+            client.expect(b"+OK", "RETR")?;
+            client.pop3_block()
+        }
+        Protocol::Smtp => {
+            client.send(b"MAIL FROM:<a@b>\r\n")?;
+            client.smtp_reply(b"250", "MAIL")?;
+            client.send(b"RCPT TO:<c@d>\r\n")?;
+            client.smtp_reply(b"250", "RCPT")?;
+            client.send(b"DATA\r\n")?;
+            client.smtp_reply(b"354", "DATA")?;
+            client.send(&script.op)?;
+            client.smtp_reply(b"250", "message")?;
+            Ok(script.body_bytes)
+        }
+    }
+}
+
+/// State shared by all slots.
+struct Shared {
+    config: Config,
+    addr: SocketAddr,
+    script: Script,
+    /// All slots have done their setup.
+    ready: Barrier,
+    /// The measured phase starts; `t0` is set.
+    go: Barrier,
+    /// All slots have finished the measured phase.
+    stopped: Barrier,
+    t0: OnceLock<Instant>,
+    /// Limits the slots setting up at once.
+    setup: Permits,
+}
+
+/// What one slot measured.
+#[derive(Default)]
+struct SlotResult {
+    samples: Vec<u32>,
+    errors: u64,
+    bytes: u64,
+    first_error: Option<String>,
+}
+
+impl SlotResult {
+    fn sample(&mut self, start: Instant, end: Instant) {
+        let micros = end.saturating_duration_since(start).as_micros();
+        self.samples.push(u32::try_from(micros).unwrap_or(u32::MAX));
+    }
+
+    fn error(&mut self, e: String) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(e);
+        }
+    }
+}
+
+fn slot(index: usize, shared: &Shared) -> SlotResult {
+    let config = &shared.config;
+    let (addr, script, timeout) = (&shared.addr, &shared.script, config.timeout);
+    let mut result = SlotResult {
+        samples: Vec::with_capacity(if config.mode == Mode::Idle { 1 } else { 1024 }),
+        ..SlotResult::default()
+    };
+    let mut session = None;
+    match config.mode {
+        Mode::Login => {}
+        Mode::Session | Mode::Bulk => match shared.setup.run(|| open_session(addr, script, timeout)) {
+            Ok(client) => session = Some(client),
+            Err(e) => result.error(e),
+        },
+        Mode::Idle => {
+            let outcome = shared.setup.run(|| {
+                let start = Instant::now();
+                login(addr, script, timeout).map(|client| (start, Instant::now(), client))
+            });
+            match outcome {
+                Ok((start, end, client)) => {
+                    result.sample(start, end);
+                    session = Some(client);
+                }
+                Err(e) => result.error(e),
+            }
+        }
+    }
+    shared.ready.wait();
+    shared.go.wait();
+    if config.mode != Mode::Idle {
+        let t0 = *shared.t0.get().expect("t0 is set before go");
+        let deadline = t0 + config.duration;
+        let stride = config.conns as f64;
+        let mut k = 0u64;
+        loop {
+            let start = match config.rate {
+                Some(rate) => {
+                    let at = t0 + Duration::from_secs_f64((k as f64 * stride + index as f64) / rate);
+                    if at >= deadline {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if at > now {
+                        thread::sleep(at - now);
+                    }
+                    at
+                }
+                None => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    now
+                }
+            };
+            k += 1;
+            let outcome = match config.mode {
+                Mode::Login => login(addr, script, timeout).and_then(|client| {
+                    let end = Instant::now();
+                    logout(client, script.protocol).map(|()| (end, 0))
+                }),
+                _ => {
+                    let client = match session.take() {
+                        Some(client) => Ok(client),
+                        None => open_session(addr, script, timeout),
+                    };
+                    client.and_then(|mut client| {
+                        let bytes = operation(&mut client, script)?;
+                        let end = Instant::now();
+                        session = Some(client);
+                        Ok((end, bytes))
+                    })
+                }
+            };
+            match outcome {
+                Ok((end, bytes)) => {
+                    result.sample(start, end);
+                    result.bytes += bytes;
+                }
+                Err(e) => {
+                    result.error(e);
+                    if config.rate.is_none() {
+                        thread::sleep(ERROR_PAUSE);
+                    }
+                }
+            }
+        }
+    }
+    shared.stopped.wait();
+    if let Some(client) = session {
+        let _ = logout(client, script.protocol);
+    }
+    result
+}
+
+/// Memory and descriptors of each watched process.
+fn mem_sample(pids: &[u32]) -> Result<Vec<(Memory, u64)>, String> {
+    pids.iter()
+        .map(|&pid| Ok((procstat::memory(pid)?, procstat::fd_count(pid)?)))
+        .collect()
+}
+
+/// Runs the load. On an error, threads still running are abandoned: the
+/// caller is expected to exit.
+pub fn run(config: Config) -> Result<Report, String> {
+    if config.conns == 0 {
+        return Err("--conns must be at least 1".into());
+    }
+    if let Some(rate) = config.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err("--rate must be a positive number".into());
+        }
+    }
+    if config.mode == Mode::Bulk && config.protocol != Protocol::Imap {
+        return Err("--mode bulk needs --protocol imap".into());
+    }
+    let addr = config
+        .addr
+        .to_socket_addrs()
+        .map_err(|e| format!("--addr {}: {e}", config.addr))?
+        .next()
+        .ok_or_else(|| format!("--addr {}: no address", config.addr))?;
+    let script = Script::new(&config)?;
+    let ticks = procstat::clock_ticks() as f64;
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let idle = config.mode == Mode::Idle;
+    // Fail before connecting when a pid cannot be watched; for idle this is
+    // also the "before" sample.
+    let mut cpu_before = procstat::cpu_sample(&config.pids)?;
+    let mem_before = if idle { mem_sample(&config.pids)? } else { Vec::new() };
+    let conns = config.conns;
+    let shared = Arc::new(Shared {
+        addr,
+        script,
+        ready: Barrier::new(conns + 1),
+        go: Barrier::new(conns + 1),
+        stopped: Barrier::new(conns + 1),
+        t0: OnceLock::new(),
+        setup: Permits {
+            free: Mutex::new(SETUP_AT_ONCE),
+            changed: Condvar::new(),
+        },
+        config,
+    });
+    let open_start = Instant::now();
+    let mut threads = Vec::with_capacity(conns);
+    for index in 0..conns {
+        let shared = Arc::clone(&shared);
+        let thread = thread::Builder::new()
+            .name(format!("load-{index}"))
+            .stack_size(STACK)
+            .spawn(move || slot(index, &shared))
+            .map_err(|e| format!("cannot start thread {}: {e}", index + 1))?;
+        threads.push(thread);
+    }
+    shared.ready.wait();
+    let (seconds, cpu_after, mem_after);
+    if idle {
+        let open_end = Instant::now();
+        cpu_after = procstat::cpu_sample(&shared.config.pids)?;
+        mem_after = mem_sample(&shared.config.pids)?;
+        seconds = open_end.duration_since(open_start).as_secs_f64();
+        let _ = shared.t0.set(open_end);
+        shared.go.wait();
+        thread::sleep(shared.config.duration);
+        shared.stopped.wait();
+    } else {
+        cpu_before = procstat::cpu_sample(&shared.config.pids)?;
+        let t0 = Instant::now();
+        let _ = shared.t0.set(t0);
+        shared.go.wait();
+        shared.stopped.wait();
+        seconds = t0.elapsed().as_secs_f64();
+        cpu_after = procstat::cpu_sample(&shared.config.pids)?;
+        mem_after = Vec::new();
+    }
+    let mut samples = Vec::new();
+    let (mut errors, mut bytes, mut first_error) = (0, 0, None);
+    for (index, thread) in threads.into_iter().enumerate() {
+        let result = thread
+            .join()
+            .map_err(|_| format!("connection slot {} panicked", index + 1))?;
+        if samples.is_empty() {
+            samples = result.samples;
+        } else {
+            samples.extend_from_slice(&result.samples);
+        }
+        errors += result.errors;
+        bytes += result.bytes;
+        if first_error.is_none() {
+            first_error = result
+                .first_error
+                .map(|e| format!("connection slot {}: {e}", index + 1));
+        }
+    }
+    samples.sort_unstable();
+    let ops = samples.len() as u64;
+    let config = &shared.config;
+    let cpu = config
+        .pids
+        .iter()
+        .zip(cpu_before.0.iter().zip(&cpu_after.0))
+        .map(|(&pid, (b, a))| (pid, a.saturating_sub(*b) as f64 / ticks))
+        .collect();
+    let mem = config
+        .pids
+        .iter()
+        .zip(mem_before.iter().zip(&mem_after))
+        .map(|(&pid, ((mb, fb), (ma, fa)))| {
+            let per = |after: u64, before: u64| ratio(after as f64 - before as f64, ops as f64);
+            let report = MemReport {
+                pss_kib_per_session: per(ma.pss_kib, mb.pss_kib),
+                rss_kib_per_session: per(ma.rss_kib, mb.rss_kib),
+                fds: *fa,
+                fds_before: *fb,
+            };
+            (pid, report)
+        })
+        .collect();
+    Ok(Report {
+        mode: config.mode,
+        protocol: config.protocol,
+        conns: config.conns,
+        rate: config.rate,
+        seconds,
+        ops,
+        errors,
+        latency_us: [
+            percentile(&samples, 0.50),
+            percentile(&samples, 0.99),
+            percentile(&samples, 0.999),
+        ],
+        cpu,
+        client_cpu: cpu_after.1.saturating_sub(cpu_before.1) as f64 / ticks,
+        cores,
+        bytes: matches!(config.mode, Mode::Session | Mode::Bulk).then_some(bytes),
+        mem,
+        first_error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        assert_eq!(percentile(&[], 0.5), 0);
+        assert_eq!(percentile(&[7], 0.999), 7);
+        let v: Vec<u32> = (1..=1000).collect();
+        assert_eq!(percentile(&v, 0.5), 500);
+        assert_eq!(percentile(&v, 0.99), 990);
+        assert_eq!(percentile(&v, 0.999), 999);
+        assert_eq!(percentile(&v, 1.0), 1000);
+    }
+
+    #[test]
+    fn smtp_bodies_are_dot_safe_and_sized() {
+        for size in [0, 10, 60, 61, 62, 63, 200, 10240, 10241] {
+            let body = smtp_body(size);
+            if size >= 57 {
+                assert_eq!(body.len(), size, "{size}");
+            }
+            assert!(body.ends_with(b"\r\n"));
+            assert!(memchr::memmem::find(&body, b"\r\n.").is_none());
+            assert_eq!(crate::message::dot_stuff(&body), body);
+        }
+    }
+
+    #[test]
+    fn report_lines() {
+        let report = Report {
+            mode: Mode::Session,
+            protocol: Protocol::Pop3,
+            conns: 2,
+            rate: None,
+            seconds: 2.0,
+            ops: 1000,
+            errors: 0,
+            latency_us: [100, 900, 2000],
+            cpu: vec![(42, 0.5)],
+            client_cpu: 1.0,
+            cores: 2,
+            bytes: Some(4_000_000),
+            mem: Vec::new(),
+            first_error: None,
+        };
+        assert_eq!(
+            report.json(),
+            "{\"mode\":\"session\",\"protocol\":\"pop3\",\"conns\":2,\"rate\":null,\"seconds\":2.000000,\
+             \"ops\":1000,\"ops_per_s\":500.0,\"errors\":0,\"latency_us\":{\"p50\":100,\"p99\":900,\"p999\":2000},\
+             \"cpu\":{\"42\":{\"s\":0.50,\"us_per_op\":500.0}},\"client_cpu_s\":1.00,\"client_cpu_share\":0.2500,\
+             \"mb_per_s\":2.000}"
+        );
+        let human = report.human();
+        assert!(human.contains("ops         1000 (500.0/s), 0 error(s)"), "{human}");
+        assert!(human.contains("throughput  2.0 MB/s"), "{human}");
+        assert!(human.contains("cpu 42      0.50 s, 500.0 us/op"), "{human}");
+        let idle = Report {
+            mode: Mode::Idle,
+            rate: Some(100.0),
+            bytes: None,
+            mem: vec![(
+                42,
+                MemReport {
+                    pss_kib_per_session: 12.5,
+                    rss_kib_per_session: 20.0,
+                    fds: 12,
+                    fds_before: 10,
+                },
+            )],
+            ..report
+        };
+        let json = idle.json();
+        assert!(json.contains("\"rate\":100.000,"), "{json}");
+        assert!(!json.contains("mb_per_s"), "{json}");
+        assert!(
+            json.ends_with(
+                ",\"mem\":{\"42\":{\"pss_kib_per_session\":12.50,\"rss_kib_per_session\":20.00,\"fds\":12,\"fds_before\":10}}}"
+            ),
+            "{json}"
+        );
+    }
+}
