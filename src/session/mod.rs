@@ -136,10 +136,12 @@ pub async fn serve(client: TcpStream, id: u64, ctx: Rc<ServerContext>, random: [
     let front = ctx.front.start(seed);
     // The dialogue's machine and buffers are gone before the relay starts:
     // a relayed session keeps only its sockets and the relay's small state.
-    match dialogue(client, front, &ctx, &mut trace).await {
+    // Each stage's future lives on the heap only while it runs: a relayed
+    // session does not keep the (larger) login dialogue's state allocated.
+    match Box::pin(dialogue(client, front, &ctx, &mut trace)).await {
         Ok(handover) => {
             log::info!("*{id} {}: logged in", trace.who());
-            relay_session(handover, &ctx, &trace).await;
+            Box::pin(relay_session(handover, &ctx, &trace)).await;
         }
         Err(reason) => log::info!("*{id} {}: {reason}", trace.who()),
     }
