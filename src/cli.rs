@@ -71,6 +71,11 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "1m")]
     pub pipe_size: usize,
 
+    /// Microseconds an idle executor spins before it sleeps in the kernel
+    /// (glommio's spin_before_park). Trades CPU for fewer wake-ups; 0 = off.
+    #[arg(long, value_name = "MICROS", default_value = "0")]
+    pub spin_before_park: u64,
+
     /// Lowest level written to the error log (debug, info, notice, warn,
     /// error, crit, alert, emerg). Overrides the `error_log` level.
     #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
@@ -144,6 +149,7 @@ mod tests {
         assert_eq!(args.io_memory, 512 << 10);
         assert_eq!(args.relay, RelayMode::Splice);
         assert_eq!(args.pipe_size, 1 << 20);
+        assert_eq!(args.spin_before_park, 0);
         let args = Args::try_parse_from(["postern", "--relay", "copy", "--pipe-size", "64k"]).unwrap();
         assert_eq!((args.relay, args.pipe_size), (RelayMode::Copy, 64 << 10));
         assert!(Args::try_parse_from(["postern", "--relay", "sendfile"]).is_err());

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         max_conns: args.max_conns,
         relay: args.relay,
         pipe_size: args.pipe_size,
+        spin_before_park: std::time::Duration::from_micros(args.spin_before_park),
     };
     match runtime::run(config, options) {
         Ok(()) => ExitCode::SUCCESS,

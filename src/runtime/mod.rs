@@ -41,6 +41,8 @@ pub struct RuntimeOptions {
     pub relay: RelayMode,
     /// `--pipe-size`: capacity asked for each splice pipe.
     pub pipe_size: usize,
+    /// `--spin-before-park`: how long an idle executor spins first.
+    pub spin_before_park: std::time::Duration,
 }
 
 /// The default `--pipe-size`: 1 MiB, measured best on these machines
@@ -60,6 +62,7 @@ impl Default for RuntimeOptions {
             max_conns: None,
             relay: RelayMode::Splice,
             pipe_size: DEFAULT_PIPE_SIZE,
+            spin_before_park: std::time::Duration::ZERO,
         }
     }
 }
@@ -178,6 +181,7 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("postern-{index}"))
             .io_memory(options.io_memory)
+            .spin_before_park(options.spin_before_park)
             .spawn(move || core::run(spec, core_end))
             .map_err(|e| format!("starting the executor for core {index} on CPU {cpu} failed ({e})"))?;
         let core_events = events.clone();
