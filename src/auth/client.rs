@@ -19,8 +19,9 @@ pub async fn ask(server: &AuthHttp, request: &[u8], timeout: Duration) -> Result
                 let stream = TcpStream::connect(*addr)
                     .await
                     .map_err(|e| AuthError::Connect(e.to_string()))?;
-                // The request is one small write; Nagle would only delay it.
-                let _ = stream.set_nodelay(true);
+                // No TCP_NODELAY: the request is one write on a fresh
+                // connection, which Nagle never delays; a setsockopt per
+                // login would cost more than it saves.
                 exchange(stream, request).await
             }
             AuthHttpTarget::Unix(path) => {

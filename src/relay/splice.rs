@@ -201,6 +201,18 @@ impl PipePool {
     }
 }
 
+/// O_NONBLOCK in one ioctl(FIONBIO), where fcntl takes two calls (get, set):
+/// this runs at the start of every relayed session.
+fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: FIONBIO reads one int, which lives across the call; the fd is
+    // borrowed from its owner for the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONBIO, &on) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A second glommio stream on a duplicate of `stream`'s fd, to write
 /// through while the original is borrowed by the other direction's wait.
 fn writer_for(stream: &TcpStream) -> io::Result<TcpStream> {
@@ -226,7 +238,7 @@ pub async fn relay(
     // splice would stall the whole core. The flag lives on the open file
     // description, so the short-lived duplicates for writing share it.
     for stream in [&client, &backend] {
-        if let Err(e) = socket2::SockRef::from(&stream.as_fd_borrowed()).set_nonblocking(true) {
+        if let Err(e) = set_nonblocking(stream.as_fd_borrowed()) {
             return RelayStats {
                 error: Some(format!("fcntl(O_NONBLOCK) failed ({e})")),
                 ..RelayStats::default()
