@@ -339,3 +339,36 @@ m.logout()
         "imaplib fetched other bytes"
     );
 }
+
+/// `auth_http_keepalive` (Postern's own): logins reuse one connection to the
+/// auth server per core; without it, each login opens one, as nginx.
+#[test]
+fn auth_http_keepalive_reuses_the_connection() {
+    for (keepalive, connections) in [(true, 1), (false, 3)] {
+        let backend = start_backend(&["bob:secret"], 1, 10);
+        let auth = start_auth(&["bob:secret"], backend.addr, &["--log-connections"]);
+        let extra = if keepalive { "    auth_http_keepalive 4;" } else { "" };
+        let postern = start_postern_with(
+            "worker_processes 1;\nerror_log stderr info;",
+            &format!("{}\n{extra}", auth_http(&auth)),
+        );
+        for i in 0..3 {
+            let mut c = Client::imap(postern.addr);
+            c.expect(&format!("a{i} LOGIN bob secret\r\n"), &[&ok(&format!("a{i}"))]);
+            c.expect(
+                &format!("b{i} LOGOUT\r\n"),
+                &["* BYE logging out\r\n", &format!("b{i} OK LOGOUT completed\r\n")],
+            );
+        }
+        // A wrong password on the kept connection is answered the same way.
+        let mut c = Client::imap(postern.addr);
+        c.expect("x LOGIN bob wrong\r\n", &["x NO Invalid login or password\r\n"]);
+        drop(c);
+        let seen = auth.proc.log().matches("postern-bench auth: connection ").count();
+        assert_eq!(
+            seen,
+            if keepalive { connections } else { connections + 1 },
+            "keepalive {keepalive}"
+        );
+    }
+}

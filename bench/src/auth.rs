@@ -143,6 +143,10 @@ pub struct Config {
     pub mode: Mode,
     /// Request heads received so far, across all connections.
     pub received: AtomicU64,
+    /// Say `connection N` on stderr at each accept.
+    pub log_connections: bool,
+    /// Connections accepted so far.
+    pub connections: AtomicU64,
 }
 
 impl Config {
@@ -176,38 +180,75 @@ pub fn run(listener: Listener, config: Config) -> ! {
 }
 
 fn handle(config: &Config, mut stream: Stream) {
+    let n = config.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if config.log_connections {
+        eprintln!("postern-bench auth: connection {n}");
+    }
     if let Err(e) = stream.set_read_timeout(Some(READ_TIMEOUT)) {
         eprintln!("postern-bench auth: set timeout: {e}");
     }
-    let head = match read_head(&mut stream) {
+    // HTTP/1.0 keep-alive: requests asking for it get a reply that says so,
+    // with its length, and the connection stays for the next request.
+    while handle_one(config, &mut stream) {}
+}
+
+/// Answers one request; whether the connection stays open for another.
+fn handle_one(config: &Config, stream: &mut Stream) -> bool {
+    let head = match read_head(stream) {
         Ok(Some(head)) => head,
-        Ok(None) => return,
+        Ok(None) => return false,
         Err(e) => {
             if !net::is_disconnect(&e) {
                 eprintln!("postern-bench auth: read: {e}");
             }
-            return;
+            return false;
         }
     };
     if let Some(record) = &config.record {
         record.write(&head);
     }
-    let reply = match config.answer(&head) {
+    let mut reply = match config.answer(&head) {
         Answer::Reply(reply) => reply,
-        Answer::Hang => return hang(&mut stream),
+        Answer::Hang => {
+            hang(stream);
+            return false;
+        }
     };
+    let keep_alive = matches!(config.mode, Mode::Decide) && wants_keep_alive(&head) && reply.ends_with(b"\r\n\r\n");
+    if keep_alive {
+        let owned = reply.to_mut();
+        owned.truncate(owned.len() - 2);
+        owned.extend_from_slice(b"Connection: keep-alive\r\nContent-Length: 0\r\n\r\n");
+    }
     if !config.delay.is_zero() {
         std::thread::sleep(config.delay);
     }
-    let sent = stream
-        .write_all(&reply)
-        .and_then(|()| stream.flush())
-        .and_then(|()| stream.shutdown_write());
+    let sent = stream.write_all(&reply).and_then(|()| stream.flush());
+    let sent = if keep_alive {
+        sent
+    } else {
+        sent.and_then(|()| stream.shutdown_write())
+    };
     if let Err(e) = sent {
         if !net::is_disconnect(&e) {
             eprintln!("postern-bench auth: write: {e}");
         }
+        return false;
     }
+    keep_alive
+}
+
+/// `Connection: keep-alive` in a request head (case-insensitive).
+fn wants_keep_alive(head: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    if !matches!(request.parse(head), Ok(httparse::Status::Complete(_))) {
+        return false;
+    }
+    request
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("Connection") && h.value.eq_ignore_ascii_case(b"keep-alive"))
 }
 
 /// Reads and discards whatever arrives until the peer closes the connection

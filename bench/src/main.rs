@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use postern_bench::auth;
 use postern_bench::backend::{self, Mailbox, Protocol, Queue};
+use postern_bench::chart;
 use postern_bench::fetch;
 use postern_bench::load;
 use postern_bench::net::{self, Listener};
@@ -35,6 +36,8 @@ enum Command {
     Fetch(FetchArgs),
     /// Generate login, session, idle or bulk load against an IMAP, POP3 or SMTP server.
     Load(LoadArgs),
+    /// Draw a PNG bar chart of the Postern/nginx ratios in a scripts/bench.sh results file.
+    Chart(ChartArgs),
 }
 
 #[derive(Args)]
@@ -75,6 +78,10 @@ struct AuthArgs {
     /// Send Auth-User: USER and Auth-Pass: PASS when NAME logs in (repeatable).
     #[arg(long = "override", value_name = "NAME=USER:PASS")]
     overrides: Vec<OsString>,
+    /// Print `connection N` on stderr for each connection accepted (tests
+    /// count them to see keep-alive at work).
+    #[arg(long)]
+    log_connections: bool,
     /// Answer every request with the exact bytes of FILE, then close.
     #[arg(long, value_name = "FILE", conflicts_with = "hang")]
     reply_file: Option<PathBuf>,
@@ -180,6 +187,19 @@ struct LoadArgs {
     timeout: u64,
 }
 
+#[derive(Args)]
+struct ChartArgs {
+    /// Results file (JSON lines) with a summary line, as scripts/bench.sh writes it.
+    #[arg(long, value_name = "FILE.jsonl")]
+    input: PathBuf,
+    /// PNG file to write.
+    #[arg(long, value_name = "FILE.png")]
+    output: PathBuf,
+    /// TrueType font for the text (default: DejaVu Sans or another system .ttf).
+    #[arg(long, value_name = "FILE.ttf")]
+    font: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ModeArg {
     Login,
@@ -202,6 +222,7 @@ fn main() -> ExitCode {
         Command::Backend(args) => run_backend(args),
         Command::Fetch(args) => run_fetch(args),
         Command::Load(args) => run_load(args),
+        Command::Chart(args) => run_chart(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -256,6 +277,7 @@ fn run_auth(args: AuthArgs) -> Result<(), String> {
         wait_first: args.wait_first,
         overrides,
         mode,
+        log_connections: args.log_connections,
         ..auth::Config::default()
     };
     let listener = bind(&args.listen)?;
@@ -356,5 +378,11 @@ fn run_load(args: LoadArgs) -> Result<(), String> {
     if report.ops == 0 {
         return Err("load: no operation succeeded".into());
     }
+    Ok(())
+}
+
+fn run_chart(args: ChartArgs) -> Result<(), String> {
+    let message = chart::run(&args.input, &args.output, args.font.as_deref())?;
+    println!("{message}");
     Ok(())
 }

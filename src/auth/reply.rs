@@ -27,15 +27,46 @@ pub enum Parsed {
     Partial,
 }
 
+/// Where a reply ends, for reusing its connection (`auth_http_keepalive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    /// Bytes of the head, blank line included.
+    pub head: usize,
+    /// `Content-Length`, if the server sent one (and it is not absurd).
+    pub body: Option<usize>,
+    /// The server said `Connection: keep-alive`.
+    pub keep_alive: bool,
+}
+
+impl Framing {
+    /// The reply's total length when its connection may carry another
+    /// request: only with keep-alive and a known length.
+    pub fn reusable_end(&self) -> Option<usize> {
+        if self.keep_alive {
+            self.body.map(|body| self.head + body)
+        } else {
+            None
+        }
+    }
+}
+
 pub fn parse(buf: &[u8]) -> Result<Parsed, AuthError> {
+    Ok(match parse_framed(buf)? {
+        Some((reply, _)) => Parsed::Complete(reply),
+        None => Parsed::Partial,
+    })
+}
+
+/// As `parse`, with the reply's framing; `None` while the head is partial.
+pub fn parse_framed(buf: &[u8]) -> Result<Option<(AuthReply, Framing)>, AuthError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
-    match response.parse(buf) {
-        Ok(httparse::Status::Complete(_)) => {}
+    let head = match response.parse(buf) {
+        Ok(httparse::Status::Complete(head)) => head,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_REPLY_BYTES => return Err(AuthError::TooLarge),
-        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(AuthError::Malformed(e.to_string())),
-    }
+    };
     let find = |name: &str| {
         response
             .headers
@@ -71,7 +102,15 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, AuthError> {
             error_code: find("Auth-Error-Code").map(client_safe),
         },
     };
-    Ok(Parsed::Complete(reply))
+    let framing = Framing {
+        head,
+        body: find("Content-Length")
+            .and_then(ascii)
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|&n| n <= MAX_REPLY_BYTES),
+        keep_alive: find("Connection").is_some_and(|v| v.eq_ignore_ascii_case(b"keep-alive")),
+    };
+    Ok(Some((reply, framing)))
 }
 
 fn malformed(what: &str) -> AuthError {
@@ -178,6 +217,28 @@ mod tests {
         for (head, want) in rows {
             assert_eq!(reply(head), want, "reply {head:?}");
         }
+    }
+
+    #[test]
+    fn framing_for_keep_alive() {
+        let head = "HTTP/1.0 200 OK\r\nAuth-Status: no\r\nConnection: Keep-Alive\r\nContent-Length: 3\r\n\r\nabc";
+        let (_, framing) = parse_framed(head.as_bytes()).unwrap().unwrap();
+        assert_eq!(
+            framing,
+            Framing {
+                head: head.len() - 3,
+                body: Some(3),
+                keep_alive: true
+            }
+        );
+        assert_eq!(framing.reusable_end(), Some(head.len()));
+        let close = "HTTP/1.0 200 OK\r\nAuth-Status: no\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(parse_framed(close.as_bytes()).unwrap().unwrap().1.reusable_end(), None);
+        let unknown = "HTTP/1.0 200 OK\r\nAuth-Status: no\r\nConnection: keep-alive\r\n\r\n";
+        assert_eq!(
+            parse_framed(unknown.as_bytes()).unwrap().unwrap().1.reusable_end(),
+            None
+        );
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct RequestContext<'a> {
     /// `Client-Host` (SMTP only): the client's verified host name, or
     /// `[UNAVAILABLE]` without a resolver.
     pub client_host: Option<&'a str>,
+    /// `auth_http_keepalive`: ask the server to keep the connection.
+    pub keep_alive: bool,
 }
 
 /// The request bytes, headers in nginx's order. User and password are
@@ -61,6 +63,9 @@ pub fn build(req: &AuthRequest, ctx: &RequestContext<'_>) -> Vec<u8> {
             escape(value, &mut out);
             out.extend_from_slice(b"\r\n");
         }
+    }
+    if ctx.keep_alive {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     for (name, value) in ctx.headers {
         out.extend_from_slice(name.as_bytes());
@@ -110,6 +115,7 @@ mod tests {
             client_ip: Some("192.0.2.7".parse().unwrap()),
             headers: &[("X-Auth-Key".to_string(), "s3cr3t key".to_string())],
             client_host: None,
+            keep_alive: false,
         };
         assert_eq!(
             String::from_utf8(build(&req, &ctx)).unwrap(),
@@ -140,13 +146,15 @@ mod tests {
             client_ip: Some("192.0.2.7".parse().unwrap()),
             headers: &[],
             client_host: Some("[UNAVAILABLE]"),
+            keep_alive: true,
         };
         assert_eq!(
             String::from_utf8(build(&req, &ctx)).unwrap(),
             "GET / HTTP/1.0\r\nHost: auth\r\nAuth-Method: none\r\nAuth-User: \r\nAuth-Pass: \r\n\
              Auth-Salt: <1.2@mx>\r\nAuth-Protocol: smtp\r\nAuth-Login-Attempt: 1\r\nClient-IP: 192.0.2.7\r\n\
              Client-Host: [UNAVAILABLE]\r\nAuth-SMTP-Helo: client.example\r\n\
-             Auth-SMTP-From: MAIL%20FROM:<a@b>%20SIZE=10\r\nAuth-SMTP-To: RCPT%20TO:<c@d>\r\n\r\n"
+             Auth-SMTP-From: MAIL%20FROM:<a@b>%20SIZE=10\r\nAuth-SMTP-To: RCPT%20TO:<c@d>\r\n\
+             Connection: keep-alive\r\n\r\n"
         );
     }
 

@@ -109,6 +109,7 @@ pub(crate) struct ServerDraft {
     pub(crate) timeout: Option<Duration>,
     pub(crate) auth_http: Option<AuthHttp>,
     pub(crate) auth_http_timeout: Option<Duration>,
+    pub(crate) auth_http_keepalive: Option<usize>,
     pub(crate) auth_http_headers: Option<Vec<(String, String)>>,
     pub(crate) proxy_pass_error_message: Option<bool>,
     pub(crate) so_keepalive: Option<bool>,
@@ -411,6 +412,7 @@ fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
         timeout: required(draft.timeout, "timeout", &location)?,
         auth_http,
         auth_http_timeout: required(draft.auth_http_timeout, "auth_http_timeout", &location)?,
+        auth_http_keepalive: required(draft.auth_http_keepalive, "auth_http_keepalive", &location)?,
         // No default: none unless `auth_http_header` is given.
         auth_http_headers: draft.auth_http_headers.unwrap_or_default(),
         proxy_pass_error_message: required(draft.proxy_pass_error_message, "proxy_pass_error_message", &location)?,

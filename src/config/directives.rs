@@ -201,6 +201,8 @@ pub(crate) static TABLE: &[Row] = &[
     Row::server("timeout", MAIL_SERVER, Exact(1), set_timeout).default("60s"),
     Row::server("auth_http", MAIL_SERVER, Exact(1), set_auth_http),
     Row::server("auth_http_timeout", MAIL_SERVER, Exact(1), set_auth_http_timeout).default("60s"),
+    // Postern's own: nginx opens a connection to the auth server per login.
+    Row::server("auth_http_keepalive", MAIL_SERVER, Exact(1), set_auth_http_keepalive).default("0"),
     // Server-level headers replace the mail-level ones as a whole (nginx's
     // array merge), which the generic inheritance does; none by default.
     Row::server("auth_http_header", MAIL_SERVER, Exact(2), set_auth_http_header).repeatable(),
@@ -515,6 +517,12 @@ fn set_timeout(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), St
 
 fn set_auth_http(s: &mut ServerDraft, d: &Directive, env: &mut Env) -> Result<(), String> {
     s.auth_http = Some(address::auth_http(only(d)?, &mut env.resolver)?);
+    Ok(())
+}
+
+fn set_auth_http_keepalive(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    let value = only(d)?;
+    s.auth_http_keepalive = Some(values::parse_number(value).ok_or_else(|| invalid_value(value, &d.name))?);
     Ok(())
 }
 

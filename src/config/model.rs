@@ -230,6 +230,9 @@ pub struct ServerConfig {
     pub timeout: Duration,
     pub auth_http: AuthHttp,
     pub auth_http_timeout: Duration,
+    /// `auth_http_keepalive N` (Postern's, default 0): idle connections to
+    /// the auth server each core keeps for reuse (HTTP/1.0 keep-alive).
+    pub auth_http_keepalive: usize,
     /// `auth_http_header name value`: sent after nginx's headers, in order.
     /// Names are HTTP tokens and values hold no CR, LF or NUL (checked when
     /// read), so they cannot break the request.

@@ -111,6 +111,7 @@ fn minimal_config_gets_exactly_the_defaults() {
                     uri: "/auth".to_string(),
                 },
                 auth_http_timeout: Duration::from_secs(60),
+                auth_http_keepalive: 0,
                 auth_http_headers: Vec::new(),
                 proxy_pass_error_message: false,
                 so_keepalive: false,
@@ -240,6 +241,7 @@ fn server_directives() {
             s.auth_http_timeout == Duration::from_millis(2500)
         }),
         ("proxy_pass_error_message on;", |s| s.proxy_pass_error_message),
+        ("auth_http_keepalive 8;", |s| s.auth_http_keepalive == 8),
         ("proxy_pass_error_message OFF;", |s| !s.proxy_pass_error_message),
         ("imap_capabilities IMAP4rev1 \"IDLE\" 'LITERAL+';", |s| {
             s.imap.capabilities == ["IMAP4rev1", "IDLE", "LITERAL+"]

@@ -39,6 +39,8 @@ pub struct ServerContext {
     /// Closed (never given permits) when a graceful stop begins: a session
     /// waiting on it for a client command wakes and says goodbye.
     pub stopping: Rc<Semaphore>,
+    /// Idle auth server connections (`auth_http_keepalive`), when enabled.
+    pub auth_pool: Option<auth::client::KeepAlive>,
 }
 
 impl ServerContext {
@@ -48,12 +50,14 @@ impl ServerContext {
         pipes: Option<Rc<PipePool>>,
         stopping: Rc<Semaphore>,
     ) -> Self {
+        let server_keepalive = server.auth_http_keepalive;
         ServerContext {
             front: FrontSettings::from_server(&server),
             server,
             listen_name,
             pipes,
             stopping,
+            auth_pool: (server_keepalive > 0).then(|| auth::client::KeepAlive::new(server_keepalive)),
         }
     }
 }
@@ -262,9 +266,16 @@ async fn ask_auth_server(
             headers: &ctx.server.auth_http_headers,
             // No resolver yet: nginx's word for an unknown name.
             client_host: (ctx.server.protocol == Protocol::Smtp).then_some("[UNAVAILABLE]"),
+            keep_alive: ctx.auth_pool.is_some(),
         },
     );
-    let reply = auth::client::ask(&ctx.server.auth_http, &http, ctx.server.auth_http_timeout).await;
+    let reply = auth::client::ask(
+        &ctx.server.auth_http,
+        &http,
+        ctx.server.auth_http_timeout,
+        ctx.auth_pool.as_ref(),
+    )
+    .await;
     if let Err(e) = &reply {
         log::error!("*{} {e} while in http auth state, {}", trace.id, trace.who());
     }
