@@ -272,8 +272,10 @@ pub fn render(summary: &Summary, output: &Path, text: bool) -> Result<(), String
             let mid = y0 + (i as i32) * ROW_HEIGHT as i32 + ROW_HEIGHT as i32 / 2;
             root.draw(&Text::new(bar.text(), (x0 - 10, mid), label.clone()))
                 .map_err(err)?;
+            // Past the parity line when the bar ends just short of it.
             let end = x_of(bar.ratio.min(max));
-            root.draw(&Text::new(format!("{:.2}x", bar.ratio), (end + 6, mid), value.clone()))
+            let at = if end < one && one - end < 48 { one + 6 } else { end + 6 };
+            root.draw(&Text::new(format!("{:.2}x", bar.ratio), (at, mid), value.clone()))
                 .map_err(err)?;
         }
         let tick_style = font(14.0).pos(Pos::new(HPos::Center, VPos::Top));
