@@ -231,6 +231,18 @@ fn twenty_megabytes_each_way() {
     let line = s.postern.proc.wait_for("session done");
     assert!(line.contains("user \"bob\""), "{line}");
     assert!(line.contains("(splice)"), "the default relay is splice: {line}");
+    // And the bulk really went through pipes, not through user space: all
+    // but the first burst of each transfer (the copy buffer, 16 KiB) and the
+    // small commands.
+    let spliced: u64 = line
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" spliced"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no spliced count in {line}"));
+    assert!(
+        spliced > 2 * (SIZE as u64) * 9 / 10,
+        "only {spliced} bytes spliced: {line}"
+    );
     assert!(line.contains(&format!("backend {}", s.backend.addr)), "{line}");
     let up = format!("client->backend {} bytes", c.sent - sent_before);
     let down = format!("backend->client {} bytes", c.received - received_before);

@@ -63,6 +63,10 @@ fn slow_reader_gets_every_byte() {
     c.expect("z LOGOUT\r\n", &["* BYE logging out\r\n", "z OK LOGOUT completed\r\n"]);
     let done = postern.proc.wait_for("session done");
     assert!(done.contains("(splice)"), "{done}");
+    assert!(
+        !done.contains(", 0 spliced"),
+        "the slow reader's bytes went by copy only: {done}"
+    );
 }
 
 /// A pipe size no kernel grants (above 2^31 F_SETPIPE_SZ is EINVAL even for

@@ -22,6 +22,8 @@ pub enum RelayMode {
 pub struct RelayStats {
     pub client_to_backend: u64,
     pub backend_to_client: u64,
+    /// Bytes that went through a pipe, never through user space.
+    pub spliced: u64,
     /// Why the relay ended early, if it did not end with both sides closing.
     pub error: Option<String>,
 }
@@ -31,6 +33,8 @@ pub struct RelayStats {
 pub(crate) struct Meter {
     pub(crate) up: Cell<u64>,
     pub(crate) down: Cell<u64>,
+    /// Of those, the bytes that went through a pipe (splice relay).
+    pub(crate) spliced: Cell<u64>,
     pub(crate) last_moved: Cell<Instant>,
 }
 
@@ -39,6 +43,7 @@ impl Meter {
         Meter {
             up: Cell::new(0),
             down: Cell::new(0),
+            spliced: Cell::new(0),
             last_moved: Cell::new(Instant::now()),
         }
     }
@@ -91,6 +96,7 @@ pub(crate) async fn drive(
     RelayStats {
         client_to_backend: meter.up.get(),
         backend_to_client: meter.down.get(),
+        spliced: meter.spliced.get(),
         error,
     }
 }

@@ -131,6 +131,8 @@ pub struct PipePool {
     stats: RefCell<PipeStats>,
     /// Said once per core, not once per pipe.
     warned: Cell<bool>,
+    /// The core's copy buffer for small bursts (see `copy_burst`).
+    scratch: RefCell<Vec<u8>>,
 }
 
 impl PipePool {
@@ -140,6 +142,7 @@ impl PipePool {
             idle: RefCell::new(Vec::new()),
             stats: RefCell::default(),
             warned: Cell::new(false),
+            scratch: RefCell::new(vec![0; SCRATCH]),
         }
     }
 
@@ -246,8 +249,8 @@ pub async fn relay(
         }
     }
     let meter = super::Meter::new();
-    let up = direction(&client, &backend, to_backend, pool, &meter.up, &meter.last_moved);
-    let down = direction(&backend, &client, to_client, pool, &meter.down, &meter.last_moved);
+    let up = direction(&client, &backend, to_backend, pool, &meter.up, &meter);
+    let down = direction(&backend, &client, to_client, pool, &meter.down, &meter);
     super::drive(up, down, idle_limit, &meter).await
 }
 
@@ -265,48 +268,156 @@ async fn direction(
     already: Vec<u8>,
     pool: &PipePool,
     count: &Cell<u64>,
-    last_moved: &Cell<Instant>,
+    meter: &super::Meter,
 ) -> Result<(), String> {
+    let last_moved = &meter.last_moved;
     if !already.is_empty() {
         write_waiting(to, &already).await.map_err(|e| e.to_string())?;
         count.set(count.get() + already.len() as u64);
     }
     // Not kept for the rest of the session.
     drop(already);
-    let mut spill = Vec::new();
     loop {
-        let Some(mut pipe) = pool.take() else {
-            // Out of fds for now: try again shortly rather than fail the session.
-            glommio::timer::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let moved = splice(from.as_fd_borrowed(), pipe.write.as_fd(), pipe.capacity);
-        match moved {
-            Ok(Moved::Bytes(n)) => {
-                pipe.pending = n;
+        // Mail is mostly short lines and small messages, for which two
+        // splices through a pipe cost more than one copy: each burst is
+        // first read into the core's scratch buffer. Only a burst that fills
+        // it is a bulk transfer, whose rest goes by splice.
+        match copy_burst(from, to, pool).await? {
+            Burst::Moved(n) => {
                 last_moved.set(Instant::now());
-                let result = drain(&mut pipe, to, &mut spill).await;
-                pool.give(pipe);
-                result?;
                 count.set(count.get() + n as u64);
+                if n == SCRATCH {
+                    let spliced = splice_until_dry(from, to, pool).await?;
+                    count.set(count.get() + spliced);
+                    meter.spliced.set(meter.spliced.get() + spliced);
+                    if spliced > 0 {
+                        last_moved.set(Instant::now());
+                    }
+                }
             }
-            Ok(Moved::WouldBlock) => {
-                pool.give(pipe);
-                // Holding no pipe, wait until the source has a byte or ends.
+            Burst::Dry => {
+                // Holding no buffer and no pipe, wait until the source has a
+                // byte or ends.
                 let mut probe = [0u8; 1];
                 from.peek(&mut probe).await.map_err(|e| e.to_string())?;
             }
-            Ok(Moved::Closed) => {
-                pool.give(pipe);
+            Burst::Closed => {
                 // Half-close: the peer may still be sending the other way.
                 let to_fd = to.as_fd_borrowed();
                 return socket2::SockRef::from(&to_fd)
                     .shutdown(Shutdown::Write)
                     .map_err(|e| e.to_string());
             }
+        }
+    }
+}
+
+/// The core's copy buffer for small bursts: big enough for a mail command,
+/// a reply or a small message; a burst that fills it switches to splice.
+const SCRATCH: usize = 16 * 1024;
+
+enum Burst {
+    Moved(usize),
+    /// Nothing to read now.
+    Dry,
+    Closed,
+}
+
+/// Reads one burst into the core's scratch buffer and sends it on. The
+/// buffer is borrowed only while no other task can run; what the
+/// destination cannot take at once is copied out before waiting for it.
+async fn copy_burst(from: &TcpStream, to: &TcpStream, pool: &PipePool) -> Result<Burst, String> {
+    let rest = {
+        let mut scratch = pool.scratch.borrow_mut();
+        let n = match recv(from.as_fd_borrowed(), &mut scratch[..]).map_err(|e| e.to_string())? {
+            Moved::Bytes(n) => n,
+            Moved::WouldBlock => return Ok(Burst::Dry),
+            Moved::Closed => return Ok(Burst::Closed),
+        };
+        let sent = send(to.as_fd_borrowed(), &scratch[..n]).map_err(|e| e.to_string())?;
+        (n, scratch[sent..n].to_vec())
+    };
+    let (n, rest) = rest;
+    if !rest.is_empty() {
+        write_waiting(to, &rest).await.map_err(|e| e.to_string())?;
+    }
+    Ok(Burst::Moved(n))
+}
+
+/// Splices until the source has nothing more for now; the bytes moved.
+async fn splice_until_dry(from: &TcpStream, to: &TcpStream, pool: &PipePool) -> Result<u64, String> {
+    let mut moved = 0u64;
+    let mut spill = Vec::new();
+    loop {
+        let Some(mut pipe) = pool.take() else {
+            // No pipe to be had (out of fds): the copy path carries on.
+            return Ok(moved);
+        };
+        match splice(from.as_fd_borrowed(), pipe.write.as_fd(), pipe.capacity) {
+            Ok(Moved::Bytes(n)) => {
+                pipe.pending = n;
+                let result = drain(&mut pipe, to, &mut spill).await;
+                pool.give(pipe);
+                result?;
+                moved += n as u64;
+            }
+            // The end of stream, if it came, is seen by the next burst.
+            Ok(Moved::WouldBlock | Moved::Closed) => {
+                pool.give(pipe);
+                return Ok(moved);
+            }
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// Non-blocking recv(2) into `buf`.
+fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Moved> {
+    loop {
+        // SAFETY: the fd is borrowed from its owner for the call; the pointer
+        // and length describe `buf`, which is writable and outlives the call.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        match n {
+            0 => return Ok(Moved::Closed),
+            n if n > 0 => return Ok(Moved::Bytes(n as usize)),
+            _ => {
+                let err = io::Error::last_os_error();
+                match err.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(Moved::WouldBlock),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(err),
+                }
+            }
+        }
+    }
+}
+
+/// Non-blocking send(2) of as much of `buf` as the socket takes now.
+fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < buf.len() {
+        // SAFETY: the fd is borrowed from its owner for the call; the pointer
+        // and length describe the unsent part of `buf`, readable for the call.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                buf[sent..].as_ptr().cast(),
+                buf.len() - sent,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            sent += n as usize;
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::WouldBlock => break,
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(err),
+        }
+    }
+    Ok(sent)
 }
 
 /// Empties the pipe into `to`: by splice while the socket takes it; when it

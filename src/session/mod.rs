@@ -313,11 +313,12 @@ async fn relay_session(handover: Handover, ctx: &ServerContext, trace: &Trace) {
         ),
     };
     log::info!(
-        "*{} {}: session done ({via}), client->backend {} bytes, backend->client {} bytes, {:.3}s{}",
+        "*{} {}: session done ({via}), client->backend {} bytes, backend->client {} bytes, {} spliced, {:.3}s{}",
         trace.id,
         trace.who(),
         stats.client_to_backend,
         stats.backend_to_client,
+        stats.spliced,
         trace.started.elapsed().as_secs_f64(),
         stats.error.map_or_else(String::new, |e| format!(", {e}")),
     );
