@@ -1,22 +1,26 @@
-//! The zero-copy relay: `splice(2)` socket -> pipe -> socket, each way, so
-//! payload bytes never enter user space.
+//! The zero-copy relay: `splice(2)` socket -> pipe -> socket for bulk
+//! transfers, so their bytes never enter user space; small bursts (mail
+//! commands, replies, small messages) are copied, which is cheaper for them.
 //!
 //! glommio has no splice API and exposes no readiness hooks, so the
 //! non-blocking `splice` is called directly and the waiting goes through
-//! glommio's own operations: a 1-byte `peek` (an io_uring RECV with
-//! MSG_PEEK) waits until the source has bytes, and when the destination
-//! socket is full, what is left in the pipe is moved into a buffer and
-//! written with glommio's `write_all`, which waits for room. A session takes
-//! a pipe from its core's pool only while bytes move and gives it back,
-//! empty, before it waits: an idle session holds no pipe.
+//! glommio's own operations: its read waits for the next burst (read into
+//! the core's shared scratch buffer), and when the destination socket is
+//! full, what is left is written with glommio's write, which waits for room.
+//! Both sockets sit in `RefCell`s borrowed only inside single polls, so the
+//! two directions share them without duplicate fds. A session takes a pipe
+//! from its core's pool only while bulk bytes move and gives it back, empty,
+//! before it waits: an idle session holds no pipe and no buffer.
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_lite::AsyncWriteExt;
+use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
 use super::RelayStats;
@@ -216,19 +220,45 @@ fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// A second glommio stream on a duplicate of `stream`'s fd, to write
-/// through while the original is borrowed by the other direction's wait.
-fn writer_for(stream: &TcpStream) -> io::Result<TcpStream> {
-    // SAFETY: `stream` owns its fd and outlives this borrow.
-    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    let dup = fd.try_clone_to_owned()?;
-    // SAFETY: `dup` is a fresh fd of a connected, non-blocking stream socket
-    // that nothing else owns; the new stream takes it over.
-    Ok(unsafe { TcpStream::from_raw_fd(dup.into_raw_fd()) })
+/// One side of the relay: its stream, borrowed only inside a single poll
+/// (never across an await), so both directions can read from one socket
+/// and write to the other through glommio; and its fd for splice.
+struct Side {
+    stream: RefCell<TcpStream>,
+    fd: RawFd,
 }
 
-/// As `copy::relay`, by splice. The caller checked `pool.available()`;
-/// should pipes run out mid-session, a direction waits for one.
+impl Side {
+    fn new(stream: TcpStream) -> Side {
+        let fd = stream.as_raw_fd();
+        Side {
+            stream: RefCell::new(stream),
+            fd,
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the stream in `self` owns the fd for as long as `self` lives.
+        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    }
+
+    /// glommio's write, which waits for room in the socket.
+    async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut written = 0;
+        while written < bytes.len() {
+            let n =
+                std::future::poll_fn(|cx| Pin::new(&mut *self.stream.borrow_mut()).poll_write(cx, &bytes[written..]))
+                    .await?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "the socket took nothing"));
+            }
+            written += n;
+        }
+        Ok(())
+    }
+}
+
+/// As `copy::relay`, by splice for bulk and by copy for small bursts.
 pub async fn relay(
     client: TcpStream,
     backend: TcpStream,
@@ -238,41 +268,33 @@ pub async fn relay(
     pool: &PipePool,
 ) -> RelayStats {
     // glommio waits through io_uring and leaves fds blocking; a blocking
-    // splice would stall the whole core. The flag lives on the open file
-    // description, so the short-lived duplicates for writing share it.
+    // splice would stall the whole core.
     for stream in [&client, &backend] {
-        if let Err(e) = set_nonblocking(stream.as_fd_borrowed()) {
+        // SAFETY: the stream owns its fd for the call.
+        if let Err(e) = set_nonblocking(unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }) {
             return RelayStats {
-                error: Some(format!("fcntl(O_NONBLOCK) failed ({e})")),
+                error: Some(format!("ioctl(FIONBIO) failed ({e})")),
                 ..RelayStats::default()
             };
         }
     }
+    let (client, backend) = (Side::new(client), Side::new(backend));
     let meter = super::Meter::new();
     let up = direction(&client, &backend, to_backend, pool, &meter.up, &meter);
     let down = direction(&backend, &client, to_client, pool, &meter.down, &meter);
     super::drive(up, down, idle_limit, &meter).await
 }
 
-/// Writes `bytes` to `to` through glommio, which waits for room. glommio's
-/// write needs a stream of its own, so a duplicate of the fd is made for
-/// the moment and closed again: an idle session holds only its two sockets.
-async fn write_waiting(to: &TcpStream, bytes: &[u8]) -> io::Result<()> {
-    let mut writer = writer_for(to)?;
-    writer.write_all(bytes).await
-}
-
 async fn direction(
-    from: &TcpStream,
-    to: &TcpStream,
+    from: &Side,
+    to: &Side,
     already: Vec<u8>,
     pool: &PipePool,
     count: &Cell<u64>,
     meter: &super::Meter,
 ) -> Result<(), String> {
-    let last_moved = &meter.last_moved;
     if !already.is_empty() {
-        write_waiting(to, &already).await.map_err(|e| e.to_string())?;
+        to.write_all(&already).await.map_err(|e| e.to_string())?;
         count.set(count.get() + already.len() as u64);
     }
     // Not kept for the rest of the session.
@@ -280,34 +302,24 @@ async fn direction(
     loop {
         // Mail is mostly short lines and small messages, for which two
         // splices through a pipe cost more than one copy: each burst is
-        // first read into the core's scratch buffer. Only a burst that fills
-        // it is a bulk transfer, whose rest goes by splice.
-        match copy_burst(from, to, pool).await? {
-            Burst::Moved(n) => {
-                last_moved.set(Instant::now());
-                count.set(count.get() + n as u64);
-                if n == SCRATCH {
-                    let spliced = splice_until_dry(from, to, pool).await?;
-                    count.set(count.get() + spliced);
-                    meter.spliced.set(meter.spliced.get() + spliced);
-                    if spliced > 0 {
-                        last_moved.set(Instant::now());
-                    }
-                }
-            }
-            Burst::Dry => {
-                // Holding no buffer and no pipe, wait until the source has a
-                // byte or ends.
-                let mut probe = [0u8; 1];
-                from.peek(&mut probe).await.map_err(|e| e.to_string())?;
-            }
-            Burst::Closed => {
-                // Half-close: the peer may still be sending the other way.
-                let to_fd = to.as_fd_borrowed();
-                return socket2::SockRef::from(&to_fd)
-                    .shutdown(Shutdown::Write)
-                    .map_err(|e| e.to_string());
-            }
+        // read (glommio waits for it) into the core's scratch buffer and
+        // sent on. Only a burst that fills the buffer is a bulk transfer,
+        // whose rest goes by splice until the source runs dry.
+        let Some((n, rest)) = copy_burst(from, to, pool).await.map_err(|e| e.to_string())? else {
+            // Half-close: the peer may still be sending the other way.
+            return socket2::SockRef::from(&to.fd())
+                .shutdown(Shutdown::Write)
+                .map_err(|e| e.to_string());
+        };
+        if !rest.is_empty() {
+            to.write_all(&rest).await.map_err(|e| e.to_string())?;
+        }
+        meter.last_moved.set(Instant::now());
+        count.set(count.get() + n as u64);
+        if n == SCRATCH {
+            let spliced = splice_until_dry(from, to, pool).await?;
+            count.set(count.get() + spliced);
+            meter.spliced.set(meter.spliced.get() + spliced);
         }
     }
 }
@@ -316,36 +328,27 @@ async fn direction(
 /// a reply or a small message; a burst that fills it switches to splice.
 const SCRATCH: usize = 16 * 1024;
 
-enum Burst {
-    Moved(usize),
-    /// Nothing to read now.
-    Dry,
-    Closed,
-}
-
-/// Reads one burst into the core's scratch buffer and sends it on. The
-/// buffer is borrowed only while no other task can run; what the
-/// destination cannot take at once is copied out before waiting for it.
-async fn copy_burst(from: &TcpStream, to: &TcpStream, pool: &PipePool) -> Result<Burst, String> {
-    let rest = {
+/// Waits for one burst, reads it into the core's scratch buffer and sends
+/// what the destination takes at once; the bytes read and what is left to
+/// send. `None` at the end of the stream. The buffer is borrowed only inside
+/// the poll that completes the read, so every session of the core shares it.
+async fn copy_burst(from: &Side, to: &Side, pool: &PipePool) -> io::Result<Option<(usize, Vec<u8>)>> {
+    std::future::poll_fn(|cx| {
         let mut scratch = pool.scratch.borrow_mut();
-        let n = match recv(from.as_fd_borrowed(), &mut scratch[..]).map_err(|e| e.to_string())? {
-            Moved::Bytes(n) => n,
-            Moved::WouldBlock => return Ok(Burst::Dry),
-            Moved::Closed => return Ok(Burst::Closed),
-        };
-        let sent = send(to.as_fd_borrowed(), &scratch[..n]).map_err(|e| e.to_string())?;
-        (n, scratch[sent..n].to_vec())
-    };
-    let (n, rest) = rest;
-    if !rest.is_empty() {
-        write_waiting(to, &rest).await.map_err(|e| e.to_string())?;
-    }
-    Ok(Burst::Moved(n))
+        match Pin::new(&mut *from.stream.borrow_mut()).poll_read(cx, &mut scratch[..]) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(0)) => Poll::Ready(Ok(None)),
+            Poll::Ready(Ok(n)) => {
+                Poll::Ready(send(to.fd(), &scratch[..n]).map(|sent| Some((n, scratch[sent..n].to_vec()))))
+            }
+        }
+    })
+    .await
 }
 
 /// Splices until the source has nothing more for now; the bytes moved.
-async fn splice_until_dry(from: &TcpStream, to: &TcpStream, pool: &PipePool) -> Result<u64, String> {
+async fn splice_until_dry(from: &Side, to: &Side, pool: &PipePool) -> Result<u64, String> {
     let mut moved = 0u64;
     let mut spill = Vec::new();
     loop {
@@ -353,7 +356,7 @@ async fn splice_until_dry(from: &TcpStream, to: &TcpStream, pool: &PipePool) -> 
             // No pipe to be had (out of fds): the copy path carries on.
             return Ok(moved);
         };
-        match splice(from.as_fd_borrowed(), pipe.write.as_fd(), pipe.capacity) {
+        match splice(from.fd(), pipe.write.as_fd(), pipe.capacity) {
             Ok(Moved::Bytes(n)) => {
                 pipe.pending = n;
                 let result = drain(&mut pipe, to, &mut spill).await;
@@ -367,27 +370,6 @@ async fn splice_until_dry(from: &TcpStream, to: &TcpStream, pool: &PipePool) -> 
                 return Ok(moved);
             }
             Err(e) => return Err(e.to_string()),
-        }
-    }
-}
-
-/// Non-blocking recv(2) into `buf`.
-fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Moved> {
-    loop {
-        // SAFETY: the fd is borrowed from its owner for the call; the pointer
-        // and length describe `buf`, which is writable and outlives the call.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        match n {
-            0 => return Ok(Moved::Closed),
-            n if n > 0 => return Ok(Moved::Bytes(n as usize)),
-            _ => {
-                let err = io::Error::last_os_error();
-                match err.kind() {
-                    io::ErrorKind::WouldBlock => return Ok(Moved::WouldBlock),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return Err(err),
-                }
-            }
         }
     }
 }
@@ -422,15 +404,15 @@ fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
 
 /// Empties the pipe into `to`: by splice while the socket takes it; when it
 /// is full, the rest goes through `spill` and glommio's write, which waits.
-async fn drain(pipe: &mut Pipe, to: &TcpStream, spill: &mut Vec<u8>) -> Result<(), String> {
+async fn drain(pipe: &mut Pipe, to: &Side, spill: &mut Vec<u8>) -> Result<(), String> {
     while pipe.pending > 0 {
-        match splice(pipe.read.as_fd(), to.as_fd_borrowed(), pipe.pending).map_err(|e| e.to_string())? {
+        match splice(pipe.read.as_fd(), to.fd(), pipe.pending).map_err(|e| e.to_string())? {
             Moved::Bytes(n) => pipe.pending -= n,
             Moved::WouldBlock => {
                 spill.resize(pipe.pending, 0);
                 read_exact_from_pipe(&pipe.read, spill).map_err(|e| e.to_string())?;
                 pipe.pending = 0;
-                write_waiting(to, spill).await.map_err(|e| e.to_string())?;
+                to.write_all(spill).await.map_err(|e| e.to_string())?;
                 // A session that was slow once must not keep a pipe's worth
                 // of memory for the rest of its life.
                 *spill = Vec::new();
@@ -460,18 +442,6 @@ fn read_exact_from_pipe(pipe: &OwnedFd, buf: &mut [u8]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A borrowed fd of a glommio stream (which implements only `AsRawFd`).
-trait AsFdBorrowed {
-    fn as_fd_borrowed(&self) -> BorrowedFd<'_>;
-}
-
-impl AsFdBorrowed for TcpStream {
-    fn as_fd_borrowed(&self) -> BorrowedFd<'_> {
-        // SAFETY: the stream owns the fd for at least the returned lifetime.
-        unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) }
-    }
 }
 
 #[cfg(test)]
