@@ -23,6 +23,23 @@ pub enum Stream {
     Unix(UnixStream),
 }
 
+/// The backlog of the companions' TCP listeners; the kernel caps it at
+/// net.core.somaxconn.
+const BACKLOG: i32 = 4096;
+
+fn bind_tcp(spec: &str) -> io::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = spec
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no address in {spec}")))?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
 impl Listener {
     /// Binds `spec`: either `unix:/path/to.sock` or anything
     /// [`TcpListener::bind`] accepts (`127.0.0.1:0`, `[::1]:8080`, ...).
@@ -39,7 +56,7 @@ impl Listener {
                 let listener = UnixListener::bind(&path)?;
                 Ok(Listener::Unix { listener, path })
             }
-            None => Ok(Listener::Tcp(TcpListener::bind(spec)?)),
+            None => Ok(Listener::Tcp(bind_tcp(spec)?)),
         }
     }
 
