@@ -31,6 +31,36 @@ pub fn next_line(input: &[u8], limit: usize) -> Line<'_> {
     }
 }
 
+/// The line loop every line-driven machine shares, front ends and backend
+/// logins alike: hands each whole line of `input` (at most `limit` bytes) to
+/// `on_line` while `more` holds; a line that never ends goes to `too_long`,
+/// which must end the machine's reading. Returns the bytes consumed; the
+/// rest is the caller's (a partial line, or what follows for the relay).
+pub(crate) fn feed_lines<M>(
+    machine: &mut M,
+    input: &[u8],
+    limit: usize,
+    more: fn(&M) -> bool,
+    on_line: fn(&mut M, &[u8]),
+    too_long: fn(&mut M),
+) -> usize {
+    let mut used = 0;
+    while more(machine) {
+        match next_line(&input[used..], limit) {
+            Line::Complete { line, consumed } => {
+                used += consumed;
+                on_line(machine, line);
+            }
+            Line::Partial => break,
+            Line::TooLong => {
+                too_long(machine);
+                break;
+            }
+        }
+    }
+    used
+}
+
 /// Renders bytes a client chose (user names, commands) for a log line: printable
 /// ASCII as is, everything else as `\xNN`, so nothing a client sends can forge
 /// a log line or smuggle terminal escapes.

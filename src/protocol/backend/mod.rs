@@ -9,7 +9,6 @@ pub use imap::ImapBackend;
 pub use pop3::Pop3Backend;
 pub use smtp::SmtpBackend;
 
-use super::line::{next_line, Line};
 use super::BackendOutcome;
 
 /// An order from a backend login machine to the driver.
@@ -20,35 +19,6 @@ pub enum BackendStep {
     Send(Vec<u8>),
     /// The login is over; bytes `feed` did not consume belong to the relay.
     Done(BackendOutcome),
-}
-
-/// The line loop every login machine shares: hands each whole backend line
-/// (at most `limit` bytes) to `on_line` until `done`; a line that never ends
-/// goes to `too_long`. Returns the bytes consumed; what follows the login
-/// belongs to the relay.
-pub(crate) fn feed_lines<M>(
-    machine: &mut M,
-    input: &[u8],
-    limit: usize,
-    done: fn(&M) -> bool,
-    on_line: fn(&mut M, &[u8]),
-    too_long: fn(&mut M),
-) -> usize {
-    let mut used = 0;
-    while !done(machine) {
-        match next_line(&input[used..], limit) {
-            Line::Complete { line, consumed } => {
-                used += consumed;
-                on_line(machine, line);
-            }
-            Line::Partial => break,
-            Line::TooLong => {
-                too_long(machine);
-                break;
-            }
-        }
-    }
-    used
 }
 
 /// An unexpected backend line ends the login; the client sees that line only

@@ -65,7 +65,7 @@ impl Pop3Backend {
         // An endless line cannot be forwarded whole; it is never a valid
         // login step either.
         let too_long = |m: &mut Self| m.finish(BackendOutcome::Failed { client_reply: None });
-        super::feed_lines(self, input, limit, |m| m.phase == Phase::Done, Self::on_line, too_long)
+        crate::protocol::line::feed_lines(self, input, limit, |m| m.phase != Phase::Done, Self::on_line, too_long)
     }
 
     fn on_line(&mut self, line: &[u8]) {

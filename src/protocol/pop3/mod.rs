@@ -8,7 +8,7 @@ use base64::Engine as _;
 use crate::auth::{AuthError, AuthMethod, AuthReply, AuthRequest, Secret};
 use crate::config::{self, Protocol, ServerConfig};
 use crate::protocol::backend::{BackendLogin, Pop3Backend};
-use crate::protocol::line::{next_line, Line};
+use crate::protocol::line::feed_lines;
 use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
 use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, Outbox, SessionSeed, Step};
 
@@ -202,23 +202,20 @@ impl Pop3Front {
     }
 
     pub fn feed(&mut self, input: &[u8]) -> usize {
-        let mut used = 0;
-        while self.wants_input() {
-            match next_line(&input[used..], self.settings.client_buffer) {
-                Line::Complete { line, consumed } => {
-                    used += consumed;
-                    self.on_line(line);
-                }
-                Line::Partial => break,
-                Line::TooLong => {
-                    // nginx: "client sent too long command", the invalid
-                    // command line, then close.
-                    self.out.send(INVALID);
-                    self.close(CloseReason::CommandTooLong);
-                }
-            }
-        }
-        used
+        // nginx: "client sent too long command", the invalid command line,
+        // then close.
+        let too_long = |m: &mut Self| {
+            m.out.send(INVALID);
+            m.close(CloseReason::CommandTooLong);
+        };
+        feed_lines(
+            self,
+            input,
+            self.settings.client_buffer,
+            Self::wants_input,
+            Self::on_line,
+            too_long,
+        )
     }
 
     pub fn on_auth(&mut self, reply: Result<AuthReply, AuthError>) {

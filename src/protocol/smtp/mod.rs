@@ -10,7 +10,7 @@ use crate::auth::{AuthError, AuthMethod, AuthReply, AuthRequest, Secret, SmtpEnv
 use crate::config::{self, Protocol, ServerConfig};
 use crate::protocol::backend::smtp::{Helo, SmtpBackend, SmtpLogin};
 use crate::protocol::backend::BackendLogin;
-use crate::protocol::line::{next_line, Line};
+use crate::protocol::line::feed_lines;
 use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
 use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, Outbox, SessionSeed, Step};
 
@@ -189,21 +189,18 @@ impl SmtpFront {
             self.close(CloseReason::TalkedFirst);
             return 0;
         }
-        let mut used = 0;
-        while self.wants_input() {
-            match next_line(&input[used..], self.settings.client_buffer) {
-                Line::Complete { line, consumed } => {
-                    used += consumed;
-                    self.on_line(line);
-                }
-                Line::Partial => break,
-                Line::TooLong => {
-                    self.out.send(INVALID_COMMAND);
-                    self.close(CloseReason::CommandTooLong);
-                }
-            }
-        }
-        used
+        let too_long = |m: &mut Self| {
+            m.out.send(INVALID_COMMAND);
+            m.close(CloseReason::CommandTooLong);
+        };
+        feed_lines(
+            self,
+            input,
+            self.settings.client_buffer,
+            Self::wants_input,
+            Self::on_line,
+            too_long,
+        )
     }
 
     pub fn on_auth(&mut self, reply: Result<AuthReply, AuthError>) {
