@@ -123,7 +123,7 @@ pub struct PipeStats {
     pub reused: u64,
     /// Pipes that did not get `--pipe-size`, but a smaller capacity.
     pub smaller: u64,
-    /// Sessions that could get no pipe at all and copied instead.
+    /// Bulk bursts that could get no pipe (out of fds) and were copied.
     pub copy_fallbacks: u64,
 }
 
@@ -191,20 +191,8 @@ impl PipePool {
         }
     }
 
-    pub fn note_copy_fallback(&self) {
+    fn note_copy_fallback(&self) {
         self.stats.borrow_mut().copy_fallbacks += 1;
-    }
-
-    /// Whether a session can splice now: a pipe can be had (checked by
-    /// taking one and giving it back).
-    pub fn available(&self) -> bool {
-        match self.take() {
-            Some(pipe) => {
-                self.give(pipe);
-                true
-            }
-            None => false,
-        }
     }
 }
 
@@ -353,7 +341,9 @@ async fn splice_until_dry(from: &Side, to: &Side, pool: &PipePool) -> Result<u64
     let mut spill = Vec::new();
     loop {
         let Some(mut pipe) = pool.take() else {
-            // No pipe to be had (out of fds): the copy path carries on.
+            // No pipe to be had (out of fds): the copy path carries on, so
+            // a session never needs a pipe to start or to go on.
+            pool.note_copy_fallback();
             return Ok(moved);
         };
         match splice(from.fd(), pipe.write.as_fd(), pipe.capacity) {

@@ -156,7 +156,7 @@ pub async fn run(spec: CoreSpec, control: OwnedFd) {
     if let Some(pipes) = &pipes {
         let s = pipes.stats();
         crate::notice!(
-            "core {}: pipes created {}, reused {}, smaller than asked {}, sessions copied for want of a pipe {}",
+            "core {}: pipes created {}, reused {}, smaller than asked {}, bulk bursts copied for want of a pipe {}",
             spec.index,
             s.created,
             s.reused,

@@ -296,17 +296,10 @@ async fn relay_session(handover: Handover, ctx: &ServerContext, trace: &Trace) {
     let _ = client.set_write_timeout(None);
     let idle = ctx.server.proxy_timeout;
     let (via, stats) = match &ctx.pipes {
-        Some(pool) if pool.available() => (
+        Some(pool) => (
             "splice",
             relay::splice::relay(client, backend, to_backend, to_client, idle, pool).await,
         ),
-        Some(pool) => {
-            pool.note_copy_fallback();
-            (
-                "copy, no pipe",
-                relay::copy::relay(client, backend, to_backend, to_client, idle).await,
-            )
-        }
         None => (
             "copy",
             relay::copy::relay(client, backend, to_backend, to_client, idle).await,
