@@ -71,6 +71,24 @@ impl Outbox {
         self.send_owned(bytes.to_vec());
     }
 
+    /// The end of a backend login, the same in every protocol: the reply
+    /// (the backend's, or `internal_error`) to the client, then the relay or
+    /// the close. Whether the session goes on to the relay.
+    pub(crate) fn finish_login(&mut self, outcome: BackendOutcome, internal_error: &[u8]) -> bool {
+        match outcome {
+            BackendOutcome::LoggedIn { client_reply } => {
+                self.send_owned(client_reply);
+                self.push(Step::Relay);
+                true
+            }
+            BackendOutcome::Failed { client_reply } => {
+                self.send(client_reply.as_deref().unwrap_or(internal_error));
+                self.push(Step::Close(CloseReason::BackendFailed));
+                false
+            }
+        }
+    }
+
     /// Replies to pipelined commands join one write.
     pub(crate) fn send_owned(&mut self, bytes: Vec<u8>) {
         if let Some(Step::Send(last)) = self.0.back_mut() {

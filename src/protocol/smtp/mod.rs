@@ -272,17 +272,11 @@ impl SmtpFront {
         if !matches!(self.phase, Phase::ExpectBackend) {
             return self.fail_internal(CloseReason::BackendFailed);
         }
-        match outcome {
-            BackendOutcome::LoggedIn { client_reply } => {
-                self.out.send_owned(client_reply);
-                self.phase = Phase::Relaying;
-                self.out.push(Step::Relay);
-            }
-            BackendOutcome::Failed { client_reply } => {
-                self.out.send(client_reply.as_deref().unwrap_or(INTERNAL_ERROR));
-                self.close(CloseReason::BackendFailed);
-            }
-        }
+        self.phase = if self.out.finish_login(outcome, INTERNAL_ERROR) {
+            Phase::Relaying
+        } else {
+            Phase::Closed
+        };
     }
 
     fn on_line(&mut self, line: &[u8]) {
