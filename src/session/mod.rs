@@ -65,25 +65,26 @@ impl ServerContext {
 /// The server block's protocol and its machine's settings, computed once.
 #[derive(Debug)]
 pub enum FrontSettings {
-    Imap(ImapFrontSettings),
-    Pop3(Pop3FrontSettings),
-    Smtp(SmtpFrontSettings),
+    Imap(Rc<ImapFrontSettings>),
+    Pop3(Rc<Pop3FrontSettings>),
+    Smtp(Rc<SmtpFrontSettings>),
 }
 
 impl FrontSettings {
     fn from_server(server: &ServerConfig) -> Self {
         match server.protocol {
-            Protocol::Imap => FrontSettings::Imap(ImapFrontSettings::from_server(server)),
-            Protocol::Pop3 => FrontSettings::Pop3(Pop3FrontSettings::from_server(server)),
-            Protocol::Smtp => FrontSettings::Smtp(SmtpFrontSettings::from_server(server)),
+            Protocol::Imap => FrontSettings::Imap(Rc::new(ImapFrontSettings::from_server(server))),
+            Protocol::Pop3 => FrontSettings::Pop3(Rc::new(Pop3FrontSettings::from_server(server))),
+            Protocol::Smtp => FrontSettings::Smtp(Rc::new(SmtpFrontSettings::from_server(server))),
         }
     }
 
     fn start(&self, seed: SessionSeed) -> FrontEnd {
         match self {
-            FrontSettings::Imap(s) => FrontEnd::Imap(ImapFront::new(s.clone(), seed)),
-            FrontSettings::Pop3(s) => FrontEnd::Pop3(Pop3Front::new(s.clone(), seed)),
-            FrontSettings::Smtp(s) => FrontEnd::Smtp(SmtpFront::new(s.clone(), seed)),
+            // A reference count per session, not a copy of the settings.
+            FrontSettings::Imap(s) => FrontEnd::Imap(ImapFront::new(Rc::clone(s), seed)),
+            FrontSettings::Pop3(s) => FrontEnd::Pop3(Pop3Front::new(Rc::clone(s), seed)),
+            FrontSettings::Smtp(s) => FrontEnd::Smtp(SmtpFront::new(Rc::clone(s), seed)),
         }
     }
 }

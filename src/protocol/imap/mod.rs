@@ -3,14 +3,17 @@
 
 mod syntax;
 
+use std::rc::Rc;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
 use crate::auth::{AuthError, AuthMethod, AuthReply, AuthRequest, Secret};
 use crate::config::{self, Protocol, ServerConfig};
 use crate::protocol::backend::{BackendLogin, ImapBackend};
 use crate::protocol::line::{next_line, Line};
 use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
 use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, Outbox, SessionSeed, Step};
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use syntax::{Arg, LineEnd};
 
 pub const GREETING: &[u8] = b"* OK IMAP4 ready\r\n";
@@ -94,7 +97,8 @@ impl ImapFrontSettings {
 /// `wants_input` says whether the machine is waiting for client bytes.
 #[derive(Debug)]
 pub struct ImapFront {
-    settings: ImapFrontSettings,
+    /// Shared by every session of the server block on this core.
+    settings: Rc<ImapFrontSettings>,
     seed: SessionSeed,
     phase: Phase,
     /// A command whose literal(s) are still arriving.
@@ -134,7 +138,8 @@ struct PendingCommand {
 }
 
 impl ImapFront {
-    pub fn new(settings: ImapFrontSettings, seed: SessionSeed) -> Self {
+    pub fn new(settings: impl Into<Rc<ImapFrontSettings>>, seed: SessionSeed) -> Self {
+        let settings = settings.into();
         let mut front = ImapFront {
             settings,
             seed,

@@ -2,6 +2,8 @@
 //! `ngx_mail_pop3_handler.c` serves it): greeting, CAPA, NOOP, QUIT,
 //! USER/PASS, APOP, AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL.
 
+use std::rc::Rc;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
@@ -110,7 +112,8 @@ impl Pop3FrontSettings {
 /// `wants_input` says whether the machine is waiting for client bytes.
 #[derive(Debug)]
 pub struct Pop3Front {
-    settings: Pop3FrontSettings,
+    /// Shared by every session of the server block on this core.
+    settings: Rc<Pop3FrontSettings>,
     seed: SessionSeed,
     phase: Phase,
     errors: u32,
@@ -146,7 +149,8 @@ enum Phase {
 }
 
 impl Pop3Front {
-    pub fn new(settings: Pop3FrontSettings, seed: SessionSeed) -> Self {
+    pub fn new(settings: impl Into<Rc<Pop3FrontSettings>>, seed: SessionSeed) -> Self {
+        let settings = settings.into();
         let mut front = Pop3Front {
             settings,
             seed,

@@ -3,6 +3,8 @@
 //! AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL, RSET, NOOP, QUIT, and with
 //! `smtp_auth none` MAIL and RCPT, which go to the auth server instead.
 
+use std::rc::Rc;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
@@ -94,7 +96,8 @@ impl SmtpFrontSettings {
 /// `on_pause_end`; bytes fed during the pause mark an early talker.
 #[derive(Debug)]
 pub struct SmtpFront {
-    settings: SmtpFrontSettings,
+    /// Shared by every session of the server block on this core.
+    settings: Rc<SmtpFrontSettings>,
     seed: SessionSeed,
     phase: Phase,
     helo: Option<Helo>,
@@ -122,7 +125,8 @@ enum Phase {
 }
 
 impl SmtpFront {
-    pub fn new(settings: SmtpFrontSettings, seed: SessionSeed) -> Self {
+    pub fn new(settings: impl Into<Rc<SmtpFrontSettings>>, seed: SessionSeed) -> Self {
+        let settings = settings.into();
         let salt = super::salt(&seed, &settings.server_name);
         let mut front = SmtpFront {
             settings,
