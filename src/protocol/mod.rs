@@ -217,3 +217,40 @@ pub enum BackendOutcome {
     /// `proxy_pass_error_message` is on, else `None` (internal error line).
     Failed { client_reply: Option<Vec<u8>> },
 }
+
+/// The first property of every front-end machine, shared by their tests:
+/// however the client's bytes are split across reads, the steps are the same.
+#[cfg(test)]
+pub(crate) fn same_steps_however_split<M>(
+    script: &[u8],
+    start: impl Fn() -> M,
+    feed: fn(&mut M, &[u8]) -> usize,
+    render: impl Fn(&mut M) -> Vec<String>,
+) -> String {
+    // Feeds `script` cut at `cuts`, keeping what `feed` leaves as a driver
+    // does; the sends concatenated (a split may join or part writes) and the
+    // other steps in brackets.
+    let collect = |cuts: &[usize]| {
+        let mut machine = start();
+        let mut buffered: Vec<u8> = Vec::new();
+        let mut out = String::new();
+        let mut last = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&script.len())) {
+            buffered.extend_from_slice(&script[last..cut]);
+            last = cut;
+            let used = feed(&mut machine, &buffered);
+            buffered.drain(..used);
+            for step in render(&mut machine) {
+                out.push_str(step.strip_prefix("send ").unwrap_or(&format!("[{step}]")));
+            }
+        }
+        out
+    };
+    let whole = collect(&[]);
+    for cut in 0..=script.len() {
+        assert_eq!(collect(&[cut]), whole, "cut at {cut}");
+    }
+    let every_byte: Vec<usize> = (1..script.len()).collect();
+    assert_eq!(collect(&every_byte), whole, "one byte per read");
+    whole
+}

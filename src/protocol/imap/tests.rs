@@ -445,28 +445,6 @@ fn split_anywhere_same_steps() {
     let script: &[u8] = b"a CAPABILITY\r\nb NOOP\r\nc bad\r\nd AUTHENTICATE LOGIN\r\nYm9i\r\nc2VjcmV0\r\n";
     let literal: &[u8] = b"a LOGIN {3}\r\nbob {6+}\r\nsecret\r\n";
     for script in [script, literal] {
-        let collect = |cuts: &[usize]| {
-            let mut m = machine();
-            let mut buffered: Vec<u8> = Vec::new();
-            let mut out = String::new();
-            let mut last = 0;
-            for &cut in cuts.iter().chain(std::iter::once(&script.len())) {
-                buffered.extend_from_slice(&script[last..cut]);
-                last = cut;
-                let used = m.feed(&buffered);
-                buffered.drain(..used);
-                for s in drain(&mut m) {
-                    // Concatenate sends: a split may join or part writes.
-                    out.push_str(s.strip_prefix("send ").unwrap_or(&format!("[{s}]")));
-                }
-            }
-            out
-        };
-        let whole = collect(&[]);
-        for cut in 0..=script.len() {
-            assert_eq!(collect(&[cut]), whole, "cut at {cut}");
-        }
-        let every_byte: Vec<usize> = (1..script.len()).collect();
-        assert_eq!(collect(&every_byte), whole);
+        crate::protocol::same_steps_however_split(script, machine, ImapFront::feed, drain);
     }
 }

@@ -257,24 +257,5 @@ fn too_long_and_max_errors() {
 #[test]
 fn split_anywhere_same_steps() {
     let script: &[u8] = b"EHLO c\r\nNOOP\r\nAUTH LOGIN\r\nYm9i\r\nc2VjcmV0\r\n";
-    let collect = |cuts: &[usize]| {
-        let mut m = machine_with(settings());
-        let mut buffered = Vec::new();
-        let mut out = String::new();
-        let mut last = 0;
-        for &cut in cuts.iter().chain(std::iter::once(&script.len())) {
-            buffered.extend_from_slice(&script[last..cut]);
-            last = cut;
-            let used = m.feed(&buffered);
-            buffered.drain(..used);
-            for s in drain(&mut m) {
-                out.push_str(s.strip_prefix("send ").unwrap_or(&format!("[{s}]")));
-            }
-        }
-        out
-    };
-    let whole = collect(&[]);
-    for cut in 0..=script.len() {
-        assert_eq!(collect(&[cut]), whole, "cut at {cut}");
-    }
+    crate::protocol::same_steps_however_split(script, || machine_with(settings()), SmtpFront::feed, drain);
 }
