@@ -299,6 +299,7 @@ fn two_hundred_concurrent_sessions_over_two_cores() {
     }
     drop(clients);
     // nginx's log line names the thread: both cores took connections.
+    s.postern.proc.wait_for_count(" connected to ", 200);
     let log = s.postern.proc.log();
     let threads: std::collections::HashSet<&str> = log
         .lines()

@@ -155,13 +155,7 @@ fn unix_listener() {
     }
     let requests = String::from_utf8(read_file(&record)).unwrap();
     assert_eq!(requests.matches("\r\nClient-IP: unix:\r\n").count(), 4, "{requests}");
-    assert!(
-        postern
-            .log()
-            .contains(&format!("connected to unix:{}", socket.display())),
-        "{}",
-        postern.log()
-    );
+    postern.wait_for(&format!("connected to unix:{}", socket.display()));
     assert!(Command::new("kill")
         .args(["-TERM", &postern.pid().to_string()])
         .status()

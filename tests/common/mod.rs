@@ -62,6 +62,9 @@ pub struct Proc {
     /// Lines of the child's stderr, as they arrive and all of them so far.
     lines: mpsc::Receiver<String>,
     log: Arc<Mutex<String>>,
+    /// The threads copying the child's output; joined by `wait_exit`, so the
+    /// log is complete once the child has exited.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -73,6 +76,7 @@ impl Proc {
             .spawn()
             .expect("spawn child process");
         let (tx, lines) = mpsc::channel();
+        let mut readers = Vec::new();
         let log = Arc::new(Mutex::new(String::new()));
         for stream in [
             Box::new(child.stdout.take().expect("piped stdout")) as Box<dyn Read + Send>,
@@ -80,16 +84,21 @@ impl Proc {
         ] {
             let tx = tx.clone();
             let log = log.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     log.lock().unwrap().push_str(&format!("{line}\n"));
                     if tx.send(line).is_err() {
                         // Nobody waits for lines any more; keep collecting the log.
                     }
                 }
-            });
+            }));
         }
-        Proc { child, lines, log }
+        Proc {
+            child,
+            lines,
+            log,
+            readers,
+        }
     }
 
     /// Waits for an output line containing `needle` and returns it.
@@ -113,7 +122,23 @@ impl Proc {
 
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
-        self.child.wait().expect("wait for child")
+        let status = self.child.wait().expect("wait for child");
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        status
+    }
+
+    /// Waits until the output holds `count` lines containing `needle`.
+    pub fn wait_for_count(&self, needle: &str, count: usize) {
+        while self.log().lines().filter(|l| l.contains(needle)).count() < count {
+            if self.lines.recv_timeout(IO_TIMEOUT).is_err() {
+                panic!(
+                    "fewer than {count} lines with {needle:?}; output so far:\n{}",
+                    self.log()
+                );
+            }
+        }
     }
 }
 
