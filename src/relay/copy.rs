@@ -8,7 +8,7 @@ use futures_lite::io::{split, ReadHalf, WriteHalf};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use super::RelayStats;
+use super::{EndOfStream, RelayStats};
 
 /// Copy buffer per direction.
 const BUFFER: usize = 64 * 1024;
@@ -36,8 +36,22 @@ pub async fn relay(
     let (client_rx, client_tx) = split(client);
     let (backend_rx, backend_tx) = split(backend);
     let meter = super::Meter::new();
-    let up = direction(client_rx, backend_tx, to_backend, &meter.up, &meter.last_moved);
-    let down = direction(backend_rx, client_tx, to_client, &meter.down, &meter.last_moved);
+    let up = direction(
+        client_rx,
+        backend_tx,
+        to_backend,
+        &meter.up,
+        &meter.last_moved,
+        EndOfStream::HalfClose,
+    );
+    let down = direction(
+        backend_rx,
+        client_tx,
+        to_client,
+        &meter.down,
+        &meter.last_moved,
+        EndOfStream::EndsSession,
+    );
     super::drive(up, down, idle_limit, &meter).await
 }
 
@@ -47,6 +61,7 @@ async fn direction(
     already: Vec<u8>,
     count: &Cell<u64>,
     last_moved: &Cell<Instant>,
+    end: EndOfStream,
 ) -> Result<(), String> {
     if !already.is_empty() {
         to.write_all(&already).await.map_err(|e| e.to_string())?;
@@ -56,8 +71,10 @@ async fn direction(
     loop {
         let n = from.read(&mut buf).await.map_err(|e| e.to_string())?;
         if n == 0 {
-            // Half-close: the peer may still be sending the other way.
-            return to.close().await.map_err(|e| e.to_string());
+            return match end {
+                EndOfStream::HalfClose => to.close().await.map_err(|e| e.to_string()),
+                EndOfStream::EndsSession => Ok(()),
+            };
         }
         last_moved.set(Instant::now());
         to.write_all(&buf[..n]).await.map_err(|e| e.to_string())?;

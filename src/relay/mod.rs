@@ -54,6 +54,17 @@ impl Meter {
 /// backend closes), either direction failing (the other would wait for a
 /// peer that is gone), or `idle_limit` without a byte moved. The client's
 /// end of stream alone does not end it: the backend's answer still flows.
+/// What a direction does when its source reaches the end of its stream.
+#[derive(Clone, Copy)]
+pub(crate) enum EndOfStream {
+    /// The client's end is passed on as a half-close (`shutdown(SHUT_WR)`):
+    /// the backend's answer to its last command still flows back.
+    HalfClose,
+    /// The backend's end ends the session: the sockets close right after,
+    /// and a close sends the FIN a shutdown would, for one syscall less.
+    EndsSession,
+}
+
 pub(crate) async fn drive(
     up: impl Future<Output = Result<(), String>>,
     down: impl Future<Output = Result<(), String>>,

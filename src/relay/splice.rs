@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
-use super::RelayStats;
+use super::{EndOfStream, RelayStats};
 
 /// The capacity of a pipe nobody resized (16 pages).
 const DEFAULT_PIPE: usize = 64 * 1024;
@@ -268,8 +268,24 @@ pub async fn relay(
     }
     let (client, backend) = (Side::new(client), Side::new(backend));
     let meter = super::Meter::new();
-    let up = direction(&client, &backend, to_backend, pool, &meter.up, &meter);
-    let down = direction(&backend, &client, to_client, pool, &meter.down, &meter);
+    let up = direction(
+        &client,
+        &backend,
+        to_backend,
+        pool,
+        &meter.up,
+        &meter,
+        EndOfStream::HalfClose,
+    );
+    let down = direction(
+        &backend,
+        &client,
+        to_client,
+        pool,
+        &meter.down,
+        &meter,
+        EndOfStream::EndsSession,
+    );
     super::drive(up, down, idle_limit, &meter).await
 }
 
@@ -280,6 +296,7 @@ async fn direction(
     pool: &PipePool,
     count: &Cell<u64>,
     meter: &super::Meter,
+    end: EndOfStream,
 ) -> Result<(), String> {
     if !already.is_empty() {
         to.write_all(&already).await.map_err(|e| e.to_string())?;
@@ -294,10 +311,12 @@ async fn direction(
         // sent on. Only a burst that fills the buffer is a bulk transfer,
         // whose rest goes by splice until the source runs dry.
         let Some((n, rest)) = copy_burst(from, to, pool).await.map_err(|e| e.to_string())? else {
-            // Half-close: the peer may still be sending the other way.
-            return socket2::SockRef::from(&to.fd())
-                .shutdown(Shutdown::Write)
-                .map_err(|e| e.to_string());
+            return match end {
+                EndOfStream::HalfClose => socket2::SockRef::from(&to.fd())
+                    .shutdown(Shutdown::Write)
+                    .map_err(|e| e.to_string()),
+                EndOfStream::EndsSession => Ok(()),
+            };
         };
         if !rest.is_empty() {
             to.write_all(&rest).await.map_err(|e| e.to_string())?;

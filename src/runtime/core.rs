@@ -4,13 +4,13 @@
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::io::FromRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::AsyncReadExt;
-use glommio::net::{TcpListener, UnixStream};
+use glommio::net::{TcpListener, TcpStream, UnixStream};
 use glommio::sync::Semaphore;
 
 use crate::config::ServerConfig;
@@ -111,6 +111,7 @@ pub async fn run(spec: CoreSpec, control: OwnedFd) {
         // SAFETY: the fd is a bound, listening, non-blocking stream socket
         // whose only owner was `listener.fd`; ownership moves to the glommio
         // listener.
+        let raw = listener.fd.as_raw_fd();
         let socket = unsafe { TcpListener::from_raw_fd(listener.fd.into_raw_fd()) };
         let ctx = Rc::new(ServerContext::new(
             listener.server,
@@ -118,7 +119,7 @@ pub async fn run(spec: CoreSpec, control: OwnedFd) {
             pipes.clone(),
             stopping.clone(),
         ));
-        loops.push(glommio::spawn_local(accept_loop(socket, ctx, core.clone())));
+        loops.push(glommio::spawn_local(accept_loop(socket, raw, ctx, core.clone())));
     }
 
     // SAFETY: `control` is this core's end of a connected unix socket pair,
@@ -166,7 +167,10 @@ pub async fn run(spec: CoreSpec, control: OwnedFd) {
     }
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Rc<ServerContext>, core: Rc<Core>) {
+/// `fd` is `listener`'s own fd, which glommio does not lend out.
+async fn accept_loop(listener: TcpListener, fd: RawFd, ctx: Rc<ServerContext>, core: Rc<Core>) {
+    // SAFETY: `listener` owns the fd and lives as long as this loop.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     loop {
         // Past worker_connections the core stops accepting until a session
         // ends; the kernel queues new connections on this core's socket.
@@ -177,13 +181,26 @@ async fn accept_loop(listener: TcpListener, ctx: Rc<ServerContext>, core: Rc<Cor
                 return;
             }
         };
-        match listener.accept().await {
-            Ok(stream) => {
+        // Under load a connection is usually queued already: take it with
+        // one accept4(2). Only an empty queue goes through glommio, which
+        // waits for the next one in io_uring.
+        let accepted = match super::sys::try_accept(fd) {
+            // SAFETY: the fd was just accepted and is owned by nobody else;
+            // the glommio stream takes it over.
+            Some(Ok((fd, peer))) => Ok((unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }, peer)),
+            Some(Err(e)) => Err(e.into()),
+            None => listener.accept().await.map(|stream| {
+                let peer = stream.peer_addr().ok();
+                (stream, peer)
+            }),
+        };
+        match accepted {
+            Ok((stream, peer)) => {
                 let id = core.next_id();
                 let random = core.random(id);
                 let ctx = ctx.clone();
                 glommio::spawn_local(async move {
-                    session::serve(stream, id, ctx, random).await;
+                    session::serve(stream, peer, id, ctx, random).await;
                     drop(permit);
                 })
                 .detach();

@@ -28,6 +28,9 @@ pub fn bind_tcp(addr: SocketAddr, params: &ListenParams) -> Result<OwnedFd, Stri
         // Accepted connections inherit SO_KEEPALIVE and its timers.
         sys::set_keepalive(&(&socket).into(), keepalive).map_err(|e| fail("setsockopt", e))?;
     }
+    // Mail is a dialogue of short lines: every reply goes out at once.
+    // Accepted connections inherit it, which spares a setsockopt per session.
+    socket.set_tcp_nodelay(true).map_err(|e| fail("setsockopt", e))?;
     socket.set_nonblocking(true).map_err(|e| fail("fcntl", e))?;
     socket.set_cloexec(true).map_err(|e| fail("fcntl", e))?;
     socket.bind(&addr.into()).map_err(|e| fail("bind", e))?;

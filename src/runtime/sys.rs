@@ -1,7 +1,9 @@
-//! The few system settings std and socket2 do not reach from a glommio
-//! stream: keepalive on a live socket, and RLIMIT_NOFILE.
+//! The few system calls std and glommio do not make the way Postern needs
+//! them: keepalive on a live socket, an accept that returns the peer's
+//! address, and RLIMIT_NOFILE.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use socket2::{SockRef, TcpKeepalive};
 
@@ -13,6 +15,19 @@ pub fn with_socket<T>(socket: &impl AsRawFd, f: impl FnOnce(&SockRef<'_>) -> T) 
     // the fd stays open while the borrowed view exists; SockRef never closes.
     let fd = unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) };
     f(&SockRef::from(&fd))
+}
+
+/// One accept(2) without waiting: `None` when no connection is queued. The
+/// peer's address comes with it (`None` for a unix socket), where glommio's
+/// accept throws it away and costs a getpeername(2) later, besides three
+/// fcntl(2) around each attempt.
+pub fn try_accept(listener: BorrowedFd<'_>) -> Option<std::io::Result<(OwnedFd, Option<SocketAddr>)>> {
+    // accept4(SOCK_CLOEXEC) on the listener, which is non-blocking.
+    match SockRef::from(&listener).accept() {
+        Ok((socket, addr)) => Some(Ok((socket.into(), addr.as_socket()))),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        Err(e) => Some(Err(e)),
+    }
 }
 
 /// SO_KEEPALIVE and, when tuned, its three timers.

@@ -112,8 +112,9 @@ impl Trace {
     }
 }
 
-pub async fn serve(client: TcpStream, id: u64, ctx: Rc<ServerContext>, random: [u8; 16]) {
-    let peer = client.peer_addr().ok();
+/// Serves one accepted client; `peer` is its address (`None` on a unix
+/// socket).
+pub async fn serve(client: TcpStream, peer: Option<SocketAddr>, id: u64, ctx: Rc<ServerContext>, random: [u8; 16]) {
     let mut trace = Trace {
         id,
         client: peer,
@@ -122,8 +123,8 @@ pub async fn serve(client: TcpStream, id: u64, ctx: Rc<ServerContext>, random: [
         backend: None,
     };
     log::info!("*{id} {} connected to {}", trace.who(), ctx.listen_name);
-    // Both fail harmlessly on a unix-socket client.
-    let _ = client.set_nodelay(true);
+    // TCP_NODELAY comes from the listening socket (accepted sockets
+    // inherit it). Fails harmlessly on a unix-socket client.
     if ctx.server.so_keepalive {
         let _ = runtime::sys::with_socket(&client, |s| s.set_keepalive(true));
     }

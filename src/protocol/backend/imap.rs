@@ -1,6 +1,11 @@
-//! Logs in to an IMAP backend on the client's behalf, as nginx does: LOGIN
-//! with the client's tag and synchronizing literals for user and password,
-//! so no byte of either can be read as IMAP syntax.
+//! Logs in to an IMAP backend on the client's behalf with LOGIN and the
+//! client's tag. nginx always sends user and password as synchronizing
+//! literals: three writes and two round trips to the backend per login.
+//! Postern sends the whole command in one write whenever the syntax allows
+//! it: as quoted strings when both are 7-bit text without CR or LF (escaping
+//! `"` and `\`), else as non-synchronizing literals when the greeting
+//! advertises LITERAL+, and only else as nginx does. In every form no byte of
+//! either can be read as IMAP syntax.
 
 use std::collections::VecDeque;
 
@@ -71,9 +76,26 @@ impl ImapBackend {
         match &mut self.phase {
             Phase::ExpectGreeting if line.starts_with(b"* OK") => {
                 let mut cmd = self.tag.clone();
-                cmd.extend_from_slice(format!(" LOGIN {{{}}}\r\n", self.user.len()).as_bytes());
+                cmd.extend_from_slice(b" LOGIN ");
+                let pass = self.pass.expose();
+                if quotable(&self.user) && quotable(pass) {
+                    push_quoted(&mut cmd, &self.user);
+                    cmd.push(b' ');
+                    push_quoted(&mut cmd, pass);
+                    cmd.extend_from_slice(b"\r\n");
+                    self.phase = Phase::ExpectLoginResult { untagged: Vec::new() };
+                } else if greeting_has_literal_plus(line) {
+                    cmd.extend_from_slice(format!("{{{}+}}\r\n", self.user.len()).as_bytes());
+                    cmd.extend_from_slice(&self.user);
+                    cmd.extend_from_slice(format!(" {{{}+}}\r\n", pass.len()).as_bytes());
+                    cmd.extend_from_slice(pass);
+                    cmd.extend_from_slice(b"\r\n");
+                    self.phase = Phase::ExpectLoginResult { untagged: Vec::new() };
+                } else {
+                    cmd.extend_from_slice(format!("{{{}}}\r\n", self.user.len()).as_bytes());
+                    self.phase = Phase::ExpectUserContinuation;
+                }
                 self.send(cmd);
-                self.phase = Phase::ExpectUserContinuation;
             }
             Phase::ExpectUserContinuation if line.starts_with(b"+") => {
                 let mut cmd = self.user.clone();
@@ -123,6 +145,37 @@ impl ImapBackend {
         self.phase = Phase::Done;
         self.steps.push_back(BackendStep::Done(outcome));
     }
+}
+
+/// A quoted string holds any 7-bit character but NUL, CR and LF (RFC 3501
+/// `quoted`); an empty value is quoted as `""`.
+fn quotable(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| (1..=0x7f).contains(&b) && b != b'\r' && b != b'\n')
+}
+
+fn push_quoted(out: &mut Vec<u8>, value: &[u8]) {
+    out.push(b'"');
+    for &b in value {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// LITERAL+ (RFC 7888) in a `[CAPABILITY ...]` response code of the
+/// greeting. Without it literals must wait for the backend's continuation.
+fn greeting_has_literal_plus(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"* OK [") else {
+        return false;
+    };
+    let code = rest.split(|&b| b == b']').next().unwrap_or_default();
+    let mut words = code.split(|&b| b == b' ');
+    words.next().is_some_and(|w| w.eq_ignore_ascii_case(b"CAPABILITY"))
+        && words.any(|w| w.eq_ignore_ascii_case(b"LITERAL+"))
 }
 
 #[cfg(test)]
@@ -178,6 +231,59 @@ mod tests {
                 }),
             ]
         );
+    }
+
+    fn backend(user: &[u8], pass: &[u8]) -> ImapBackend {
+        ImapBackend::new(b"a1".to_vec(), user.to_vec(), Secret::new(pass.to_vec()), 4096, false)
+    }
+
+    #[test]
+    fn text_logins_go_quoted_in_one_write() {
+        let steps = run(
+            &mut backend(b"b\"o\\b", b"p w"),
+            &[b"* OK ready\r\n", b"a1 OK done\r\n"],
+        );
+        assert_eq!(
+            steps,
+            vec![
+                send(b"a1 LOGIN \"b\\\"o\\\\b\" \"p w\"\r\n"),
+                BackendStep::Done(BackendOutcome::LoggedIn {
+                    client_reply: b"a1 OK done\r\n".to_vec()
+                }),
+            ]
+        );
+        // An empty password is a valid quoted string.
+        let steps = run(&mut backend(b"u", b""), &[b"* OK\r\n"]);
+        assert_eq!(steps, vec![send(b"a1 LOGIN \"u\" \"\"\r\n")]);
+    }
+
+    #[test]
+    fn literal_plus_sends_literals_in_one_write() {
+        let steps = run(
+            &mut machine(false),
+            &[b"* OK [CAPABILITY IMAP4rev1 literal+ IDLE] ready\r\n", b"a1 OK\r\n"],
+        );
+        assert_eq!(
+            steps,
+            vec![
+                send(b"a1 LOGIN {5+}\r\nb\"o b {4+}\r\np\r\nw\r\n"),
+                BackendStep::Done(BackendOutcome::LoggedIn {
+                    client_reply: b"a1 OK\r\n".to_vec()
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn eight_bit_without_literal_plus_waits_for_continuations() {
+        for greeting in [
+            &b"* OK ready\r\n"[..],
+            b"* OK [CAPABILITY IMAP4rev1 LITERAL-] ready\r\n",
+            b"* OK LITERAL+ is only text here\r\n",
+        ] {
+            let steps = run(&mut backend("jos\u{e9}".as_bytes(), b"pw"), &[greeting]);
+            assert_eq!(steps, vec![send(b"a1 LOGIN {5}\r\n")], "{greeting:?}");
+        }
     }
 
     #[test]
