@@ -52,6 +52,7 @@ pub async fn relay(
         &meter.last_moved,
         EndOfStream::EndsSession,
     );
+    let (up, down) = (std::pin::pin!(up), std::pin::pin!(down));
     super::drive(up, down, idle_limit, &meter).await
 }
 

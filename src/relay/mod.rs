@@ -6,7 +6,7 @@ pub mod splice;
 
 use std::cell::Cell;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -65,14 +65,15 @@ pub(crate) enum EndOfStream {
     EndsSession,
 }
 
+/// Runs both directions until the session ends. They come pinned by the
+/// caller, so each future is stored once in the session's allocation, not
+/// once as an argument and again as a pinned local.
 pub(crate) async fn drive(
-    up: impl Future<Output = Result<(), String>>,
-    down: impl Future<Output = Result<(), String>>,
+    mut up: Pin<&mut impl Future<Output = Result<(), String>>>,
+    mut down: Pin<&mut impl Future<Output = Result<(), String>>>,
     idle_limit: Duration,
     meter: &Meter,
 ) -> RelayStats {
-    let mut up = pin!(up);
-    let mut down = pin!(down);
     let mut idle = pin!(idle_watch(idle_limit, &meter.last_moved));
     let mut up_done: Option<Result<(), String>> = None;
     let mut down_done: Option<Result<(), String>> = None;

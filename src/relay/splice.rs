@@ -247,46 +247,58 @@ impl Side {
 }
 
 /// As `copy::relay`, by splice for bulk and by copy for small bursts.
-pub async fn relay(
+///
+/// The setup runs before the future is made, so the future holds the sides
+/// once: an async fn would keep its arguments for its whole life beside
+/// the locals made from them, which an idle session pays in memory.
+pub fn relay<'a>(
     client: TcpStream,
     backend: TcpStream,
     to_backend: Vec<u8>,
     to_client: Vec<u8>,
     idle_limit: Duration,
-    pool: &PipePool,
-) -> RelayStats {
+    pool: &'a PipePool,
+) -> impl std::future::Future<Output = RelayStats> + 'a {
     // glommio waits through io_uring and leaves fds blocking; a blocking
     // splice would stall the whole core.
+    let mut failed = None;
     for stream in [&client, &backend] {
         // SAFETY: the stream owns its fd for the call.
         if let Err(e) = set_nonblocking(unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }) {
+            failed = Some(format!("ioctl(FIONBIO) failed ({e})"));
+        }
+    }
+    let sides = (Side::new(client), Side::new(backend));
+    let meter = super::Meter::new();
+    async move {
+        if let Some(error) = failed {
             return RelayStats {
-                error: Some(format!("ioctl(FIONBIO) failed ({e})")),
+                error: Some(error),
                 ..RelayStats::default()
             };
         }
+        let (client, backend) = (&sides.0, &sides.1);
+        let up = direction(
+            client,
+            backend,
+            to_backend,
+            pool,
+            &meter.up,
+            &meter,
+            EndOfStream::HalfClose,
+        );
+        let down = direction(
+            backend,
+            client,
+            to_client,
+            pool,
+            &meter.down,
+            &meter,
+            EndOfStream::EndsSession,
+        );
+        let (up, down) = (std::pin::pin!(up), std::pin::pin!(down));
+        super::drive(up, down, idle_limit, &meter).await
     }
-    let (client, backend) = (Side::new(client), Side::new(backend));
-    let meter = super::Meter::new();
-    let up = direction(
-        &client,
-        &backend,
-        to_backend,
-        pool,
-        &meter.up,
-        &meter,
-        EndOfStream::HalfClose,
-    );
-    let down = direction(
-        &backend,
-        &client,
-        to_client,
-        pool,
-        &meter.down,
-        &meter,
-        EndOfStream::EndsSession,
-    );
-    super::drive(up, down, idle_limit, &meter).await
 }
 
 async fn direction(
@@ -324,7 +336,9 @@ async fn direction(
         meter.last_moved.set(Instant::now());
         count.set(count.get() + n as u64);
         if n == SCRATCH {
-            let spliced = splice_until_dry(from, to, pool).await?;
+            // Boxed: only bulk transfers get here, and an idle session's
+            // state should not carry this phase's larger one.
+            let spliced = Box::pin(splice_until_dry(from, to, pool)).await?;
             count.set(count.get() + spliced);
             meter.spliced.set(meter.spliced.get() + spliced);
         }

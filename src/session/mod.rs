@@ -113,9 +113,17 @@ impl Trace {
 }
 
 /// Serves one accepted client; `peer` is its address (`None` on a unix
-/// socket).
-pub async fn serve(client: TcpStream, peer: Option<SocketAddr>, id: u64, ctx: Rc<ServerContext>, random: [u8; 16]) {
-    let mut trace = Trace {
+/// socket). The setup runs before the future is made: the future, which
+/// lives as long as the session, holds what the session needs once, not
+/// also the arguments it was made from (an async fn keeps those).
+pub fn serve(
+    client: TcpStream,
+    peer: Option<SocketAddr>,
+    id: u64,
+    ctx: Rc<ServerContext>,
+    random: [u8; 16],
+) -> impl std::future::Future<Output = ()> {
+    let trace = Trace {
         id,
         client: peer,
         started: Instant::now(),
@@ -139,17 +147,30 @@ pub async fn serve(client: TcpStream, peer: Option<SocketAddr>, id: u64, ctx: Rc
         random,
         now_unix,
     };
-    let front = ctx.front.start(seed);
-    // The dialogue's machine and buffers are gone before the relay starts:
-    // a relayed session keeps only its sockets and the relay's small state.
-    // Each stage's future lives on the heap only while it runs: a relayed
-    // session does not keep the (larger) login dialogue's state allocated.
-    match Box::pin(dialogue(client, front, &ctx, &mut trace)).await {
-        Ok(handover) => {
-            log::info!("*{id} {}: logged in", trace.who());
-            Box::pin(relay_session(handover, &ctx, &trace)).await;
-        }
-        Err(reason) => log::info!("*{id} {}: {reason}", trace.who()),
+    async move {
+        let mut trace = trace;
+        // Each stage's future lives on the heap only while it runs, and the
+        // front-end machine is made inside the dialogue's: a relayed
+        // session keeps only its sockets and the relay's small state, none
+        // of the (larger) login dialogue's.
+        let handover = match Box::pin(dialogue(client, seed, &ctx, &mut trace)).await {
+            Ok(handover) => handover,
+            Err(reason) => return log::info!("*{id} {}: {reason}", trace.who()),
+        };
+        log::info!("*{id} {}: logged in", trace.who());
+        // Only the boxed relay is held across the await: the handover is
+        // consumed before it.
+        let (via, relay) = start_relay(handover, &ctx);
+        let stats = relay.await;
+        log::info!(
+            "*{id} {}: session done ({via}), client->backend {} bytes, backend->client {} bytes, {} spliced, {:.3}s{}",
+            trace.who(),
+            stats.client_to_backend,
+            stats.backend_to_client,
+            stats.spliced,
+            trace.started.elapsed().as_secs_f64(),
+            stats.error.map_or_else(String::new, |e| format!(", {e}")),
+        );
     }
 }
 
@@ -165,10 +186,11 @@ struct Handover {
 /// Runs the front end until it closes or hands over to the relay.
 async fn dialogue(
     mut client: TcpStream,
-    mut front: FrontEnd,
+    seed: SessionSeed,
     ctx: &ServerContext,
     trace: &mut Trace,
 ) -> Result<Handover, String> {
+    let mut front = ctx.front.start(seed);
     let mut pending: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut backend: Option<(TcpStream, Vec<u8>)> = None;
@@ -284,9 +306,11 @@ async fn ask_auth_server(
     reply
 }
 
-/// The relay, by splice when the core has a pipe, and the session's one
-/// closing log line.
-async fn relay_session(handover: Handover, ctx: &ServerContext, trace: &Trace) {
+type RelayFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = relay::RelayStats> + 'a>>;
+
+/// The relay's future, by splice when the core has a pipe, boxed at its own
+/// size (splice or copy), and its name.
+fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayFuture<'_>) {
     let Handover {
         client,
         backend,
@@ -297,26 +321,16 @@ async fn relay_session(handover: Handover, ctx: &ServerContext, trace: &Trace) {
     let _ = client.set_read_timeout(None);
     let _ = client.set_write_timeout(None);
     let idle = ctx.server.proxy_timeout;
-    let (via, stats) = match &ctx.pipes {
+    match &ctx.pipes {
         Some(pool) => (
             "splice",
-            relay::splice::relay(client, backend, to_backend, to_client, idle, pool).await,
+            Box::pin(relay::splice::relay(client, backend, to_backend, to_client, idle, pool)),
         ),
         None => (
             "copy",
-            relay::copy::relay(client, backend, to_backend, to_client, idle).await,
+            Box::pin(relay::copy::relay(client, backend, to_backend, to_client, idle)),
         ),
-    };
-    log::info!(
-        "*{} {}: session done ({via}), client->backend {} bytes, backend->client {} bytes, {} spliced, {:.3}s{}",
-        trace.id,
-        trace.who(),
-        stats.client_to_backend,
-        stats.backend_to_client,
-        stats.spliced,
-        trace.started.elapsed().as_secs_f64(),
-        stats.error.map_or_else(String::new, |e| format!(", {e}")),
-    );
+    }
 }
 
 fn io_reason(doing: &str, e: &std::io::Error) -> String {
