@@ -11,6 +11,26 @@ use crate::runtime::cpus::parse_cpu_list;
 
 pub const DEFAULT_CONFIG: &str = "/etc/postern/postern.conf";
 
+/// `-s`: the orders nginx's `-s` gives, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Signal {
+    Stop,
+    Quit,
+    Reopen,
+    Reload,
+}
+
+impl Signal {
+    pub fn number(self) -> i32 {
+        match self {
+            Signal::Stop => libc::SIGTERM,
+            Signal::Quit => libc::SIGQUIT,
+            Signal::Reopen => libc::SIGUSR1,
+            Signal::Reload => libc::SIGHUP,
+        }
+    }
+}
+
 /// Postern: a mail proxy for IMAP, POP3 and SMTP that reads nginx's `mail {}`
 /// configuration and runs one io_uring executor per core.
 #[derive(Debug, Parser)]
@@ -25,6 +45,12 @@ pub struct Args {
     /// status 0 or 1, as `nginx -t`.
     #[arg(short = 't')]
     pub test: bool,
+
+    /// Signal the running Postern, found through the configuration's pid
+    /// file, as `nginx -s`: stop (SIGTERM), quit (SIGQUIT, graceful),
+    /// reopen (SIGUSR1, log files), reload (SIGHUP, configuration).
+    #[arg(short = 's', value_name = "SIGNAL", value_enum)]
+    pub signal: Option<Signal>,
 
     /// Prefix: relative paths in the configuration (pid, error_log, unix
     /// sockets) and of `-c` start here, as nginx's `-p`.

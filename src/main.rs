@@ -9,7 +9,7 @@ use postern::runtime::{self, RuntimeOptions};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let options = LoadOptions {
+    let load_options = LoadOptions {
         prefix: args.prefix.clone(),
         error_log: args.error_log.clone(),
     };
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         None => args.config.clone(),
     };
     let file = file.display().to_string();
-    let mut config = match config::load_with(&args.config, &options) {
+    let mut config = match config::load_with(&args.config, &load_options) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("postern: [emerg] {e}");
@@ -28,6 +28,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(signal) = args.signal {
+        return match runtime::signal_running(&config, signal.number()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("postern: [error] {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.test {
         for warning in &config.warnings {
             eprintln!("postern: [warn] {warning}");
@@ -56,7 +65,16 @@ fn main() -> ExitCode {
         pipe_size: args.pipe_size,
         spin_before_park: std::time::Duration::from_micros(args.spin_before_park),
     };
-    match runtime::run(config, options) {
+    // SIGHUP reads the same file with the same -p and -e; `--log-level`
+    // keeps overriding.
+    let reload = || {
+        let mut config = config::load_with(&args.config, &load_options).map_err(|e| e.to_string())?;
+        if let Some(level) = args.log_level {
+            config.main.error_log.level = level;
+        }
+        Ok(config)
+    };
+    match runtime::run(config, options, &reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             postern::emerg!("{e}");

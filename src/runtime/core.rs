@@ -1,12 +1,13 @@
 //! What runs on one core: its listeners' accept loops and its sessions. Nothing
 //! here is shared with another core.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::io::FromRawFd;
 use std::rc::Rc;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_lite::AsyncReadExt;
@@ -78,70 +79,137 @@ impl Core {
 
 /// Orders from the main thread, one byte each on the core's control socket.
 pub const STOP_GRACEFULLY: u8 = b'Q';
+/// A new listener set waits in the core's reload channel.
+pub const RELOAD: u8 = b'R';
 
-/// Serves until the main thread orders a graceful stop (or goes away), then
-/// stops accepting, closes the sessions that have not logged in, and waits
-/// for relayed sessions to end, at most `shutdown_timeout`.
-pub async fn run(spec: CoreSpec, control: OwnedFd) {
-    let max_sessions = spec.max_sessions as u64;
-    let core = Rc::new(Core {
-        index: spec.index as u64,
-        cores: spec.cores as u64,
-        next_seq: Cell::new(0),
-        sessions: Rc::new(Semaphore::new(max_sessions)),
-        random: RandomState::new(),
-    });
-    let stopping = Rc::new(Semaphore::new(0));
-    let pipes = (spec.relay == RelayMode::Splice).then(|| Rc::new(PipePool::new(spec.pipe_size)));
-    let mut loops = Vec::new();
-    // A duplicate of each listening fd, to shut the socket down at a
-    // graceful stop: dropping glommio's listener is not enough, as an
-    // io_uring accept in flight keeps the socket open, listening.
-    let mut listening = Vec::new();
-    for listener in spec.listeners {
-        match listener.fd.try_clone() {
-            Ok(dup) => listening.push(dup),
-            Err(e) => log::error!("dup() of the listener {} failed ({e})", listener.name),
-        }
+/// One listener of a reloaded configuration, as a core is to serve it.
+pub struct ReloadListener {
+    /// `127.0.0.1:143` or `unix:/path`: a name this core serves already
+    /// keeps its socket, so connections queued on it are never reset.
+    pub name: String,
+    pub server: ServerConfig,
+    /// The core's socket for a name it does not serve yet.
+    pub fd: Option<OwnedFd>,
+}
+
+/// The whole listener set of a reloaded configuration: names the core
+/// serves that are not in it stop being served.
+pub type ReloadPlan = Vec<ReloadListener>;
+
+/// One listener this core serves.
+struct Serving {
+    accept_loop: glommio::Task<()>,
+    /// What new connections get; a reload replaces it, sessions in flight
+    /// keep the one they started with.
+    ctx: Rc<RefCell<Rc<ServerContext>>>,
+    /// A duplicate of the listening fd, to shut the socket down when it
+    /// stops being served: dropping glommio's listener is not enough, as an
+    /// io_uring accept in flight keeps the socket open, listening.
+    dup: Option<OwnedFd>,
+}
+
+/// What every listener of this core shares.
+struct Shared {
+    core: Rc<Core>,
+    pipes: Option<Rc<PipePool>>,
+    stopping: Rc<Semaphore>,
+}
+
+impl Shared {
+    fn context(&self, server: ServerConfig, name: String) -> Rc<ServerContext> {
+        Rc::new(ServerContext::new(
+            server,
+            name,
+            self.pipes.clone(),
+            self.stopping.clone(),
+        ))
+    }
+
+    fn serve(&self, fd: OwnedFd, name: String, server: ServerConfig) -> Serving {
+        let dup = match fd.try_clone() {
+            Ok(dup) => Some(dup),
+            Err(e) => {
+                log::error!("dup() of the listener {name} failed ({e})");
+                None
+            }
+        };
+        let ctx = Rc::new(RefCell::new(self.context(server, name)));
+        let raw = fd.as_raw_fd();
         // glommio cannot build its UnixListener from an fd, but its
         // TcpListener only ever calls accept(2) through io_uring, which any
         // stream socket serves; its TcpStream only calls recv, send and
         // shutdown. So a unix socket is driven through the same types, and
         // the session skips the TCP-only options for it.
         // SAFETY: the fd is a bound, listening, non-blocking stream socket
-        // whose only owner was `listener.fd`; ownership moves to the glommio
+        // whose only owner was `fd`; ownership moves to the glommio
         // listener.
-        let raw = listener.fd.as_raw_fd();
-        let socket = unsafe { TcpListener::from_raw_fd(listener.fd.into_raw_fd()) };
-        let ctx = Rc::new(ServerContext::new(
-            listener.server,
-            listener.name,
-            pipes.clone(),
-            stopping.clone(),
-        ));
-        loops.push(glommio::spawn_local(accept_loop(socket, raw, ctx, core.clone())));
+        let socket = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
+        let accept_loop = glommio::spawn_local(accept_loop(socket, raw, ctx.clone(), self.core.clone()));
+        Serving { accept_loop, ctx, dup }
     }
+}
+
+impl Serving {
+    /// Stops accepting and closes this core's socket.
+    async fn stop(self) {
+        // Cancelling the accept loop drops its listener.
+        let _ = self.accept_loop.cancel().await;
+        if let Some(fd) = self.dup {
+            // Stops the socket listening and wakes any accept in flight;
+            // the kernel then refuses new connections to this core.
+            let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Serves until the main thread orders a graceful stop (or goes away), then
+/// stops accepting, closes the sessions that have not logged in, and waits
+/// for relayed sessions to end, at most `shutdown_timeout`. In between, a
+/// reload order swaps the configuration new connections get and opens and
+/// closes listeners.
+pub async fn run(spec: CoreSpec, control: OwnedFd, reloads: mpsc::Receiver<ReloadPlan>) {
+    let max_sessions = spec.max_sessions as u64;
+    let shared = Shared {
+        core: Rc::new(Core {
+            index: spec.index as u64,
+            cores: spec.cores as u64,
+            next_seq: Cell::new(0),
+            sessions: Rc::new(Semaphore::new(max_sessions)),
+            random: RandomState::new(),
+        }),
+        pipes: (spec.relay == RelayMode::Splice).then(|| Rc::new(PipePool::new(spec.pipe_size))),
+        stopping: Rc::new(Semaphore::new(0)),
+    };
+    let mut serving: Vec<(String, Serving)> = spec
+        .listeners
+        .into_iter()
+        .map(|l| (l.name.clone(), shared.serve(l.fd, l.name, l.server)))
+        .collect();
 
     // SAFETY: `control` is this core's end of a connected unix socket pair,
     // owned by nobody else; the glommio stream takes it over.
     let mut control = unsafe { UnixStream::from_raw_fd(control.into_raw_fd()) };
     let mut order = [0u8; 1];
-    // Any answer ends serving: the order itself, or the main thread gone.
-    let _ = control.read(&mut order).await;
-
-    // Cancelling the accept loops drops their listeners: this core's sockets
-    // close and the kernel refuses new connections once every core's have.
-    for task in loops {
-        let _ = task.cancel().await;
+    loop {
+        match control.read(&mut order).await {
+            Ok(1) if order[0] == RELOAD => {
+                while let Ok(plan) = reloads.try_recv() {
+                    serving = reload(&shared, serving, plan, spec.index).await;
+                }
+            }
+            // Any other answer ends serving: the stop order, or the main
+            // thread gone.
+            _ => break,
+        }
     }
-    for fd in listening {
-        // Stops the socket listening and wakes any accept in flight; the
-        // kernel then refuses new connections to this core.
-        let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
+
+    // The kernel refuses new connections once every core's sockets closed.
+    for (_, listener) in serving {
+        listener.stop().await;
     }
     crate::notice!("core {}: stopped accepting", spec.index);
-    stopping.close();
-    let drained = core.sessions.acquire_permit(max_sessions);
+    shared.stopping.close();
+    let drained = shared.core.sessions.acquire_permit(max_sessions);
     let finished = match spec.shutdown_timeout {
         Some(limit) => glommio::timer::timeout(limit, async { drained.await.map(drop) })
             .await
@@ -154,7 +222,7 @@ pub async fn run(spec: CoreSpec, control: OwnedFd) {
             spec.index
         );
     }
-    if let Some(pipes) = &pipes {
+    if let Some(pipes) = &shared.pipes {
         let s = pipes.stats();
         crate::notice!(
             "core {}: pipes created {}, reused {}, smaller than asked {}, bulk bursts copied for want of a pipe {}",
@@ -167,8 +235,38 @@ pub async fn run(spec: CoreSpec, control: OwnedFd) {
     }
 }
 
-/// `fd` is `listener`'s own fd, which glommio does not lend out.
-async fn accept_loop(listener: TcpListener, fd: RawFd, ctx: Rc<ServerContext>, core: Rc<Core>) {
+/// Applies one reload: kept names get the new configuration, new ones start
+/// accepting, the others stop. Returns what the core serves now.
+async fn reload(
+    shared: &Shared,
+    mut serving: Vec<(String, Serving)>,
+    plan: ReloadPlan,
+    index: usize,
+) -> Vec<(String, Serving)> {
+    let mut next = Vec::with_capacity(plan.len());
+    for listener in plan {
+        if let Some(at) = serving.iter().position(|(name, _)| *name == listener.name) {
+            let (name, kept) = serving.swap_remove(at);
+            *kept.ctx.borrow_mut() = shared.context(listener.server, name.clone());
+            next.push((name, kept));
+        } else if let Some(fd) = listener.fd {
+            next.push((listener.name.clone(), shared.serve(fd, listener.name, listener.server)));
+        } else {
+            // The main thread binds every name a core does not serve yet.
+            log::error!("core {index}: no socket for the new listener {}", listener.name);
+        }
+    }
+    for (name, gone) in serving {
+        gone.stop().await;
+        crate::notice!("core {index}: stopped listening on {name}");
+    }
+    crate::notice!("core {index}: reconfigured, {} listener(s)", next.len());
+    next
+}
+
+/// `fd` is `listener`'s own fd, which glommio does not lend out. Each
+/// connection takes the configuration `ctx` holds when it is accepted.
+async fn accept_loop(listener: TcpListener, fd: RawFd, ctx: Rc<RefCell<Rc<ServerContext>>>, core: Rc<Core>) {
     // SAFETY: `listener` owns the fd and lives as long as this loop.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     loop {
@@ -198,7 +296,7 @@ async fn accept_loop(listener: TcpListener, fd: RawFd, ctx: Rc<ServerContext>, c
             Ok((stream, peer)) => {
                 let id = core.next_id();
                 let random = core.random(id);
-                let ctx = ctx.clone();
+                let ctx = ctx.borrow().clone();
                 glommio::spawn_local(async move {
                     session::serve(stream, peer, id, ctx, random).await;
                     drop(permit);

@@ -8,16 +8,18 @@ mod pid;
 pub mod sys;
 mod uring_probe;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::mpsc;
 
-use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::config::{Config, ListenAddr, Workers};
+use crate::config::{Config, ListenAddr, MainConfig, Workers};
 use crate::relay::RelayMode;
 
 /// Command-line choices that shape the runtime; each overrides the config.
@@ -72,8 +74,12 @@ enum Event {
     CoreEnded(usize, String),
 }
 
-/// Binds every listener, starts the cores and serves until a stop signal.
-pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
+/// Reads the configuration again, for SIGHUP.
+pub type Reload<'a> = &'a dyn Fn() -> Result<Config, String>;
+
+/// Binds every listener, starts the cores and serves until a stop signal;
+/// SIGHUP runs `reload` and applies what it returns.
+pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Result<(), String> {
     if config.servers.is_empty() {
         return Err(format!("no mail servers are configured in {}", config.file.display()));
     }
@@ -146,7 +152,7 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
         pid.write_pid()?;
     }
     let (events, inbox) = mpsc::channel();
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1])
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP])
         .map_err(|e| format!("installing signal handlers failed ({e})"))?;
     let signal_events = events.clone();
     std::thread::Builder::new()
@@ -159,7 +165,7 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
             }
         })
         .map_err(|e| format!("starting the signal thread failed ({e})"))?;
-    let mut controls = Vec::with_capacity(cores);
+    let mut handles = Vec::with_capacity(cores);
     for spec in specs {
         // More cores than allowed CPUs share them round-robin.
         let cpu = allowed[spec.index % allowed.len()];
@@ -171,7 +177,8 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
         };
         let (control, core_end) =
             UnixStream::pair().map_err(|e| format!("socketpair() for core {index} failed ({e})"))?;
-        controls.push(control);
+        let (plans, reloads) = mpsc::channel();
+        handles.push(CoreHandle { control, plans });
         let core_end = OwnedFd::from(core_end);
         if options.pin {
             crate::notice!("start core {index} on CPU {cpu}");
@@ -182,7 +189,7 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
             .name(&format!("postern-{index}"))
             .io_memory(options.io_memory)
             .spin_before_park(options.spin_before_park)
-            .spawn(move || core::run(spec, core_end))
+            .spawn(move || core::run(spec, core_end, reloads))
             .map_err(|e| format!("starting the executor for core {index} on CPU {cpu} failed ({e})"))?;
         let core_events = events.clone();
         std::thread::spawn(move || {
@@ -200,12 +207,29 @@ pub fn run(config: Config, options: RuntimeOptions) -> Result<(), String> {
         if options.pin { "" } else { " unpinned" },
         std::process::id()
     );
-    let outcome = supervise(&inbox, &mut controls, cores);
+    let mut state = Supervisor {
+        current: config,
+        reload,
+        handles,
+        unix_paths,
+    };
+    let outcome = state.supervise(&inbox);
     drop(pid_file);
-    for path in &unix_paths {
+    for path in &state.unix_paths {
         let _ = std::fs::remove_file(path);
     }
     outcome
+}
+
+/// `-s`: signals the Postern that holds `config`'s pid file.
+pub fn signal_running(config: &Config, signal: i32) -> Result<(), String> {
+    let path = config.main.pid.as_deref().ok_or_else(|| {
+        format!(
+            "{} has no \"pid\" directive, so there is no pid file to find the running postern by",
+            config.file.display()
+        )
+    })?;
+    pid::signal_running(path, signal)
 }
 
 /// nginx's start-up line about RLIMIT_NOFILE, from /proc (no libc needed).
@@ -222,42 +246,213 @@ fn open_files_limit() -> String {
     }
 }
 
-/// The main thread's life after start-up: signals in, orders to the cores.
-fn supervise(inbox: &mpsc::Receiver<Event>, controls: &mut [UnixStream], cores: usize) -> Result<(), String> {
-    let mut graceful = false;
-    let mut ended = 0;
-    loop {
-        match inbox.recv() {
-            Ok(Event::Signal(signal @ (SIGTERM | SIGINT))) => {
-                crate::notice!("signal {signal} received, exiting");
-                return Ok(());
-            }
-            Ok(Event::Signal(SIGQUIT)) if !graceful => {
-                crate::notice!("signal {SIGQUIT} received, shutting down gracefully");
-                graceful = true;
-                for control in controls.iter_mut() {
-                    // A core that is gone cannot be told; it has stopped anyway.
-                    let _ = control.write_all(&[core::STOP_GRACEFULLY]);
-                }
-            }
-            Ok(Event::Signal(SIGUSR1)) => {
-                crate::notice!("signal {SIGUSR1} received, reopening logs");
-                if let Err(e) = crate::logging::reopen() {
-                    log::error!("{e}");
-                }
-            }
-            Ok(Event::Signal(_)) => {}
-            Ok(Event::CoreEnded(index, why)) => {
-                if !graceful {
-                    return Err(format!("core {index} {why}"));
-                }
-                ended += 1;
-                if ended == cores {
-                    crate::notice!("graceful shutdown done, exiting");
+/// The main thread's end of one core.
+struct CoreHandle {
+    /// Orders, a byte each (`core::STOP_GRACEFULLY`, `core::RELOAD`).
+    control: UnixStream,
+    /// Reload plans; the `RELOAD` byte tells the core to look.
+    plans: mpsc::Sender<core::ReloadPlan>,
+}
+
+/// The main thread after start-up: signals in, orders to the cores.
+struct Supervisor<'a> {
+    /// The configuration the cores serve now.
+    current: Config,
+    reload: Reload<'a>,
+    handles: Vec<CoreHandle>,
+    /// Unix sockets bound, removed at exit.
+    unix_paths: Vec<PathBuf>,
+}
+
+impl Supervisor<'_> {
+    fn supervise(&mut self, inbox: &mpsc::Receiver<Event>) -> Result<(), String> {
+        let cores = self.handles.len();
+        let mut graceful = false;
+        let mut ended = 0;
+        loop {
+            match inbox.recv() {
+                Ok(Event::Signal(signal @ (SIGTERM | SIGINT))) => {
+                    crate::notice!("signal {signal} received, exiting");
                     return Ok(());
                 }
+                Ok(Event::Signal(SIGQUIT)) if !graceful => {
+                    crate::notice!("signal {SIGQUIT} received, shutting down gracefully");
+                    graceful = true;
+                    for handle in &mut self.handles {
+                        // A core that is gone cannot be told; it has stopped anyway.
+                        let _ = handle.control.write_all(&[core::STOP_GRACEFULLY]);
+                    }
+                }
+                Ok(Event::Signal(SIGUSR1)) => {
+                    crate::notice!("signal {SIGUSR1} received, reopening logs");
+                    if let Err(e) = crate::logging::reopen() {
+                        log::error!("{e}");
+                    }
+                }
+                Ok(Event::Signal(SIGHUP)) if !graceful => {
+                    crate::notice!("signal {SIGHUP} received, reconfiguring");
+                    match self.reconfigure() {
+                        Ok(done) => crate::notice!("{done}"),
+                        Err(e) => log::error!("reload failed, the running configuration stays: {e}"),
+                    }
+                }
+                Ok(Event::Signal(_)) => {}
+                Ok(Event::CoreEnded(index, why)) => {
+                    if !graceful {
+                        return Err(format!("core {index} {why}"));
+                    }
+                    ended += 1;
+                    if ended == cores {
+                        crate::notice!("graceful shutdown done, exiting");
+                        return Ok(());
+                    }
+                }
+                Err(_) => return Err("all cores ended".to_string()),
             }
-            Err(_) => return Err("all cores ended".to_string()),
         }
     }
+
+    /// Reads the configuration again and, if it is valid and every new
+    /// address binds, hands each core its new listener set. Addresses that
+    /// stay keep their sockets (closing a SO_REUSEPORT socket resets the
+    /// connections queued on it), so no connection is refused or dropped.
+    fn reconfigure(&mut self) -> Result<String, String> {
+        let new = (self.reload)()?;
+        if new.servers.is_empty() {
+            return Err(format!("no mail servers are configured in {}", new.file.display()));
+        }
+        for warning in &new.warnings {
+            log::warn!("{warning}");
+        }
+        for changed in main_changes(&self.current.main, &new.main) {
+            log::warn!("reload: \"{changed}\" changed; it takes effect at the next start");
+        }
+        let old = listens(&self.current);
+        let mut plans: Vec<core::ReloadPlan> = self.handles.iter().map(|_| Vec::new()).collect();
+        let mut bound_unix = Vec::new();
+        let built = build_plans(&new, &old, &mut plans, &mut bound_unix);
+        if let Err(e) = built {
+            for path in &bound_unix {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+        let fresh = listens(&new);
+        let closed: Vec<&String> = old.keys().filter(|name| !fresh.contains_key(*name)).collect();
+        let added = fresh.keys().filter(|name| !old.contains_key(*name)).count();
+        for (handle, plan) in self.handles.iter_mut().zip(plans) {
+            // A core that is gone has stopped serving anyway.
+            if handle.plans.send(plan).is_ok() {
+                let _ = handle.control.write_all(&[core::RELOAD]);
+            }
+        }
+        for name in &closed {
+            if let Some(ListenAddr::Unix(path)) = old.get(*name).map(|l| &l.addr) {
+                let _ = std::fs::remove_file(path);
+                self.unix_paths.retain(|p| p != path);
+            }
+        }
+        self.unix_paths.extend(bound_unix);
+        let summary = format!(
+            "reconfigured from {}: {} listener(s), {added} new, {} closed",
+            new.file.display(),
+            fresh.len(),
+            closed.len()
+        );
+        self.current = new;
+        Ok(summary)
+    }
+}
+
+/// Every listen of a configuration by the name cores know it by.
+fn listens(config: &Config) -> BTreeMap<String, &crate::config::Listen> {
+    let mut out = BTreeMap::new();
+    for server in &config.servers {
+        for listen in &server.listen {
+            out.insert(listen_name(&listen.addr), listen);
+        }
+    }
+    out
+}
+
+fn listen_name(addr: &ListenAddr) -> String {
+    match addr {
+        ListenAddr::Tcp(addr) => addr.to_string(),
+        ListenAddr::Unix(path) => format!("unix:{}", path.display()),
+    }
+}
+
+/// Each core's listener set for `new`: names served now are kept (their
+/// parameters cannot change without a restart), new ones are bound here.
+fn build_plans(
+    new: &Config,
+    old: &BTreeMap<String, &crate::config::Listen>,
+    plans: &mut [core::ReloadPlan],
+    bound_unix: &mut Vec<PathBuf>,
+) -> Result<(), String> {
+    for server in &new.servers {
+        for listen in &server.listen {
+            let name = listen_name(&listen.addr);
+            if let Some(before) = old.get(&name) {
+                if before.params != listen.params {
+                    log::warn!(
+                        "reload: the parameters of \"listen {name}\" changed; they take effect at the next start"
+                    );
+                }
+                for plan in plans.iter_mut() {
+                    plan.push(core::ReloadListener {
+                        name: name.clone(),
+                        server: server.clone(),
+                        fd: None,
+                    });
+                }
+                continue;
+            }
+            let shared = match &listen.addr {
+                ListenAddr::Unix(path) => {
+                    let fd = listener::bind_unix(path, &listen.params)?;
+                    bound_unix.push(path.clone());
+                    Some(fd)
+                }
+                ListenAddr::Tcp(_) => None,
+            };
+            for plan in plans.iter_mut() {
+                let fd = match (&listen.addr, &shared) {
+                    (ListenAddr::Tcp(addr), _) => listener::bind_tcp(*addr, &listen.params)?,
+                    (_, Some(fd)) => fd.try_clone().map_err(|e| format!("dup() of {name} failed ({e})"))?,
+                    (ListenAddr::Unix(_), None) => unreachable!("a unix listen is bound above"),
+                };
+                plan.push(core::ReloadListener {
+                    name: name.clone(),
+                    server: server.clone(),
+                    fd: Some(fd),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Main-context directives whose change a reload cannot apply.
+fn main_changes(old: &MainConfig, new: &MainConfig) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.worker_processes != new.worker_processes {
+        changed.push("worker_processes");
+    }
+    if old.worker_connections != new.worker_connections {
+        changed.push("worker_connections");
+    }
+    if old.error_log != new.error_log {
+        changed.push("error_log");
+    }
+    if old.pid != new.pid {
+        changed.push("pid");
+    }
+    if old.worker_rlimit_nofile != new.worker_rlimit_nofile {
+        changed.push("worker_rlimit_nofile");
+    }
+    if old.worker_shutdown_timeout != new.worker_shutdown_timeout {
+        changed.push("worker_shutdown_timeout");
+    }
+    changed
 }

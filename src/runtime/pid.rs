@@ -60,6 +60,25 @@ impl Drop for PidFile {
     }
 }
 
+/// `-s`: sends `signal` to the process whose pid `path` holds.
+pub fn signal_running(path: &Path, signal: i32) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("open() \"{}\" failed ({e})", path.display()))?;
+    let pid: libc::pid_t = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&pid| pid > 0)
+        .ok_or_else(|| format!("invalid PID number \"{}\" in \"{}\"", text.trim(), path.display()))?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(format!(
+            "kill({pid}, {signal}) failed ({})",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
