@@ -21,7 +21,7 @@ use super::address::Resolver;
 use super::directives::{self, Contexts, Row, Setter, Status, TABLE};
 use super::model::{
     AuthHttp, AuthMethod, Config, ErrorLog, ImapSettings, Listen, ListenAddr, Location, MainConfig, Pop3Settings,
-    Protocol, ServerConfig, SmtpSettings, Workers,
+    Protocol, RunAs, ServerConfig, SmtpSettings, Workers,
 };
 use super::parser::{self, Directive};
 use super::{files, ConfigError, LoadOptions};
@@ -98,6 +98,7 @@ pub(crate) struct MainDraft {
     pub(crate) worker_connections: Option<usize>,
     pub(crate) worker_rlimit_nofile: Option<u64>,
     pub(crate) worker_shutdown_timeout: Option<Duration>,
+    pub(crate) user: Option<RunAs>,
 }
 
 /// One server's settings while the file is read; `None` is unset.
@@ -337,6 +338,7 @@ impl Builder<'_> {
             worker_connections: required(main.worker_connections, "worker_connections", &at)?,
             worker_rlimit_nofile: main.worker_rlimit_nofile,
             worker_shutdown_timeout: main.worker_shutdown_timeout,
+            user: main.user,
         })
     }
 

@@ -14,7 +14,7 @@ use std::path::Path;
 use super::address;
 use super::build::{Env, MainDraft, ServerDraft};
 use super::listen;
-use super::model::{AuthMethod, ErrorLog, Listen, ListenAddr, LogLevel, LogTarget, Protocol, Workers};
+use super::model::{AuthMethod, ErrorLog, Listen, ListenAddr, LogLevel, LogTarget, Protocol, RunAs, Workers};
 use super::parser::Directive;
 use super::values::{self, invalid_flag, invalid_value};
 
@@ -172,7 +172,7 @@ pub(crate) static TABLE: &[Row] = &[
     Row::new("include", ANY, Exact(1), Status::Include).repeatable(),
     Row::main("worker_rlimit_nofile", MAIN, Exact(1), set_worker_rlimit_nofile),
     Row::main("worker_shutdown_timeout", MAIN, Exact(1), set_worker_shutdown_timeout),
-    Row::not_yet("user", MAIN),
+    Row::main("user", MAIN, Range(1, 2), set_user),
     Row::not_yet("master_process", MAIN),
     Row::not_yet("worker_rlimit_core", MAIN),
     Row::not_yet("worker_priority", MAIN),
@@ -437,6 +437,13 @@ fn set_worker_connections(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Resu
 
 fn set_worker_rlimit_nofile(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
     m.worker_rlimit_nofile = Some(positive_arg_as(d)?);
+    Ok(())
+}
+
+fn set_user(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    let user = d.args[0].clone();
+    let group = d.args.get(1).cloned().unwrap_or_else(|| user.clone());
+    m.user = Some(RunAs { user, group });
     Ok(())
 }
 
@@ -773,6 +780,7 @@ mod tests {
             ("include", MAIL),
             ("include", SERVER),
             ("worker_rlimit_nofile", MAIN),
+            ("user", MAIN),
             ("so_keepalive", MAIL),
             ("resolver", MAIL),
             ("max_errors", MAIL),

@@ -95,6 +95,16 @@ pub struct MainConfig {
     /// `worker_shutdown_timeout`: how long a graceful stop (SIGQUIT) lets
     /// relayed sessions run; `None` waits for them all, as nginx.
     pub worker_shutdown_timeout: Option<Duration>,
+    /// `user NAME [GROUP]`: who the process runs as once its sockets are
+    /// bound and its logs open (only when started as root, as nginx).
+    pub user: Option<RunAs>,
+}
+
+/// `user`: a user, and a group that defaults to the user's name as in nginx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    pub group: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -87,6 +87,7 @@ fn minimal_config_gets_exactly_the_defaults() {
                 worker_connections: 512,
                 worker_rlimit_nofile: None,
                 worker_shutdown_timeout: None,
+                user: None,
             },
             servers: vec![ServerConfig {
                 location: at(3),
@@ -211,6 +212,20 @@ fn main_directives() {
         ("events { worker_connections 1024; }", |m| m.worker_connections == 1024),
         ("worker_rlimit_nofile 65536;", |m| m.worker_rlimit_nofile == Some(65536)),
         ("worker_rlimit_nofile 1;", |m| m.worker_rlimit_nofile == Some(1)),
+        ("user www-data;", |m| {
+            m.user
+                == Some(RunAs {
+                    user: "www-data".into(),
+                    group: "www-data".into(),
+                })
+        }),
+        ("user nobody nogroup;", |m| {
+            m.user
+                == Some(RunAs {
+                    user: "nobody".into(),
+                    group: "nogroup".into(),
+                })
+        }),
         ("worker_shutdown_timeout 10s;", |m| {
             m.worker_shutdown_timeout == Some(Duration::from_secs(10))
         }),
@@ -598,8 +613,12 @@ fn errors_with_file_and_line() {
             "\"proxy_protocol\" directive is not supported yet in /etc/postern/postern.conf:2",
         ),
         (
-            "user nobody;",
-            "\"user\" directive is not supported yet in /etc/postern/postern.conf:1",
+            "user a b c;",
+            "invalid number of arguments in \"user\" directive in /etc/postern/postern.conf:1",
+        ),
+        (
+            "worker_priority -5;",
+            "\"worker_priority\" directive is not supported yet in /etc/postern/postern.conf:1",
         ),
         (
             "events {\n debug_connection 127.0.0.1;\n}",

@@ -5,6 +5,7 @@ mod core;
 pub mod cpus;
 mod listener;
 mod pid;
+mod privilege;
 pub mod sys;
 mod uring_probe;
 
@@ -19,7 +20,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::config::{Config, ListenAddr, MainConfig, Workers};
+use crate::config::{Config, ListenAddr, LogTarget, MainConfig, Workers};
 use crate::relay::RelayMode;
 
 /// Command-line choices that shape the runtime; each overrides the config.
@@ -151,6 +152,8 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
     if let Some(pid) = &mut pid_file {
         pid.write_pid()?;
     }
+    // Before any other thread exists: see privilege.rs.
+    become_user(&config)?;
     let (events, inbox) = mpsc::channel();
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP])
         .map_err(|e| format!("installing signal handlers failed ({e})"))?;
@@ -219,6 +222,33 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
         let _ = std::fs::remove_file(path);
     }
     outcome
+}
+
+/// The `user` directive, once the sockets are bound, the logs and the pid
+/// file open.
+fn become_user(config: &Config) -> Result<(), String> {
+    match &config.main.user {
+        Some(run_as) => {
+            let log_file = match &config.main.error_log.target {
+                LogTarget::File(path) => Some(path.as_path()),
+                LogTarget::Stderr => None,
+            };
+            match privilege::drop_to(run_as, log_file)? {
+                privilege::Dropped::To { uid, gid } => crate::notice!(
+                    "running as user \"{}\" (uid {uid}, gid {gid}), keeping only CAP_NET_BIND_SERVICE",
+                    run_as.user
+                ),
+                privilege::Dropped::NotRoot => {
+                    log::warn!("the \"user\" directive makes sense only if postern starts as root, ignored")
+                }
+            }
+        }
+        None if privilege::running_as_root() => log::warn!(
+            "running as root: the \"user\" directive would drop to an unprivileged user once the listeners are bound"
+        ),
+        None => {}
+    }
+    Ok(())
 }
 
 /// `-s`: signals the Postern that holds `config`'s pid file.
@@ -453,6 +483,9 @@ fn main_changes(old: &MainConfig, new: &MainConfig) -> Vec<&'static str> {
     }
     if old.worker_shutdown_timeout != new.worker_shutdown_timeout {
         changed.push("worker_shutdown_timeout");
+    }
+    if old.user != new.user {
+        changed.push("user");
     }
     changed
 }
