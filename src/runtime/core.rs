@@ -81,6 +81,9 @@ impl Core {
 pub const STOP_GRACEFULLY: u8 = b'Q';
 /// A new listener set waits in the core's reload channel.
 pub const RELOAD: u8 = b'R';
+/// A graceful stop after a binary upgrade: the listening sockets are shared
+/// with the new binary, so they are closed here but not shut down.
+pub const STOP_HANDED_OVER: u8 = b'H';
 
 /// One listener of a reloaded configuration, as a core is to serve it.
 pub struct ReloadListener {
@@ -150,11 +153,13 @@ impl Shared {
 }
 
 impl Serving {
-    /// Stops accepting and closes this core's socket.
-    async fn stop(self) {
+    /// Stops accepting and closes this core's socket; `shut_down` also
+    /// stops the socket itself listening, unless another process (a new
+    /// binary) accepts on it too.
+    async fn stop(self, shut_down: bool) {
         // Cancelling the accept loop drops its listener.
         let _ = self.accept_loop.cancel().await;
-        if let Some(fd) = self.dup {
+        if let (Some(fd), true) = (self.dup, shut_down) {
             // Stops the socket listening and wakes any accept in flight;
             // the kernel then refuses new connections to this core.
             let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
@@ -190,22 +195,23 @@ pub async fn run(spec: CoreSpec, control: OwnedFd, reloads: mpsc::Receiver<Reloa
     // owned by nobody else; the glommio stream takes it over.
     let mut control = unsafe { UnixStream::from_raw_fd(control.into_raw_fd()) };
     let mut order = [0u8; 1];
-    loop {
+    let handed_over = loop {
         match control.read(&mut order).await {
             Ok(1) if order[0] == RELOAD => {
                 while let Ok(plan) = reloads.try_recv() {
                     serving = reload(&shared, serving, plan, spec.index).await;
                 }
             }
+            Ok(1) if order[0] == STOP_HANDED_OVER => break true,
             // Any other answer ends serving: the stop order, or the main
             // thread gone.
-            _ => break,
+            _ => break false,
         }
-    }
+    };
 
     // The kernel refuses new connections once every core's sockets closed.
     for (_, listener) in serving {
-        listener.stop().await;
+        listener.stop(!handed_over).await;
     }
     crate::notice!("core {}: stopped accepting", spec.index);
     shared.stopping.close();
@@ -257,7 +263,7 @@ async fn reload(
         }
     }
     for (name, gone) in serving {
-        gone.stop().await;
+        gone.stop(true).await;
         crate::notice!("core {index}: stopped listening on {name}");
     }
     crate::notice!("core {index}: reconfigured, {} listener(s)", next.len());

@@ -7,6 +7,7 @@ mod listener;
 mod pid;
 mod privilege;
 pub mod sys;
+mod upgrade;
 mod uring_probe;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
@@ -73,6 +74,8 @@ impl Default for RuntimeOptions {
 enum Event {
     Signal(i32),
     CoreEnded(usize, String),
+    /// The binary started by SIGUSR2 exited, with this status.
+    SuccessorEnded(u32, String),
 }
 
 /// Reads the configuration again, for SIGHUP.
@@ -104,13 +107,24 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
         return Err("the number of cores must be at least 1".to_string());
     }
     let max_sessions = options.max_conns.unwrap_or(config.main.worker_connections);
+    // Sockets handed over by the Postern this one upgrades (SIGUSR2) are
+    // used instead of binding: both then accept on them.
+    let mut inherited = upgrade::Inherited::from_env();
+    let inherited_count = inherited.count();
+    let mut listening = upgrade::Listening::default();
     // Unix sockets are bound once, here, and shared by every core.
     let mut unix_paths = Vec::new();
     let mut shared = Vec::new();
     for server in &config.servers {
         for listen in &server.listen {
             if let ListenAddr::Unix(path) = &listen.addr {
-                shared.push((listener::bind_unix(path, &listen.params)?, server, path));
+                let name = listen_name(&listen.addr);
+                let fd = match inherited.take(&name) {
+                    Some(fd) => fd,
+                    None => listener::bind_unix(path, &listen.params)?,
+                };
+                listening.add(&name, &fd)?;
+                shared.push((fd, server, path));
                 unix_paths.push(path.clone());
             }
         }
@@ -121,9 +135,15 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
         for server in &config.servers {
             for listen in &server.listen {
                 if let ListenAddr::Tcp(addr) = &listen.addr {
+                    let name = addr.to_string();
+                    let fd = match inherited.take(&name) {
+                        Some(fd) => fd,
+                        None => listener::bind_tcp(*addr, &listen.params)?,
+                    };
+                    listening.add(&name, &fd)?;
                     listeners.push(core::CoreListener {
-                        fd: listener::bind_tcp(*addr, &listen.params)?,
-                        name: addr.to_string(),
+                        fd,
+                        name,
                         server: server.clone(),
                     });
                 }
@@ -149,13 +169,28 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
         });
     }
     drop(shared);
+    if inherited_count > 0 {
+        crate::notice!(
+            "using {} inherited listening socket(s)",
+            inherited_count - inherited.count()
+        );
+    }
+    if inherited.count() > 0 {
+        // Ours to close; the process that passed them keeps its own.
+        crate::notice!(
+            "closing {} inherited socket(s) this configuration does not use: {}",
+            inherited.count(),
+            inherited.leftover().join(", ")
+        );
+    }
+    drop(inherited);
     if let Some(pid) = &mut pid_file {
         pid.write_pid()?;
     }
     // Before any other thread exists: see privilege.rs.
     become_user(&config)?;
     let (events, inbox) = mpsc::channel();
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP])
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGUSR2])
         .map_err(|e| format!("installing signal handlers failed ({e})"))?;
     let signal_events = events.clone();
     std::thread::Builder::new()
@@ -215,12 +250,19 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
         reload,
         handles,
         unix_paths,
+        listening,
+        pid_file,
+        events,
+        successor: None,
     };
     let outcome = state.supervise(&inbox);
-    drop(pid_file);
-    for path in &state.unix_paths {
-        let _ = std::fs::remove_file(path);
+    // A successor serves the same unix paths: they are its now.
+    if state.successor.is_none() {
+        for path in &state.unix_paths {
+            let _ = std::fs::remove_file(path);
+        }
     }
+    drop(state.pid_file);
     outcome
 }
 
@@ -292,6 +334,12 @@ struct Supervisor<'a> {
     handles: Vec<CoreHandle>,
     /// Unix sockets bound, removed at exit.
     unix_paths: Vec<PathBuf>,
+    /// Duplicates of every listening socket, for a new binary.
+    listening: upgrade::Listening,
+    pid_file: Option<pid::PidFile>,
+    events: mpsc::Sender<Event>,
+    /// The pid of the new binary started by SIGUSR2 while it runs.
+    successor: Option<u32>,
 }
 
 impl Supervisor<'_> {
@@ -308,9 +356,13 @@ impl Supervisor<'_> {
                 Ok(Event::Signal(SIGQUIT)) if !graceful => {
                     crate::notice!("signal {SIGQUIT} received, shutting down gracefully");
                     graceful = true;
+                    let order = match self.successor {
+                        Some(_) => core::STOP_HANDED_OVER,
+                        None => core::STOP_GRACEFULLY,
+                    };
                     for handle in &mut self.handles {
                         // A core that is gone cannot be told; it has stopped anyway.
-                        let _ = handle.control.write_all(&[core::STOP_GRACEFULLY]);
+                        let _ = handle.control.write_all(&[order]);
                     }
                 }
                 Ok(Event::Signal(SIGUSR1)) => {
@@ -324,6 +376,28 @@ impl Supervisor<'_> {
                     match self.reconfigure() {
                         Ok(done) => crate::notice!("{done}"),
                         Err(e) => log::error!("reload failed, the running configuration stays: {e}"),
+                    }
+                }
+                Ok(Event::Signal(SIGUSR2)) if !graceful => match self.successor {
+                    Some(pid) => crate::notice!("signal {SIGUSR2} received, but the new binary (pid {pid}) runs already"),
+                    None => match self.start_successor() {
+                        Ok(pid) => crate::notice!(
+                            "signal {SIGUSR2} received, started the new binary, pid {pid}; SIGQUIT pid {} to let this one drain",
+                            std::process::id()
+                        ),
+                        Err(e) => log::error!("binary upgrade failed, this one keeps serving: {e}"),
+                    },
+                },
+                Ok(Event::SuccessorEnded(pid, status)) => {
+                    self.successor = None;
+                    if !graceful {
+                        // As nginx: the old binary takes its pid file back.
+                        if let Some(file) = &mut self.pid_file {
+                            if let Err(e) = file.restore_name() {
+                                log::error!("{e}");
+                            }
+                        }
+                        log::error!("the new binary (pid {pid}) exited ({status}); this one keeps serving");
                     }
                 }
                 Ok(Event::Signal(_)) => {}
@@ -340,6 +414,35 @@ impl Supervisor<'_> {
                 Err(_) => return Err("all cores ended".to_string()),
             }
         }
+    }
+
+    /// SIGUSR2: the pid file moves to `<pid>.oldbin` and the binary now at
+    /// our path starts with our arguments and our listening sockets.
+    fn start_successor(&mut self) -> Result<u32, String> {
+        if let Some(file) = &mut self.pid_file {
+            file.rename_to_oldbin()?;
+        }
+        let child = match self.listening.spawn_new_binary() {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(file) = &mut self.pid_file {
+                    let _ = file.restore_name();
+                }
+                return Err(e);
+            }
+        };
+        let pid = child.id();
+        self.successor = Some(pid);
+        let events = self.events.clone();
+        std::thread::Builder::new()
+            .name("postern-successor".into())
+            .spawn(move || {
+                let mut child = child;
+                let status = child.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
+                let _ = events.send(Event::SuccessorEnded(pid, status));
+            })
+            .map_err(|e| format!("starting the thread that waits for pid {pid} failed ({e})"))?;
+        Ok(pid)
     }
 
     /// Reads the configuration again and, if it is valid and every new
@@ -370,6 +473,16 @@ impl Supervisor<'_> {
         let fresh = listens(&new);
         let closed: Vec<&String> = old.keys().filter(|name| !fresh.contains_key(*name)).collect();
         let added = fresh.keys().filter(|name| !old.contains_key(*name)).count();
+        for name in &closed {
+            self.listening.remove(name);
+        }
+        for plan in &plans {
+            for listener in plan {
+                if let Some(fd) = &listener.fd {
+                    self.listening.add(&listener.name, fd)?;
+                }
+            }
+        }
         for (handle, plan) in self.handles.iter_mut().zip(plans) {
             // A core that is gone has stopped serving anyway.
             if handle.plans.send(plan).is_ok() {

@@ -52,6 +52,46 @@ impl PidFile {
     }
 }
 
+impl PidFile {
+    /// SIGUSR2: the new binary takes the configured name, this process's
+    /// file becomes `<name>.oldbin` (the lock stays with the open file).
+    pub fn rename_to_oldbin(&mut self) -> Result<(), String> {
+        let mut old = self.path.clone().into_os_string();
+        old.push(".oldbin");
+        let old = PathBuf::from(old);
+        std::fs::rename(&self.path, &old).map_err(|e| {
+            format!(
+                "rename() \"{}\" to \"{}\" failed ({e})",
+                self.path.display(),
+                old.display()
+            )
+        })?;
+        self.path = old;
+        Ok(())
+    }
+
+    /// Takes the configured name back when the new binary failed.
+    pub fn restore_name(&mut self) -> Result<(), String> {
+        let Some(name) = self
+            .path
+            .to_str()
+            .and_then(|p| p.strip_suffix(".oldbin"))
+            .map(PathBuf::from)
+        else {
+            return Ok(());
+        };
+        std::fs::rename(&self.path, &name).map_err(|e| {
+            format!(
+                "rename() \"{}\" to \"{}\" failed ({e})",
+                self.path.display(),
+                name.display()
+            )
+        })?;
+        self.path = name;
+        Ok(())
+    }
+}
+
 impl Drop for PidFile {
     /// Removed on exit, while still locked, so no second instance can take
     /// the file in between and lose it.
