@@ -13,6 +13,10 @@
 //! - `bulk`: like `session` over IMAP, meant for large messages.
 //! - `idle`: open `conns` sessions, sample the memory and descriptors of the
 //!   watched processes, hold the sessions for the duration, close them.
+//! - `bad`: misbehaving clients, one [`BadKind`] per run: wrong passwords,
+//!   garbage lines, over-long lines, clients that vanish, slow clients. An
+//!   operation succeeds when the server answers as it should (a refusal, a
+//!   close, or for slow clients a login) and ends the session.
 //!
 //! With a rate, slot `i` starts operation `k` at `t0 + (k * conns + i) / rate`
 //! and latency counts from that intended start, so a slow server is not
@@ -75,6 +79,7 @@ pub enum Mode {
     Session,
     Idle,
     Bulk,
+    Bad(BadKind),
 }
 
 impl Mode {
@@ -84,6 +89,34 @@ impl Mode {
             Mode::Session => "session",
             Mode::Idle => "idle",
             Mode::Bulk => "bulk",
+            Mode::Bad(kind) => kind.name(),
+        }
+    }
+}
+
+/// How a `bad` client misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadKind {
+    /// Logs in with a wrong password; the server must refuse and close.
+    WrongPass,
+    /// Sends lines of binary junk; the server must close (`max_errors`).
+    Garbage,
+    /// Sends 64 KiB without a line end; the server must close.
+    LongLine,
+    /// Connects and closes at once, every other time after half a command.
+    Vanish,
+    /// Sends its login one byte every 10 ms, then logs out.
+    Slow,
+}
+
+impl BadKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BadKind::WrongPass => "bad-wrong-pass",
+            BadKind::Garbage => "bad-garbage",
+            BadKind::LongLine => "bad-long-line",
+            BadKind::Vanish => "bad-vanish",
+            BadKind::Slow => "bad-slow",
         }
     }
 }
@@ -623,11 +656,134 @@ fn operation(client: &mut Client, script: &Script) -> Result<u64, String> {
     }
 }
 
+/// Reads the greeting of `protocol` (the whole reply for SMTP).
+fn greeting(client: &mut Client, protocol: Protocol) -> Result<(), String> {
+    match protocol {
+        Protocol::Imap => client.expect(b"* OK", "greeting"),
+        Protocol::Pop3 => client.expect(b"+OK", "greeting"),
+        Protocol::Smtp => client.smtp_reply(b"220", "greeting"),
+    }
+}
+
+/// Reads until the server closes; a reset counts as a close (a server that
+/// closes with unread input resets). Fails when the server stays silent.
+fn await_close(mut client: Client) -> Result<(), String> {
+    let mut rest = [0u8; 4096];
+    loop {
+        match client.reader.read(&mut rest) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err("the server kept the session open".into())
+            }
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// Writes `bytes`, taking a reset or broken pipe as the server's close.
+fn send_lossy(client: &mut Client, bytes: &[u8]) {
+    let _ = client.send(bytes);
+}
+
+/// One misbehaving client; `k` is the slot's operation number.
+fn bad(addr: &SocketAddr, shared: &Shared, kind: BadKind, k: u64, timeout: Duration) -> Result<(), String> {
+    let protocol = shared.script.protocol;
+    match kind {
+        BadKind::WrongPass => {
+            let wrong = &shared.wrong;
+            let mut client = Client::connect(addr, timeout)?;
+            greeting(&mut client, protocol)?;
+            match protocol {
+                Protocol::Imap => {
+                    client.send(&wrong.login1)?;
+                    loop {
+                        client.read_line()?;
+                        if client.line.starts_with(b"a ") {
+                            break;
+                        }
+                    }
+                    if !client.line.starts_with(b"a NO ") {
+                        return Err(format!("wrong password: server answered {}", show(&client.line)));
+                    }
+                }
+                Protocol::Pop3 => {
+                    client.send(&wrong.login1)?;
+                    client.expect(b"+OK", "USER")?;
+                    client.send(&wrong.login2)?;
+                    client.expect(b"-ERR", "wrong password")?;
+                }
+                Protocol::Smtp => {
+                    client.send(&wrong.login1)?;
+                    client.smtp_reply(b"250", "EHLO")?;
+                    client.send(&wrong.login2)?;
+                    client.smtp_reply(b"535", "wrong password")?;
+                }
+            }
+            await_close(client)
+        }
+        BadKind::Garbage => {
+            let mut client = Client::connect(addr, timeout)?;
+            greeting(&mut client, protocol)?;
+            let mut junk = Vec::new();
+            for i in 0..16u64 {
+                let x = (k * 16 + i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                junk.extend(x.to_le_bytes().iter().map(|b| if *b == b'\n' { b'?' } else { *b }));
+                junk.extend_from_slice(b" %\x01\x7f junk\r\n");
+            }
+            send_lossy(&mut client, &junk);
+            await_close(client)
+        }
+        BadKind::LongLine => {
+            let mut client = Client::connect(addr, timeout)?;
+            greeting(&mut client, protocol)?;
+            send_lossy(&mut client, &vec![b'a'; 64 * 1024]);
+            await_close(client)
+        }
+        BadKind::Vanish => {
+            let mut client = Client::connect(addr, timeout)?;
+            if k % 2 == 1 {
+                greeting(&mut client, protocol)?;
+                send_lossy(&mut client, &shared.script.login1[..shared.script.login1.len() / 2]);
+            }
+            Ok(())
+        }
+        BadKind::Slow => {
+            let script = &shared.script;
+            let mut client = Client::connect(addr, timeout)?;
+            greeting(&mut client, protocol)?;
+            for byte in &script.login1 {
+                client.send(std::slice::from_ref(byte))?;
+                thread::sleep(Duration::from_millis(10));
+            }
+            match protocol {
+                Protocol::Imap => {
+                    client.imap_tagged(b'a', "LOGIN")?;
+                }
+                Protocol::Pop3 => {
+                    client.expect(b"+OK", "USER")?;
+                    client.send(&script.login2)?;
+                    client.expect(b"+OK", "PASS")?;
+                }
+                Protocol::Smtp => {
+                    client.smtp_reply(b"250", "EHLO")?;
+                    client.send(&script.login2)?;
+                    client.smtp_reply(b"235", "AUTH PLAIN")?;
+                }
+            }
+            logout(client, protocol)
+        }
+    }
+}
+
 /// State shared by all slots.
 struct Shared {
     config: Config,
     addr: SocketAddr,
     script: Script,
+    /// The same login with a wrong password (`bad-wrong-pass`).
+    wrong: Script,
     /// All slots have done their setup.
     ready: Barrier,
     /// The measured phase starts; `t0` is set.
@@ -671,7 +827,7 @@ fn slot(index: usize, shared: &Shared) -> SlotResult {
     };
     let mut session = None;
     match config.mode {
-        Mode::Login => {}
+        Mode::Login | Mode::Bad(_) => {}
         Mode::Session | Mode::Bulk => match shared.setup.run(|| open_session(addr, script, timeout)) {
             Ok(client) => session = Some(client),
             Err(e) => result.error(e),
@@ -724,6 +880,7 @@ fn slot(index: usize, shared: &Shared) -> SlotResult {
                     let end = Instant::now();
                     logout(client, script.protocol).map(|()| (end, 0))
                 }),
+                Mode::Bad(kind) => bad(addr, shared, kind, k, timeout).map(|()| (Instant::now(), 0)),
                 _ => {
                     let client = match session.take() {
                         Some(client) => Ok(client),
@@ -786,6 +943,9 @@ pub fn run(config: Config) -> Result<Report, String> {
         .next()
         .ok_or_else(|| format!("--addr {}: no address", config.addr))?;
     let script = Script::new(&config)?;
+    let mut wrong_config = config.clone();
+    wrong_config.pass.extend_from_slice(b"-wrong");
+    let wrong = Script::new(&wrong_config)?;
     let ticks = procstat::clock_ticks() as f64;
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     let idle = config.mode == Mode::Idle;
@@ -797,6 +957,7 @@ pub fn run(config: Config) -> Result<Report, String> {
     let shared = Arc::new(Shared {
         addr,
         script,
+        wrong,
         ready: Barrier::new(conns + 1),
         go: Barrier::new(conns + 1),
         stopped: Barrier::new(conns + 1),

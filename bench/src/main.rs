@@ -185,6 +185,23 @@ struct LoadArgs {
     /// Socket connect, read and write timeout in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
+    /// With --mode bad: how the clients misbehave.
+    #[arg(long, value_enum, default_value_t = BadArg::WrongPass)]
+    bad: BadArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BadArg {
+    /// Log in with a wrong password (the server must refuse and close).
+    WrongPass,
+    /// Send lines of binary junk (the server must close after max_errors).
+    Garbage,
+    /// Send 64 KiB without a line end (the server must close).
+    LongLine,
+    /// Connect and close at once, or after half a command.
+    Vanish,
+    /// Send the login one byte every 10 ms, then log out.
+    Slow,
 }
 
 #[derive(Args)]
@@ -206,6 +223,8 @@ enum ModeArg {
     Session,
     Idle,
     Bulk,
+    /// Misbehaving clients (see --bad).
+    Bad,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -348,6 +367,13 @@ fn run_load(args: LoadArgs) -> Result<(), String> {
             ModeArg::Session => load::Mode::Session,
             ModeArg::Idle => load::Mode::Idle,
             ModeArg::Bulk => load::Mode::Bulk,
+            ModeArg::Bad => load::Mode::Bad(match args.bad {
+                BadArg::WrongPass => load::BadKind::WrongPass,
+                BadArg::Garbage => load::BadKind::Garbage,
+                BadArg::LongLine => load::BadKind::LongLine,
+                BadArg::Vanish => load::BadKind::Vanish,
+                BadArg::Slow => load::BadKind::Slow,
+            }),
         },
         protocol: protocol(args.protocol),
         addr: args.addr,
