@@ -309,3 +309,163 @@ fn slowloris_is_bounded_by_timeout() {
     wait_fds_settle(postern.proc.pid(), fds);
     assert_no_panic(&postern);
 }
+
+/// An auth server that accepts every login after `delay`, sending `backend`,
+/// and tells the test as each request arrives.
+fn slow_auth(backend: SocketAddr, delay: Duration) -> (SocketAddr, std::sync::mpsc::Receiver<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let addr = fake_server(move |mut s| {
+        read_until(&mut s, b"\r\n\r\n");
+        let _ = tx.lock().unwrap().send(());
+        std::thread::sleep(delay);
+        let reply = format!(
+            "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: {}\r\nAuth-Port: {}\r\n\r\n",
+            backend.ip(),
+            backend.port()
+        );
+        let _ = s.write_all(reply.as_bytes());
+    });
+    (addr, rx)
+}
+
+/// `client_preauth_limit 2` on one core: a third session from 127.0.0.1
+/// that has not logged in is refused with the protocol's greeting-time
+/// refusal; a login frees a place.
+#[test]
+fn client_preauth_limit_refuses_at_the_greeting() {
+    let backend = start_backend(&["bob:secret"], 1, 10);
+    let auth = start_auth(&["bob:secret"], backend.addr, &[]);
+    let postern = one_core(&format!("{}\n    client_preauth_limit 2;", auth_http(&auth)));
+    warm_up(&postern);
+    let fds = fd_count(postern.proc.pid());
+    let mut first = Client::imap(postern.addr);
+    let _second = Client::imap(postern.addr);
+    let mut third = Client::connect(postern.addr);
+    assert_eq!(
+        String::from_utf8(third.read_to_close_lossy()).unwrap(),
+        "* BYE Too many connections from your address, try again later\r\n"
+    );
+    first.expect("a LOGIN bob secret\r\n", &[&format!("a {LOGIN_OK}")]);
+    // Logged in: no longer counted.
+    drop(Client::imap(postern.addr));
+    drop((first, _second));
+    wait_fds_settle(postern.proc.pid(), fds);
+    postern.proc.wait_for("client_preauth_limit");
+    assert_no_panic(&postern);
+
+    for (protocol, refusal) in [
+        ("pop3", "-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n"),
+        ("smtp", "421 4.7.0 Too many connections from your address, try again later\r\n"),
+    ] {
+        let p = start_postern_protocol(
+            protocol,
+            "worker_processes 1;\nerror_log stderr info;",
+            "    auth_http 127.0.0.1:9/auth;\n    client_preauth_limit 1;",
+            &[],
+        );
+        let mut held = Client::connect(p.addr);
+        assert!(!held.line().is_empty());
+        let mut refused = Client::connect(p.addr);
+        assert_eq!(String::from_utf8(refused.read_to_close_lossy()).unwrap(), refusal);
+        assert_no_panic(&p);
+    }
+}
+
+/// `auth_http_concurrency 1` with `auth_http_queue 1` and a slow auth
+/// server: one login in flight, one waits, the third is told to try again
+/// later (and may, on the same connection); a login that waited past
+/// auth_http_timeout gets the same.
+#[test]
+fn auth_http_concurrency_queues_then_defers() {
+    let backend = start_backend(&["bob:secret"], 1, 10);
+    let (auth, asked_auth) = slow_auth(backend.addr, Duration::from_millis(1500));
+    let postern = one_core(&format!(
+        "    auth_http {auth}/auth;\n    auth_http_concurrency 1;\n    auth_http_queue 1;\n    auth_http_timeout 2s;"
+    ));
+    let mut a = Client::imap(postern.addr);
+    let mut b = Client::imap(postern.addr);
+    let mut c = Client::imap(postern.addr);
+    a.send(b"a LOGIN bob secret\r\n");
+    asked_auth.recv_timeout(IO_TIMEOUT).unwrap();
+    b.send(b"b LOGIN bob secret\r\n");
+    // b's place in the queue, before c asks: b's greeting-to-login path
+    // has no signal of its own, but a NOOP behind it on c is answered
+    // after b's LOGIN was read (one core, in order of arrival).
+    c.expect("n NOOP\r\n", &["n OK completed\r\n"]);
+    let asked = Instant::now();
+    c.expect(
+        "c LOGIN bob secret\r\n",
+        &["c NO [UNAVAILABLE] Server busy, try again later\r\n"],
+    );
+    assert!(asked.elapsed() < Duration::from_millis(1000));
+    assert_eq!(a.line(), format!("a {LOGIN_OK}"));
+    assert_eq!(b.line(), format!("b {LOGIN_OK}"));
+    // The refused client tries again on the same connection.
+    c.expect("d LOGIN bob secret\r\n", &[&format!("d {LOGIN_OK}")]);
+    postern.proc.wait_for("auth_http_queue is full");
+
+    // Waited too long: e in flight (1.5 s), f queued then in flight until
+    // 3 s, g queued from 0 s gives up at auth_http_timeout (2 s).
+    let p = one_core(&format!(
+        "    auth_http {auth}/auth;\n    auth_http_concurrency 1;\n    auth_http_queue 5;\n    auth_http_timeout 2s;"
+    ));
+    let mut clients: Vec<Client> = (0..3).map(|_| Client::imap(p.addr)).collect();
+    clients[0].send(b"e LOGIN bob secret\r\n");
+    asked_auth.recv_timeout(IO_TIMEOUT).unwrap();
+    clients[1].send(b"f LOGIN bob secret\r\n");
+    clients[2].expect("n NOOP\r\n", &["n OK completed\r\n"]);
+    clients[2].send(b"g LOGIN bob secret\r\n");
+    assert_eq!(clients[0].line(), format!("e {LOGIN_OK}"));
+    assert_eq!(clients[2].line(), "g NO [UNAVAILABLE] Server busy, try again later\r\n");
+    assert_eq!(clients[1].line(), format!("f {LOGIN_OK}"));
+    p.proc.wait_for("waited auth_http_timeout");
+    assert_no_panic(&postern);
+    assert_no_panic(&p);
+}
+
+/// POP3 and SMTP say "try again later" their own way.
+#[test]
+fn auth_http_queue_full_in_pop3_and_smtp() {
+    for (protocol, login, busy) in [
+        (
+            "pop3",
+            &["USER bob\r\n", "PASS secret\r\n"][..],
+            "-ERR [SYS/TEMP] Server busy, try again later\r\n",
+        ),
+        ("smtp", &["AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n"][..], "451 4.3.0 Server busy, try again later\r\n"),
+    ] {
+        let backend = start_bench(&["backend", "--protocol", protocol, "--user", "bob:secret"]);
+        let route = format!("{protocol}={}", backend.addr);
+        let _ = route;
+        let (auth, asked_auth) = slow_auth(backend.addr, Duration::from_millis(1000));
+        let p = start_postern_protocol(
+            protocol,
+            "worker_processes 1;\nerror_log stderr info;",
+            &format!("    auth_http {auth}/auth;\n    auth_http_concurrency 1;\n    auth_http_queue 0;"),
+            &[],
+        );
+        let session = |p: &Postern| {
+            let mut c = Client::connect(p.addr);
+            assert!(!c.line().is_empty());
+            if protocol == "smtp" {
+                c.send(b"EHLO x\r\n");
+                while c.line().starts_with("250-") {}
+            }
+            for (i, line) in login.iter().enumerate() {
+                c.send(line.as_bytes());
+                if i + 1 < login.len() {
+                    let _ = c.line();
+                }
+            }
+            c
+        };
+        let mut first = session(&p);
+        asked_auth.recv_timeout(IO_TIMEOUT).unwrap();
+        let mut second = session(&p);
+        assert_eq!(second.line(), busy, "{protocol}");
+        let ok = first.line();
+        assert!(ok.starts_with("+OK") || ok.starts_with("235"), "{protocol}: {ok}");
+        assert_no_panic(&p);
+    }
+}
