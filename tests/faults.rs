@@ -469,3 +469,83 @@ fn auth_http_queue_full_in_pop3_and_smtp() {
         assert_no_panic(&p);
     }
 }
+
+/// Out of fds (`worker_rlimit_nofile 40`, one core): the accept loop backs
+/// off instead of spinning, and serves again once fds free up.
+#[test]
+fn fd_exhaustion_backs_off_and_recovers() {
+    let backend = start_backend(&["bob:secret"], 1, 10);
+    let auth = start_auth(&["bob:secret"], backend.addr, &[]);
+    let postern = start_postern_with(
+        "worker_processes 1;\nworker_rlimit_nofile 40;\nerror_log stderr info;",
+        &auth_http(&auth),
+    );
+    warm_up(&postern);
+    let pid = postern.proc.pid();
+    let fds = fd_count(pid);
+    assert!(fds < 40, "{fds} fds at rest");
+    let clients: Vec<TcpStream> = (0..60).map(|_| TcpStream::connect(postern.addr).unwrap()).collect();
+    postern.proc.wait_for("accept() failed");
+    let (cpu, wall) = (cpu_time(pid), Instant::now());
+    // A measuring window, not a synchronisation.
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_time(pid) - cpu;
+    let failures = postern.proc.log().matches("accept() failed").count();
+    eprintln!(
+        "exhausted for {:?}: {spent:?} of CPU, {failures} failed accepts logged",
+        wall.elapsed()
+    );
+    assert!(spent < Duration::from_millis(300), "spinning: {spent:?} of CPU in 2 s");
+    assert!(failures < 60, "{failures} failed accepts in 2 s");
+    drop(clients);
+    drop(healthy_login(postern.addr, "r"));
+    wait_fds_settle(pid, fds);
+    assert_no_panic(&postern);
+}
+
+/// `--max-conns 5` under a burst of 40 connections: five sessions at a
+/// time, the rest wait in the kernel's queue and are served as places free.
+#[test]
+fn max_conns_holds_under_a_burst() {
+    let backend = start_backend(&["bob:secret"], 1, 10);
+    let auth = start_auth(&["bob:secret"], backend.addr, &[]);
+    let postern = start_postern_protocol(
+        "imap",
+        "worker_processes 1;\nerror_log stderr info;",
+        &auth_http(&auth),
+        &["--max-conns", "5"],
+    );
+    let mut waiting: Vec<Client> = (0..40).map(|_| Client::connect(postern.addr)).collect();
+    let mut served = 0;
+    while !waiting.is_empty() {
+        // Exactly five are greeted; the others hear nothing meanwhile.
+        let mut greeted = Vec::new();
+        let deadline = Instant::now() + IO_TIMEOUT;
+        while greeted.len() < 5.min(waiting.len()) {
+            assert!(Instant::now() < deadline, "fewer than 5 greeted");
+            let mut i = 0;
+            while i < waiting.len() {
+                waiting[i].stream.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+                let mut byte = [0u8; 1];
+                match waiting[i].stream.peek(&mut byte) {
+                    Ok(1) => greeted.push(waiting.swap_remove(i)),
+                    _ => i += 1,
+                }
+            }
+        }
+        for c in waiting.iter_mut() {
+            c.stream.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+            let mut byte = [0u8; 1];
+            assert!(c.stream.peek(&mut byte).is_err(), "greeted past --max-conns");
+            c.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        }
+        for mut c in greeted {
+            c.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            assert_eq!(c.line(), "* OK IMAP4 ready\r\n");
+            c.expect("a LOGOUT\r\n", &["* BYE\r\n", "a OK completed\r\n"]);
+            served += 1;
+        }
+    }
+    assert_eq!(served, 40);
+    assert_no_panic(&postern);
+}
