@@ -99,7 +99,10 @@ fn auth_server_resets_and_malformed_headers_give_internal_error() {
             auth_reply(b"HTTP/1.0 200 OK\r\nAuth-Status OK\r\n\r\n"),
         ),
         ("binary junk", auth_reply(b"\x00\xff\x01HTTP\r\n\r\n")),
-        ("bare LF line endings and no status", auth_reply(b"HTTP/1.0 200 OK\nAuth-Wait: x\n\n")),
+        (
+            "bare LF line endings and no status",
+            auth_reply(b"HTTP/1.0 200 OK\nAuth-Wait: x\n\n"),
+        ),
         (
             "one endless header line",
             Box::new(|mut s: TcpStream| {
@@ -202,7 +205,11 @@ fn backend_faults_give_internal_error_within_timeout() {
         let answer = String::from_utf8(c.read_to_close_lossy()).unwrap();
         assert_eq!(answer, INTERNAL, "case {name}");
         // `timeout` bounds the whole login, whatever the backend does.
-        assert!(asked.elapsed() < Duration::from_secs(5), "case {name}: {:?}", asked.elapsed());
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "case {name}: {:?}",
+            asked.elapsed()
+        );
         drop(healthy_login(healthy.addr, "h"));
     }
     // Reset mid-relay: the client sees its session end, nothing else.
@@ -238,7 +245,10 @@ fn client_resets_at_every_stage() {
     // its pool, glommio's own): count from after a first session.
     warm_up(&slow);
     warm_up(&postern);
-    let before: Vec<usize> = [&slow, &hung, &postern].iter().map(|p| fd_count(p.proc.pid())).collect();
+    let before: Vec<usize> = [&slow, &hung, &postern]
+        .iter()
+        .map(|p| fd_count(p.proc.pid()))
+        .collect();
 
     // During auth.
     let mut c = Client::imap(slow.addr);
@@ -355,8 +365,14 @@ fn client_preauth_limit_refuses_at_the_greeting() {
     assert_no_panic(&postern);
 
     for (protocol, refusal) in [
-        ("pop3", "-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n"),
-        ("smtp", "421 4.7.0 Too many connections from your address, try again later\r\n"),
+        (
+            "pop3",
+            "-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n",
+        ),
+        (
+            "smtp",
+            "421 4.7.0 Too many connections from your address, try again later\r\n",
+        ),
     ] {
         let p = start_postern_protocol(
             protocol,
@@ -433,7 +449,11 @@ fn auth_http_queue_full_in_pop3_and_smtp() {
             &["USER bob\r\n", "PASS secret\r\n"][..],
             "-ERR [SYS/TEMP] Server busy, try again later\r\n",
         ),
-        ("smtp", &["AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n"][..], "451 4.3.0 Server busy, try again later\r\n"),
+        (
+            "smtp",
+            &["AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n"][..],
+            "451 4.3.0 Server busy, try again later\r\n",
+        ),
     ] {
         let backend = start_bench(&["backend", "--protocol", protocol, "--user", "bob:secret"]);
         let route = format!("{protocol}={}", backend.addr);
@@ -525,7 +545,10 @@ fn max_conns_holds_under_a_burst() {
             assert!(Instant::now() < deadline, "fewer than 5 greeted");
             let mut i = 0;
             while i < waiting.len() {
-                waiting[i].stream.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+                waiting[i]
+                    .stream
+                    .set_read_timeout(Some(Duration::from_millis(10)))
+                    .unwrap();
                 let mut byte = [0u8; 1];
                 match waiting[i].stream.peek(&mut byte) {
                     Ok(1) => greeted.push(waiting.swap_remove(i)),
@@ -547,5 +570,56 @@ fn max_conns_holds_under_a_burst() {
         }
     }
     assert_eq!(served, 40);
+    assert_no_panic(&postern);
+}
+
+fn pss_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// 10,000 idle greeted sessions that never log in: Postern's memory per
+/// session (PSS), and another client still logs in. Slow (ignored): run
+/// with `cargo test --test faults -- --ignored ten_thousand --nocapture`.
+#[test]
+#[ignore]
+fn ten_thousand_idle_unauthenticated_sessions() {
+    let hard = 20_000;
+    let limit = libc::rlimit {
+        rlim_cur: hard,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads one struct that lives across the call.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let backend = start_backend(&["bob:secret"], 1, 10);
+    let auth = start_auth(&["bob:secret"], backend.addr, &[]);
+    let postern = start_postern_with(
+        "worker_processes 2;\nworker_rlimit_nofile 20000;\nerror_log stderr notice;\nevents { worker_connections 6000; }",
+        &auth_http(&auth),
+    );
+    let pid = postern.proc.pid();
+    drop(healthy_login(postern.addr, "w"));
+    let before = pss_kib(pid);
+    let n = 10_000;
+    let mut clients = Vec::with_capacity(n);
+    // Plain streams: a Client holds two fds (its reader is a clone).
+    let greeting = b"* OK IMAP4 ready\r\n";
+    for _ in 0..n {
+        let mut c = TcpStream::connect(postern.addr).unwrap();
+        let mut got = [0u8; 18];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, greeting);
+        clients.push(c);
+    }
+    let after = pss_kib(pid);
+    let per = (after - before) as f64 * 1024.0 / n as f64;
+    eprintln!("{n} idle sessions: PSS {before} KiB -> {after} KiB, {per:.0} bytes per session");
+    drop(healthy_login(postern.addr, "x"));
+    // Measured 16.0 KiB (debug build): two 4 KiB read buffers per session
+    // not logged in, the front-end machine and the session's futures.
+    assert!(per < 24.0 * 1024.0, "{per} bytes per idle session");
     assert_no_panic(&postern);
 }

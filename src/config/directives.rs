@@ -214,10 +214,22 @@ pub(crate) static TABLE: &[Row] = &[
     Row::server("proxy_timeout", MAIL_SERVER, Exact(1), set_proxy_timeout).default("24h"),
     // Postern's own: a relayed peer that vanished without a FIN is found by
     // TCP keepalive and TCP_USER_TIMEOUT within this, not after proxy_timeout.
-    Row::server("proxy_dead_peer_timeout", MAIL_SERVER, Exact(1), set_proxy_dead_peer_timeout).default("5m"),
+    Row::server(
+        "proxy_dead_peer_timeout",
+        MAIL_SERVER,
+        Exact(1),
+        set_proxy_dead_peer_timeout,
+    )
+    .default("5m"),
     // Postern's own limits against bots, off by default (nginx has neither).
     Row::server("client_preauth_limit", MAIL_SERVER, Exact(1), set_client_preauth_limit).default("0"),
-    Row::server("auth_http_concurrency", MAIL_SERVER, Exact(1), set_auth_http_concurrency).default("0"),
+    Row::server(
+        "auth_http_concurrency",
+        MAIL_SERVER,
+        Exact(1),
+        set_auth_http_concurrency,
+    )
+    .default("0"),
     Row::server("auth_http_queue", MAIL_SERVER, Exact(1), set_auth_http_queue).default("128"),
     Row::server(
         "proxy_pass_error_message",

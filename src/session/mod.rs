@@ -56,7 +56,8 @@ impl ServerContext {
         stopping: Rc<Semaphore>,
     ) -> Self {
         let server_keepalive = server.auth_http_keepalive;
-        let preauth = (server.client_preauth_limit > 0).then(|| Rc::new(limits::PreauthLimit::new(server.client_preauth_limit)));
+        let preauth =
+            (server.client_preauth_limit > 0).then(|| Rc::new(limits::PreauthLimit::new(server.client_preauth_limit)));
         let auth_limit = (server.auth_http_concurrency > 0)
             .then(|| limits::AuthLimit::new(server.auth_http_concurrency, server.auth_http_queue));
         ServerContext {

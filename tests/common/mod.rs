@@ -429,7 +429,9 @@ pub fn fake_server(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Socke
 
 /// Closes `stream` with a reset (RST) instead of a FIN.
 pub fn reset(stream: TcpStream) {
-    socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
     drop(stream);
 }
 
