@@ -212,6 +212,25 @@ pub(crate) static TABLE: &[Row] = &[
     Row::server("resolver", MAIL_SERVER, AtLeast(1), set_resolver),
     Row::server("proxy_buffer", MAIL_SERVER, Exact(1), set_proxy_buffer).default("4k"),
     Row::server("proxy_timeout", MAIL_SERVER, Exact(1), set_proxy_timeout).default("24h"),
+    // Postern's own: a relayed peer that vanished without a FIN is found by
+    // TCP keepalive and TCP_USER_TIMEOUT within this, not after proxy_timeout.
+    Row::server(
+        "proxy_dead_peer_timeout",
+        MAIL_SERVER,
+        Exact(1),
+        set_proxy_dead_peer_timeout,
+    )
+    .default("5m"),
+    // Postern's own limits against bots, off by default (nginx has neither).
+    Row::server("client_preauth_limit", MAIL_SERVER, Exact(1), set_client_preauth_limit).default("0"),
+    Row::server(
+        "auth_http_concurrency",
+        MAIL_SERVER,
+        Exact(1),
+        set_auth_http_concurrency,
+    )
+    .default("0"),
+    Row::server("auth_http_queue", MAIL_SERVER, Exact(1), set_auth_http_queue).default("128"),
     Row::server(
         "proxy_pass_error_message",
         MAIL_SERVER,
@@ -602,6 +621,41 @@ fn set_proxy_buffer(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(
 
 fn set_proxy_timeout(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
     s.proxy_timeout = Some(time_arg(d)?);
+    Ok(())
+}
+
+/// `off`, or a time of at least one second (the kernel's keepalive timers
+/// count whole seconds).
+fn set_proxy_dead_peer_timeout(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    let value = only(d)?;
+    s.proxy_dead_peer_timeout = Some(if value == "off" {
+        None
+    } else {
+        match values::parse_time(value) {
+            Some(t) if t >= std::time::Duration::from_secs(1) => Some(t),
+            _ => return Err(invalid_value(value, &d.name)),
+        }
+    });
+    Ok(())
+}
+
+fn count_arg(d: &Directive) -> Result<usize, String> {
+    let value = only(d)?;
+    values::parse_number(value).ok_or_else(|| invalid_value(value, &d.name))
+}
+
+fn set_client_preauth_limit(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.client_preauth_limit = Some(count_arg(d)?);
+    Ok(())
+}
+
+fn set_auth_http_concurrency(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.auth_http_concurrency = Some(count_arg(d)?);
+    Ok(())
+}
+
+fn set_auth_http_queue(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.auth_http_queue = Some(count_arg(d)?);
     Ok(())
 }
 

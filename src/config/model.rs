@@ -256,6 +256,21 @@ pub struct ServerConfig {
     pub proxy_buffer: usize,
     /// `proxy_timeout` (24h): an idle relay is closed after this.
     pub proxy_timeout: Duration,
+    /// `proxy_dead_peer_timeout` (Postern's, 5m; `None` is `off`): on both
+    /// relayed sockets, TCP keepalive (idle T/2, then 4 probes T/8 apart)
+    /// and TCP_USER_TIMEOUT T, so a peer gone without a FIN ends the session
+    /// within about T instead of proxy_timeout.
+    pub proxy_dead_peer_timeout: Option<Duration>,
+    /// `client_preauth_limit N` (Postern's, 0 = off): sessions from one
+    /// client address not logged in yet, per core and listener; more are
+    /// refused at the greeting.
+    pub client_preauth_limit: usize,
+    /// `auth_http_concurrency N` (Postern's, 0 = off): auth requests in
+    /// flight per core and listener; more wait in a queue.
+    pub auth_http_concurrency: usize,
+    /// `auth_http_queue N` (Postern's, 128): logins that may wait for an
+    /// auth slot; past it they get the protocol's temporary failure.
+    pub auth_http_queue: usize,
     pub imap: ImapSettings,
     pub pop3: Pop3Settings,
     pub smtp: SmtpSettings,

@@ -119,6 +119,10 @@ fn minimal_config_gets_exactly_the_defaults() {
                 max_errors: 5,
                 proxy_buffer: 4096,
                 proxy_timeout: Duration::from_secs(24 * 3600),
+                proxy_dead_peer_timeout: Some(Duration::from_secs(300)),
+                client_preauth_limit: 0,
+                auth_http_concurrency: 0,
+                auth_http_queue: 128,
                 imap: ImapSettings {
                     capabilities: vec!["IMAP4".to_string(), "IMAP4rev1".to_string(), "UIDPLUS".to_string()],
                     auth: vec![AuthMethod::Plain],
@@ -257,6 +261,13 @@ fn server_directives() {
         }),
         ("proxy_pass_error_message on;", |s| s.proxy_pass_error_message),
         ("auth_http_keepalive 8;", |s| s.auth_http_keepalive == 8),
+        ("client_preauth_limit 3;", |s| s.client_preauth_limit == 3),
+        ("auth_http_concurrency 16;", |s| s.auth_http_concurrency == 16),
+        ("auth_http_queue 0;", |s| s.auth_http_queue == 0),
+        ("proxy_dead_peer_timeout off;", |s| s.proxy_dead_peer_timeout.is_none()),
+        ("proxy_dead_peer_timeout 90s;", |s| {
+            s.proxy_dead_peer_timeout == Some(Duration::from_secs(90))
+        }),
         ("proxy_pass_error_message OFF;", |s| !s.proxy_pass_error_message),
         ("imap_capabilities IMAP4rev1 \"IDLE\" 'LITERAL+';", |s| {
             s.imap.capabilities == ["IMAP4rev1", "IDLE", "LITERAL+"]
@@ -687,6 +698,26 @@ fn errors_with_file_and_line() {
             "\"worker_connections\" directive is duplicate in /etc/postern/postern.conf:3",
         ),
         // values
+        (
+            "mail {\n client_preauth_limit -1;\n}",
+            "invalid value \"-1\" in \"client_preauth_limit\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n server {\n  auth_http_concurrency many;\n }\n}",
+            "invalid value \"many\" in \"auth_http_concurrency\" directive in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n auth_http_queue 1k;\n}",
+            "invalid value \"1k\" in \"auth_http_queue\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n proxy_dead_peer_timeout 500ms;\n}",
+            "invalid value \"500ms\" in \"proxy_dead_peer_timeout\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n client_preauth_limit 1 2;\n}",
+            "invalid number of arguments in \"client_preauth_limit\" directive in /etc/postern/postern.conf:2",
+        ),
         (
             "mail {\n timeout abc;\n}",
             "invalid value \"abc\" in \"timeout\" directive in /etc/postern/postern.conf:2",

@@ -254,3 +254,34 @@ pub(crate) fn same_steps_however_split<M>(
     assert_eq!(collect(&every_byte), whole, "one byte per read");
     whole
 }
+
+/// Postern's refusal of a client at connection time (`client_preauth_limit`),
+/// each protocol's way of saying "not now" before a greeting; the
+/// connection closes after it.
+pub fn busy_greeting(protocol: crate::config::Protocol) -> &'static [u8] {
+    use crate::config::Protocol;
+    match protocol {
+        Protocol::Imap => b"* BYE Too many connections from your address, try again later\r\n",
+        Protocol::Pop3 => b"-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n",
+        Protocol::Smtp => b"421 4.7.0 Too many connections from your address, try again later\r\n",
+    }
+}
+
+/// What the front end is told in place of the auth server's answer when
+/// the login got no auth slot (`auth_http_concurrency`): a refusal the
+/// client may retry at once, worded as the protocol's temporary failure
+/// (IMAP `NO [UNAVAILABLE]`, RFC 5530; POP3 `-ERR [SYS/TEMP]`, RFC 3206;
+/// SMTP `451 4.3.0`).
+pub fn busy_auth_reply(protocol: crate::config::Protocol) -> crate::auth::AuthReply {
+    use crate::config::Protocol;
+    let (message, error_code): (&[u8], Option<&[u8]>) = match protocol {
+        Protocol::Imap => (b"[UNAVAILABLE] Server busy, try again later", None),
+        Protocol::Pop3 => (b"[SYS/TEMP] Server busy, try again later", None),
+        Protocol::Smtp => (b"Server busy, try again later", Some(b"451 4.3.0")),
+    };
+    crate::auth::AuthReply::Reject {
+        message: message.to_vec(),
+        wait: Some(Duration::ZERO),
+        error_code: error_code.map(<[u8]>::to_vec),
+    }
+}

@@ -10,6 +10,23 @@ use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+/// `proxy_dead_peer_timeout`: a peer that vanished without a FIN (power
+/// loss, a dropped route, a NAT that forgot the flow) is found within about
+/// `limit` instead of after `proxy_timeout`. Keepalive probes start after
+/// `limit / 2` of silence and repeat every `limit / 8`; TCP_USER_TIMEOUT
+/// `limit` then ends the connection when neither probes nor data are
+/// acknowledged for that long (with it set, the kernel ignores
+/// TCP_KEEPCNT, so that is not set). A live but idle peer answers the
+/// probes and is never cut off.
+pub fn watch_dead_peer(socket: &impl std::os::fd::AsRawFd, limit: Duration) -> std::io::Result<()> {
+    let idle = (limit / 2).max(Duration::from_secs(1));
+    let interval = (limit / 8).max(Duration::from_secs(1));
+    crate::runtime::sys::with_socket(socket, |s| {
+        s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle).with_interval(interval))?;
+        s.set_tcp_user_timeout(Some(limit))
+    })
+}
+
 /// How the relay moves bytes (`--relay`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayMode {

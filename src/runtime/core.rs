@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::io::FromRawFd;
 use std::rc::Rc;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::AsyncReadExt;
 use glommio::net::{TcpListener, TcpStream, UnixStream};
@@ -18,6 +18,10 @@ use crate::config::ServerConfig;
 use crate::relay::splice::PipePool;
 use crate::relay::RelayMode;
 use crate::session::{self, ServerContext};
+
+/// How long a core handing its sockets over to a new binary waits for the
+/// accept it has in flight to complete.
+const HANDOVER_WAIT: Duration = Duration::from_secs(1);
 
 /// After a failed accept (EMFILE, ENFILE, ENOBUFS), wait this long before
 /// trying again rather than spin on the error.
@@ -102,6 +106,8 @@ pub type ReloadPlan = Vec<ReloadListener>;
 /// One listener this core serves.
 struct Serving {
     accept_loop: glommio::Task<()>,
+    /// Tells the accept loop to end after the accept in flight.
+    closing: Rc<Cell<bool>>,
     /// What new connections get; a reload replaces it, sessions in flight
     /// keep the one they started with.
     ctx: Rc<RefCell<Rc<ServerContext>>>,
@@ -147,19 +153,49 @@ impl Shared {
         // whose only owner was `fd`; ownership moves to the glommio
         // listener.
         let socket = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
-        let accept_loop = glommio::spawn_local(accept_loop(socket, raw, ctx.clone(), self.core.clone()));
-        Serving { accept_loop, ctx, dup }
+        let closing = Rc::new(Cell::new(false));
+        let accept_loop = glommio::spawn_local(accept_loop(
+            socket,
+            raw,
+            ctx.clone(),
+            self.core.clone(),
+            closing.clone(),
+        ));
+        Serving {
+            accept_loop,
+            closing,
+            ctx,
+            dup,
+        }
     }
 }
 
 impl Serving {
-    /// Stops accepting and closes this core's socket; `shut_down` also
-    /// stops the socket itself listening, unless another process (a new
-    /// binary) accepts on it too.
-    async fn stop(self, shut_down: bool) {
+    /// Stops accepting and closes this core's socket, and stops the socket
+    /// itself listening unless another process (a new binary) accepts on it
+    /// too.
+    /// `handed_over`: the socket stays open in the new binary, which
+    /// accepts too. The accept in flight here then completes with the next
+    /// connection the kernel gives this process, which is served, or is
+    /// cancelled at `deadline` (an accept completing just then is the one
+    /// connection that can still be lost). `closing` is set beforehand.
+    async fn stop(self, handed_over: Option<Instant>) {
+        let mut accept_loop = self.accept_loop;
+        if let Some(deadline) = handed_over {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if glommio::timer::timeout(left, async {
+                (&mut accept_loop).await;
+                Ok(())
+            })
+            .await
+            .is_ok()
+            {
+                return;
+            }
+        }
         // Cancelling the accept loop drops its listener.
-        let _ = self.accept_loop.cancel().await;
-        if let (Some(fd), true) = (self.dup, shut_down) {
+        let _ = accept_loop.cancel().await;
+        if let (Some(fd), None) = (self.dup, handed_over) {
             // Stops the socket listening and wakes any accept in flight;
             // the kernel then refuses new connections to this core.
             let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
@@ -210,11 +246,21 @@ pub async fn run(spec: CoreSpec, control: OwnedFd, reloads: mpsc::Receiver<Reloa
     };
 
     // The kernel refuses new connections once every core's sockets closed.
+    let handover = handed_over.then(|| {
+        for (_, listener) in &serving {
+            listener.closing.set(true);
+        }
+        Instant::now() + HANDOVER_WAIT
+    });
     for (_, listener) in serving {
-        listener.stop(!handed_over).await;
+        listener.stop(handover).await;
     }
     crate::notice!("core {}: stopped accepting", spec.index);
-    shared.stopping.close();
+    // After a handover the sessions still logging in finish here (bounded
+    // by `timeout`): their clients did nothing wrong.
+    if !handed_over {
+        shared.stopping.close();
+    }
     let drained = shared.core.sessions.acquire_permit(max_sessions);
     let finished = match spec.shutdown_timeout {
         Some(limit) => glommio::timer::timeout(limit, async { drained.await.map(drop) })
@@ -263,7 +309,7 @@ async fn reload(
         }
     }
     for (name, gone) in serving {
-        gone.stop(true).await;
+        gone.stop(None).await;
         crate::notice!("core {index}: stopped listening on {name}");
     }
     crate::notice!("core {index}: reconfigured, {} listener(s)", next.len());
@@ -272,10 +318,16 @@ async fn reload(
 
 /// `fd` is `listener`'s own fd, which glommio does not lend out. Each
 /// connection takes the configuration `ctx` holds when it is accepted.
-async fn accept_loop(listener: TcpListener, fd: RawFd, ctx: Rc<RefCell<Rc<ServerContext>>>, core: Rc<Core>) {
+async fn accept_loop(
+    listener: TcpListener,
+    fd: RawFd,
+    ctx: Rc<RefCell<Rc<ServerContext>>>,
+    core: Rc<Core>,
+    closing: Rc<Cell<bool>>,
+) {
     // SAFETY: `listener` owns the fd and lives as long as this loop.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    loop {
+    while !closing.get() {
         // Past worker_connections the core stops accepting until a session
         // ends; the kernel queues new connections on this core's socket.
         let permit = match core.sessions.acquire_static_permit(1).await {
@@ -288,6 +340,10 @@ async fn accept_loop(listener: TcpListener, fd: RawFd, ctx: Rc<RefCell<Rc<Server
         // Under load a connection is usually queued already: take it with
         // one accept4(2). Only an empty queue goes through glommio, which
         // waits for the next one in io_uring.
+        // An accept glommio has in flight in io_uring is not cancelled
+        // when the socket is shared with a new binary: one that completes
+        // as it is cancelled would lose its connection. `closing` lets it
+        // complete instead, and this loop serves that connection and ends.
         let accepted = match super::sys::try_accept(fd) {
             // SAFETY: the fd was just accepted and is owned by nobody else;
             // the glommio stream takes it over.

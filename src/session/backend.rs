@@ -10,8 +10,28 @@ use crate::protocol::{BackendOutcome, BackendPlan};
 const READ_CHUNK: usize = 4096;
 
 /// Returns the logged-in stream with the bytes read past the login reply,
-/// or `None` and the failure to report.
+/// or `None` and the failure to report. The whole login, connect included,
+/// takes at most `timeout`: a backend trickling its greeting a byte at a
+/// time would pass any per-read limit.
 pub async fn login(
+    plan: BackendPlan,
+    server: &ServerConfig,
+    id: u64,
+) -> (Option<(TcpStream, Vec<u8>)>, BackendOutcome) {
+    let addr = plan.addr;
+    if server.timeout.is_zero() {
+        return steps(plan, server, id).await;
+    }
+    match glommio::timer::timeout(server.timeout, async { Ok(steps(plan, server, id).await) }).await {
+        Ok(done) => done,
+        Err(_) => {
+            log::error!("*{id} backend {addr} timed out during login");
+            (None, BackendOutcome::Failed { client_reply: None })
+        }
+    }
+}
+
+async fn steps(
     mut plan: BackendPlan,
     server: &ServerConfig,
     id: u64,

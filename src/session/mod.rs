@@ -4,10 +4,11 @@
 //! machines' orders; it makes no protocol decision of its own.
 
 mod backend;
+pub mod limits;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -41,6 +42,10 @@ pub struct ServerContext {
     pub stopping: Rc<Semaphore>,
     /// Idle auth server connections (`auth_http_keepalive`), when enabled.
     pub auth_pool: Option<auth::client::KeepAlive>,
+    /// `client_preauth_limit`, when enabled.
+    pub preauth: Option<Rc<limits::PreauthLimit>>,
+    /// `auth_http_concurrency` and `auth_http_queue`, when enabled.
+    pub auth_limit: Option<limits::AuthLimit>,
 }
 
 impl ServerContext {
@@ -51,6 +56,10 @@ impl ServerContext {
         stopping: Rc<Semaphore>,
     ) -> Self {
         let server_keepalive = server.auth_http_keepalive;
+        let preauth =
+            (server.client_preauth_limit > 0).then(|| Rc::new(limits::PreauthLimit::new(server.client_preauth_limit)));
+        let auth_limit = (server.auth_http_concurrency > 0)
+            .then(|| limits::AuthLimit::new(server.auth_http_concurrency, server.auth_http_queue));
         ServerContext {
             front: FrontSettings::from_server(&server),
             server,
@@ -58,6 +67,8 @@ impl ServerContext {
             pipes,
             stopping,
             auth_pool: (server_keepalive > 0).then(|| auth::client::KeepAlive::new(server_keepalive)),
+            preauth,
+            auth_limit,
         }
     }
 }
@@ -149,11 +160,26 @@ pub fn serve(
     };
     async move {
         let mut trace = trace;
+        // client_preauth_limit: the place is held by the dialogue and given
+        // back when it ends, logged in or not.
+        let preauth = match (&ctx.preauth, peer) {
+            (Some(limit), Some(addr)) => match limit.enter(addr.ip()) {
+                Some(place) => Some(place),
+                None => {
+                    refuse(client, ctx.server.protocol).await;
+                    return log::info!(
+                        "*{id} {}: refused, client_preauth_limit sessions from this address not logged in",
+                        trace.who()
+                    );
+                }
+            },
+            _ => None,
+        };
         // Each stage's future lives on the heap only while it runs, and the
         // front-end machine is made inside the dialogue's: a relayed
         // session keeps only its sockets and the relay's small state, none
         // of the (larger) login dialogue's.
-        let handover = match Box::pin(dialogue(client, seed, &ctx, &mut trace)).await {
+        let handover = match Box::pin(dialogue(client, seed, &ctx, &mut trace, preauth)).await {
             Ok(handover) => handover,
             Err(reason) => return log::info!("*{id} {}: {reason}", trace.who()),
         };
@@ -183,14 +209,28 @@ struct Handover {
     to_client: Vec<u8>,
 }
 
-/// Runs the front end until it closes or hands over to the relay.
+/// Tells a client over `client_preauth_limit` the protocol's "not now" and
+/// closes; the write is bounded by the socket's write timeout (`timeout`).
+async fn refuse(mut client: TcpStream, protocol: crate::config::Protocol) {
+    let _ = client.write_all(crate::protocol::busy_greeting(protocol)).await;
+    let _ = client.close().await;
+}
+
+/// Runs the front end until it closes or hands over to the relay. `_preauth`
+/// is the session's place under `client_preauth_limit`, held until then.
 async fn dialogue(
     mut client: TcpStream,
     seed: SessionSeed,
     ctx: &ServerContext,
     trace: &mut Trace,
+    _preauth: Option<limits::PreauthGuard>,
 ) -> Result<Handover, String> {
     let mut front = ctx.front.start(seed);
+    // `timeout` bounds each command as a whole, not each read: a client
+    // trickling a byte a second (slowloris) would otherwise keep the
+    // session forever. Since when the command being read has been coming.
+    let timeout = ctx.server.timeout;
+    let mut command_since: Option<Instant> = None;
     let mut pending: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut backend: Option<(TcpStream, Vec<u8>)> = None;
@@ -256,6 +296,15 @@ async fn dialogue(
                 continue;
             }
         }
+        if !timeout.is_zero() {
+            let waited = command_since.map_or(Duration::ZERO, |t| t.elapsed());
+            match timeout.checked_sub(waited).filter(|left| !left.is_zero()) {
+                Some(left) => {
+                    let _ = client.set_read_timeout(Some(left));
+                }
+                None => return Err("client timed out: command not complete within timeout".to_string()),
+            }
+        }
         let read = futures_lite::future::or(async { Some(client.read(&mut chunk).await) }, async {
             // Never granted a permit: this only returns once the semaphore is closed.
             let _ = ctx.stopping.acquire_permit(1).await;
@@ -272,6 +321,12 @@ async fn dialogue(
         pending.extend_from_slice(&chunk[..n]);
         let used = front.feed(&pending);
         pending.drain(..used);
+        if used > 0 || pending.is_empty() {
+            // A command was taken whole: the next one's time starts now.
+            command_since = (!pending.is_empty()).then(Instant::now);
+        } else if command_since.is_none() {
+            command_since = Some(Instant::now());
+        }
     }
 }
 
@@ -281,6 +336,17 @@ async fn ask_auth_server(
     ctx: &ServerContext,
     trace: &Trace,
 ) -> Result<auth::AuthReply, auth::AuthError> {
+    // auth_http_concurrency: the slot is held for the whole round trip.
+    let _slot = match &ctx.auth_limit {
+        Some(limit) => match limit.slot(ctx.server.auth_http_timeout).await {
+            Ok(slot) => Some(slot),
+            Err(busy) => {
+                log::warn!("*{} {busy}, login deferred, {}", trace.id, trace.who());
+                return Ok(crate::protocol::busy_auth_reply(ctx.server.protocol));
+            }
+        },
+        None => None,
+    };
     let http = auth::request::build(
         request,
         &RequestContext {
@@ -320,6 +386,11 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
     to_client.shrink_to_fit();
     let _ = client.set_read_timeout(None);
     let _ = client.set_write_timeout(None);
+    if let Some(limit) = ctx.server.proxy_dead_peer_timeout {
+        // Fails harmlessly on a unix-socket client.
+        let _ = relay::watch_dead_peer(&client, limit);
+        let _ = relay::watch_dead_peer(&backend, limit);
+    }
     let idle = ctx.server.proxy_timeout;
     match &ctx.pipes {
         Some(pool) => (

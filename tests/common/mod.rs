@@ -368,3 +368,92 @@ impl Client {
 pub fn read_file(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_default()
 }
+
+/// Open fds of process `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Waits (polling, at most 15 s) until `pid` holds `want` fds or fewer: a
+/// session's sockets close some time after its client sees the end, and
+/// there is no signal for that.
+pub fn wait_fds_settle(pid: u32, want: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = fd_count(pid);
+        if now <= want {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter_map(|e| std::fs::read_link(e.path()).ok())
+                        .map(|p| p.display().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            panic!("fd leak: {now} fds open, {want} before: {fds:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// User plus system CPU time of `pid` so far (from /proc/PID/stat).
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which may hold spaces: utime is the
+    // 14th field of the line, the 12th after ") ".
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf reads no memory of ours.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let t: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(t * 1000 / ticks)
+}
+
+/// A TCP server in this process for fault cases: each accepted connection
+/// runs `handler` on its own thread.
+pub fn fake_server(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handler = Arc::new(handler);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let handler = handler.clone();
+            std::thread::spawn(move || handler(stream));
+        }
+    });
+    addr
+}
+
+/// Closes `stream` with a reset (RST) instead of a FIN.
+pub fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(stream);
+}
+
+/// Reads one request or command up to `end` (inclusive) or the end of the
+/// stream; the bytes read.
+pub fn read_until(stream: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(end) {
+        match stream.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            _ => break,
+        }
+    }
+    got
+}
+
+/// Resets a client's connection: every handle of its socket closes.
+pub fn reset_client(client: Client) {
+    socket2::SockRef::from(&client.stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+}
