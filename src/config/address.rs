@@ -13,6 +13,9 @@ use super::model::{AuthHttp, AuthHttpTarget};
 #[derive(Debug, Default)]
 pub(crate) struct Resolver {
     cache: HashMap<(String, u16), Vec<SocketAddr>>,
+    /// Resolve nothing but IP literals: the fuzz targets read arbitrary
+    /// text and must not wait on DNS for every word they make up.
+    pub(crate) offline: bool,
 }
 
 impl Resolver {
@@ -21,6 +24,9 @@ impl Resolver {
     pub(crate) fn resolve(&mut self, host: &str, port: u16) -> Option<Vec<SocketAddr>> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Some(vec![SocketAddr::new(ip, port)]);
+        }
+        if self.offline {
+            return None;
         }
         let key = (host.to_string(), port);
         if let Some(found) = self.cache.get(&key) {

@@ -159,10 +159,19 @@ struct Builder<'a> {
     reading: Vec<PathBuf>,
 }
 
-pub(crate) fn build(tree: &[Directive], file: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
+/// `offline`: resolve no host names and read no `include`d files (see
+/// `config::parse_str_offline`).
+pub(crate) fn build(
+    tree: &[Directive],
+    file: &Path,
+    options: &LoadOptions,
+    offline: bool,
+) -> Result<Config, ConfigError> {
+    let mut env = Env::new(file, options.prefix.as_deref());
+    env.resolver.offline = offline;
     let mut builder = Builder {
         file,
-        env: Env::new(file, options.prefix.as_deref()),
+        env,
         main: MainDraft::default(),
         main_set: HashSet::new(),
         mail_scratch: ServerDraft::default(),
@@ -247,6 +256,9 @@ impl Builder<'_> {
         let [arg] = d.args.as_slice() else {
             return Err(located(d)(internal(&d.name, "has not one argument")));
         };
+        if self.env.resolver.offline {
+            return Err(located(d)("include is not read offline".to_string()));
+        }
         if self.reading.len() > MAX_INCLUDE_NESTING {
             return Err(located(d)("too deep include nesting".to_string()));
         }

@@ -1891,3 +1891,24 @@ fn error_log_option_replaces_the_target_and_keeps_the_level() {
         );
     }
 }
+
+/// The fuzzers' ways in: `parse_str_offline` reads as `parse_str` but looks
+/// no name up and reads no file; `check_syntax` stops after the parser.
+#[test]
+fn offline_and_syntax_only() {
+    let text = "mail { auth_http 127.0.0.1:9000/auth; server { listen 127.0.0.1:143; protocol imap; } }\n";
+    let file = Path::new(FILE);
+    assert_eq!(parse_str_offline(text, file), parse_str(text, file));
+
+    let named = "mail { auth_http localhost:9000/auth; server { listen 127.0.0.1:143; protocol imap; } }\n";
+    assert!(parse_str(named, file).is_ok());
+    assert!(parse_str_offline(named, file).is_err(), "no DNS offline");
+
+    let include = "include /etc/hostname;\n";
+    let e = parse_str_offline(include, file).unwrap_err().to_string();
+    assert_eq!(e, format!("include is not read offline in {FILE}:1"));
+
+    assert!(check_syntax("mail { server { nonsense 1 2; } }", file).is_ok());
+    let e = check_syntax("mail { server {", file).unwrap_err().to_string();
+    assert!(e.starts_with("unexpected end of file"), "{e}");
+}

@@ -218,43 +218,6 @@ pub enum BackendOutcome {
     Failed { client_reply: Option<Vec<u8>> },
 }
 
-/// The first property of every front-end machine, shared by their tests:
-/// however the client's bytes are split across reads, the steps are the same.
-#[cfg(test)]
-pub(crate) fn same_steps_however_split<M>(
-    script: &[u8],
-    start: impl Fn() -> M,
-    feed: fn(&mut M, &[u8]) -> usize,
-    render: impl Fn(&mut M) -> Vec<String>,
-) -> String {
-    // Feeds `script` cut at `cuts`, keeping what `feed` leaves as a driver
-    // does; the sends concatenated (a split may join or part writes) and the
-    // other steps in brackets.
-    let collect = |cuts: &[usize]| {
-        let mut machine = start();
-        let mut buffered: Vec<u8> = Vec::new();
-        let mut out = String::new();
-        let mut last = 0;
-        for &cut in cuts.iter().chain(std::iter::once(&script.len())) {
-            buffered.extend_from_slice(&script[last..cut]);
-            last = cut;
-            let used = feed(&mut machine, &buffered);
-            buffered.drain(..used);
-            for step in render(&mut machine) {
-                out.push_str(step.strip_prefix("send ").unwrap_or(&format!("[{step}]")));
-            }
-        }
-        out
-    };
-    let whole = collect(&[]);
-    for cut in 0..=script.len() {
-        assert_eq!(collect(&[cut]), whole, "cut at {cut}");
-    }
-    let every_byte: Vec<usize> = (1..script.len()).collect();
-    assert_eq!(collect(&every_byte), whole, "one byte per read");
-    whole
-}
-
 /// Postern's refusal of a client at connection time (`client_preauth_limit`),
 /// each protocol's way of saying "not now" before a greeting; the
 /// connection closes after it.
@@ -283,5 +246,119 @@ pub fn busy_auth_reply(protocol: crate::config::Protocol) -> crate::auth::AuthRe
         message: message.to_vec(),
         wait: Some(Duration::ZERO),
         error_code: error_code.map(<[u8]>::to_vec),
+    }
+}
+
+/// The first property of every front-end machine, shared by their tests:
+/// however the client's bytes are split across reads, the steps are the same.
+#[cfg(test)]
+pub(crate) fn same_steps_however_split<M>(
+    script: &[u8],
+    start: impl Fn() -> M,
+    feed: fn(&mut M, &[u8]) -> usize,
+    render: impl Fn(&mut M) -> Vec<String>,
+) -> String {
+    let split = Split {
+        start: &start,
+        feed,
+        render: &render,
+        reading: |_| false,
+        limit: 0,
+    };
+    let whole = split.steps(script, &[]);
+    for cut in 0..=script.len() {
+        assert_eq!(split.steps(script, &[cut]), whole, "cut at {cut}");
+    }
+    let every_byte: Vec<usize> = (1..script.len()).collect();
+    assert_eq!(split.steps(script, &every_byte), whole, "one byte per read");
+    whole
+}
+
+/// A machine under test as a driver sees it, for the split properties of
+/// `same_steps_however_split` and the proptests.
+#[cfg(test)]
+pub(crate) struct Split<'a, M> {
+    pub(crate) start: &'a dyn Fn() -> M,
+    pub(crate) feed: fn(&mut M, &[u8]) -> usize,
+    /// The steps polled after a feed, as text.
+    pub(crate) render: &'a dyn Fn(&mut M) -> Vec<String>,
+    /// Whether the machine still reads; while it does, the bytes it leaves
+    /// to the driver must stay under `limit`, or the driver's buffer (of
+    /// that size) would fill with no line in it and the session hang.
+    pub(crate) reading: fn(&M) -> bool,
+    pub(crate) limit: usize,
+}
+
+#[cfg(test)]
+impl<M> Split<'_, M> {
+    /// Feeds `script` cut at `cuts` (ascending, within the script), keeping
+    /// what `feed` leaves as a driver does; the sends concatenated (a split
+    /// may join or part writes) and the other steps in brackets.
+    pub(crate) fn steps(&self, script: &[u8], cuts: &[usize]) -> String {
+        let mut machine = (self.start)();
+        let mut buffered: Vec<u8> = Vec::new();
+        let mut out = String::new();
+        let mut last = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&script.len())) {
+            buffered.extend_from_slice(&script[last..cut]);
+            last = cut;
+            // A render that answers the machine (an auth reply) lets it read
+            // again: offer what is left until nothing moves, as a driver does.
+            loop {
+                let used = (self.feed)(&mut machine, &buffered);
+                assert!(used <= buffered.len(), "consumed {used} of {}", buffered.len());
+                buffered.drain(..used);
+                let steps = (self.render)(&mut machine);
+                let moved = used > 0 || !steps.is_empty();
+                for step in steps {
+                    out.push_str(step.strip_prefix("send ").unwrap_or(&format!("[{step}]")));
+                }
+                if !moved || buffered.is_empty() {
+                    break;
+                }
+            }
+            if (self.reading)(&machine) {
+                let (held, limit) = (buffered.len(), self.limit);
+                assert!(held < limit, "{held} bytes left to the driver, limit {limit}");
+            }
+        }
+        out
+    }
+}
+
+/// Proptest strategies for the split properties: scripts made of a
+/// protocol's words (so that they reach deep into the dialogue) mixed with
+/// arbitrary bytes, and cut points anywhere in them.
+#[cfg(test)]
+pub(crate) mod strategy {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    /// Up to `parts` pieces, each one of `words` or a few arbitrary bytes.
+    pub(crate) fn script(words: &'static [&'static [u8]], parts: usize) -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            3 => proptest::sample::select(words).prop_map(<[u8]>::to_vec),
+            1 => proptest::collection::vec(any::<u8>(), 0..12),
+        ];
+        proptest::collection::vec(piece, 0..parts).prop_map(|pieces| pieces.concat())
+    }
+
+    /// A script and ascending cut points within it.
+    pub(crate) fn cut(script: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {
+        (script, proptest::collection::vec(any::<Index>(), 0..8)).prop_map(|(script, cuts)| {
+            let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(script.len() + 1)).collect();
+            cuts.sort_unstable();
+            (script, cuts)
+        })
+    }
+
+    /// Cases per property: enough to find a split bug in a few runs of CI,
+    /// few enough that `cargo test` stays fast on two cores.
+    pub(crate) fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 96,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
     }
 }

@@ -367,4 +367,71 @@ mod tests {
             assert_eq!(steps, whole, "cut at {cut}");
         }
     }
+
+    /// The split property for generated backend replies and cut points,
+    /// and the bound on what the login leaves to the driver until it is done.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::protocol::{strategy, Split};
+
+        const WORDS: &[&[u8]] = &[
+            b"* OK ready\r\n",
+            b"* OK [CAPABILITY IMAP4rev1 LITERAL+] hi\r\n",
+            b"+ go\r\n",
+            b"+\r\n",
+            b"* CAPABILITY IMAP4rev1\r\n",
+            b"a1 OK done\r\n",
+            b"a1 NO bad\r\n",
+            b"a1 BAD\r\n",
+            b"* BYE\r\n",
+            b"\r\n",
+            b"\n",
+            b"x",
+        ];
+
+        /// Short enough that generated replies reach it.
+        const LIMIT: usize = 48;
+
+        fn render(m: &mut ImapBackend) -> Vec<String> {
+            std::iter::from_fn(|| m.poll())
+                .map(|step| format!("{step:?}"))
+                .collect()
+        }
+
+        fn check(script: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
+            let split = Split {
+                start: &|| {
+                    ImapBackend::new(
+                        b"a1".to_vec(),
+                        b"b\"o b".to_vec(),
+                        Secret::new(b"p\r\nw".to_vec()),
+                        LIMIT,
+                        true,
+                    )
+                },
+                feed: ImapBackend::feed,
+                render: &render,
+                reading: |m| m.phase != Phase::Done,
+                limit: LIMIT,
+            };
+            prop_assert_eq!(split.steps(script, cuts), split.steps(script, &[]));
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(strategy::config())]
+
+            #[test]
+            fn replies_split_anywhere((script, cuts) in strategy::cut(strategy::script(WORDS, 12))) {
+                check(&script, &cuts)?;
+            }
+
+            #[test]
+            fn bytes_split_anywhere((script, cuts) in strategy::cut(proptest::collection::vec(any::<u8>(), 0..300))) {
+                check(&script, &cuts)?;
+            }
+        }
+    }
 }

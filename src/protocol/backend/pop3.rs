@@ -250,4 +250,59 @@ mod tests {
         let every_byte: Vec<usize> = (1..script.len()).collect();
         assert_eq!(collect(&every_byte), whole);
     }
+
+    /// The split property for generated backend replies and cut points,
+    /// and the bound on what the login leaves to the driver until it is done.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::protocol::{strategy, Split};
+
+        const WORDS: &[&[u8]] = &[
+            b"+OK POP3 ready\r\n",
+            b"+OK\r\n",
+            b"-ERR no\r\n",
+            b"+OK logged in\r\n",
+            b"\r\n",
+            b"\n",
+            b"x",
+            b" ",
+        ];
+
+        /// Short enough that generated replies reach it.
+        const LIMIT: usize = 48;
+
+        fn render(m: &mut Pop3Backend) -> Vec<String> {
+            std::iter::from_fn(|| m.poll())
+                .map(|step| format!("{step:?}"))
+                .collect()
+        }
+
+        fn check(script: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
+            let split = Split {
+                start: &|| Pop3Backend::new(b"bob".to_vec(), Secret::new(b"pw".to_vec()), LIMIT, true),
+                feed: Pop3Backend::feed,
+                render: &render,
+                reading: |m| m.phase != Phase::Done,
+                limit: LIMIT,
+            };
+            prop_assert_eq!(split.steps(script, cuts), split.steps(script, &[]));
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(strategy::config())]
+
+            #[test]
+            fn replies_split_anywhere((script, cuts) in strategy::cut(strategy::script(WORDS, 12))) {
+                check(&script, &cuts)?;
+            }
+
+            #[test]
+            fn bytes_split_anywhere((script, cuts) in strategy::cut(proptest::collection::vec(any::<u8>(), 0..300))) {
+                check(&script, &cuts)?;
+            }
+        }
+    }
 }

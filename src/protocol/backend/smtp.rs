@@ -374,4 +374,70 @@ mod tests {
         assert_eq!(xtext(b"a+b=c d"), b"a+2Bb+3Dc+20d");
         assert_eq!(xtext("é\r\n".as_bytes()), b"+C3+A9+0D+0A");
     }
+
+    /// The split property for generated backend replies and cut points,
+    /// and the bound on what the login leaves to the driver until it is done.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::protocol::{strategy, Split};
+
+        const WORDS: &[&[u8]] = &[
+            b"220 mx ESMTP\r\n",
+            b"250-mx\r\n",
+            b"250-XCLIENT ADDR LOGIN NAME\r\n",
+            b"250 8BITMIME\r\n",
+            b"250 ok\r\n",
+            b"220 mx\r\n",
+            b"235 2.7.0 ok\r\n",
+            b"550 5.7.1 no\r\n",
+            b"421 bye\r\n",
+            b"\r\n",
+            b"\n",
+            b"x",
+        ];
+
+        /// Short enough that generated replies reach it.
+        const LIMIT: usize = 48;
+
+        fn render(m: &mut SmtpBackend) -> Vec<String> {
+            std::iter::from_fn(|| m.poll())
+                .map(|step| format!("{step:?}"))
+                .collect()
+        }
+
+        fn check(script: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
+            let split = Split {
+                start: &|| {
+                    SmtpBackend::new(SmtpLogin {
+                        line_limit: LIMIT,
+                        proxy_smtp_auth: true,
+                        envelope: Some((b"MAIL FROM:<a@b>".to_vec(), b"RCPT TO:<c@d>".to_vec())),
+                        ..login()
+                    })
+                },
+                feed: SmtpBackend::feed,
+                render: &render,
+                reading: |m| m.phase != Phase::Done,
+                limit: LIMIT,
+            };
+            prop_assert_eq!(split.steps(script, cuts), split.steps(script, &[]));
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(strategy::config())]
+
+            #[test]
+            fn replies_split_anywhere((script, cuts) in strategy::cut(strategy::script(WORDS, 12))) {
+                check(&script, &cuts)?;
+            }
+
+            #[test]
+            fn bytes_split_anywhere((script, cuts) in strategy::cut(proptest::collection::vec(any::<u8>(), 0..300))) {
+                check(&script, &cuts)?;
+            }
+        }
+    }
 }

@@ -446,3 +446,80 @@ fn split_anywhere_same_steps() {
         crate::protocol::same_steps_however_split(script, machine, ImapFront::feed, drain);
     }
 }
+
+/// The split property for generated scripts and cut points, and the bound
+/// on what the machine leaves to the driver while it reads.
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::protocol::{strategy, Split};
+
+    const WORDS: &[&[u8]] = &[
+        b"a LOGIN bob secret\r\n",
+        b"b CAPABILITY\r\n",
+        b"c NOOP\r\n",
+        b"a LOGIN {3}\r\n",
+        b"{3}\r\n",
+        b"{2+}\r\n",
+        b"bob",
+        b" ",
+        b"\"p\\\"w\"",
+        b"\r\n",
+        b"\n",
+        b"d AUTHENTICATE PLAIN\r\n",
+        b"AGJvYgBzZWNyZXQ=\r\n",
+        b"e AUTHENTICATE LOGIN\r\n",
+        b"Ym9i\r\n",
+        b"*\r\n",
+        b"f ID (\"name\" \"x\")\r\n",
+        b"g AUTHENTICATE CRAM-MD5\r\n",
+        b"h AUTHENTICATE EXTERNAL =\r\n",
+        b"i LOGOUT\r\n",
+    ];
+
+    /// Drains, refusing each login with Auth-Wait so the dialogue goes on
+    /// past it.
+    fn drain_refusing(m: &mut ImapFront) -> Vec<String> {
+        let mut steps = Vec::new();
+        loop {
+            let new = drain(m);
+            let asked = new.iter().any(|s| s.starts_with("auth "));
+            steps.extend(new);
+            if !asked {
+                return steps;
+            }
+            m.on_auth(Ok(AuthReply::Reject {
+                message: b"no".to_vec(),
+                wait: Some(Duration::from_secs(1)),
+                error_code: None,
+            }));
+        }
+    }
+
+    fn check(script: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
+        let split = Split {
+            start: &machine,
+            feed: ImapFront::feed,
+            render: &drain_refusing,
+            reading: ImapFront::wants_input,
+            limit: settings().client_buffer,
+        };
+        prop_assert_eq!(split.steps(script, cuts), split.steps(script, &[]));
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(strategy::config())]
+
+        #[test]
+        fn commands_split_anywhere((script, cuts) in strategy::cut(strategy::script(WORDS, 16))) {
+            check(&script, &cuts)?;
+        }
+
+        #[test]
+        fn bytes_split_anywhere((script, cuts) in strategy::cut(proptest::collection::vec(any::<u8>(), 0..400))) {
+            check(&script, &cuts)?;
+        }
+    }
+}

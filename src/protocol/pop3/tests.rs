@@ -659,3 +659,80 @@ fn split_anywhere_same_steps() {
         assert!(whole.contains("[auth "), "{whole}");
     }
 }
+
+/// The split property for generated scripts and cut points, and the bound
+/// on what the machine leaves to the driver while it reads.
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::protocol::{strategy, Split};
+
+    const WORDS: &[&[u8]] = &[
+        b"USER bob\r\n",
+        b"PASS secret\r\n",
+        b"CAPA\r\n",
+        b"NOOP\r\n",
+        b"AUTH\r\n",
+        b"AUTH PLAIN\r\n",
+        b"AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n",
+        b"AGJvYgBzZWNyZXQ=\r\n",
+        b"AUTH LOGIN\r\n",
+        b"Ym9i\r\n",
+        b"c2VjcmV0\r\n",
+        b"*\r\n",
+        b"AUTH CRAM-MD5\r\n",
+        b"AUTH EXTERNAL\r\n",
+        b"APOP bob b913a602c7eda7a495b4e6e7334d3890\r\n",
+        b"QUIT\r\n",
+        b"\r\n",
+        b"\n",
+        b" ",
+        b"x",
+    ];
+
+    /// Drains, refusing each login with Auth-Wait so the dialogue goes on
+    /// past it.
+    fn drain_refusing(m: &mut Pop3Front) -> Vec<String> {
+        let mut steps = Vec::new();
+        loop {
+            let new = drain(m);
+            let asked = new.iter().any(|s| s.starts_with("auth "));
+            steps.extend(new);
+            if !asked {
+                return steps;
+            }
+            m.on_auth(Ok(AuthReply::Reject {
+                message: b"no".to_vec(),
+                wait: Some(Duration::from_secs(1)),
+                error_code: None,
+            }));
+        }
+    }
+
+    fn check(script: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
+        let split = Split {
+            start: &|| machine_with(settings_all()),
+            feed: Pop3Front::feed,
+            render: &drain_refusing,
+            reading: Pop3Front::wants_input,
+            limit: settings_all().client_buffer,
+        };
+        prop_assert_eq!(split.steps(script, cuts), split.steps(script, &[]));
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(strategy::config())]
+
+        #[test]
+        fn commands_split_anywhere((script, cuts) in strategy::cut(strategy::script(WORDS, 16))) {
+            check(&script, &cuts)?;
+        }
+
+        #[test]
+        fn bytes_split_anywhere((script, cuts) in strategy::cut(proptest::collection::vec(any::<u8>(), 0..400))) {
+            check(&script, &cuts)?;
+        }
+    }
+}

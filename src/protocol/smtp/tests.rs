@@ -259,3 +259,90 @@ fn split_anywhere_same_steps() {
     let script: &[u8] = b"EHLO c\r\nNOOP\r\nAUTH LOGIN\r\nYm9i\r\nc2VjcmV0\r\n";
     crate::protocol::same_steps_however_split(script, || machine_with(settings()), SmtpFront::feed, drain);
 }
+
+/// The split property for generated scripts and cut points, and the bound
+/// on what the machine leaves to the driver while it reads.
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::protocol::{strategy, Split};
+
+    const WORDS: &[&[u8]] = &[
+        b"EHLO client.example\r\n",
+        b"HELO c\r\n",
+        b"AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n",
+        b"AUTH PLAIN\r\n",
+        b"AGJvYgBzZWNyZXQ=\r\n",
+        b"AUTH LOGIN\r\n",
+        b"AUTH LOGIN Ym9i\r\n",
+        b"Ym9i\r\n",
+        b"c2VjcmV0\r\n",
+        b"AUTH CRAM-MD5\r\n",
+        b"*\r\n",
+        b"MAIL FROM:<a@example.org>\r\n",
+        b"RCPT TO:<b@example.org>\r\n",
+        b"RSET\r\n",
+        b"NOOP\r\n",
+        b"QUIT\r\n",
+        b"\r\n",
+        b"\n",
+        b" ",
+        b"x",
+    ];
+
+    /// Drains, refusing each login with Auth-Wait so the dialogue goes on
+    /// past it.
+    fn drain_refusing(m: &mut SmtpFront) -> Vec<String> {
+        let mut steps = Vec::new();
+        loop {
+            let new = drain(m);
+            let asked = new.iter().any(|s| s.starts_with("auth "));
+            steps.extend(new);
+            if !asked {
+                return steps;
+            }
+            m.on_auth(Ok(AuthReply::Reject {
+                message: b"no".to_vec(),
+                wait: Some(Duration::from_secs(1)),
+                error_code: None,
+            }));
+        }
+    }
+
+    fn check(settings: fn() -> SmtpFrontSettings, script: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
+        let split = Split {
+            start: &|| machine_with(settings()),
+            feed: SmtpFront::feed,
+            render: &drain_refusing,
+            reading: SmtpFront::wants_input,
+            limit: settings().client_buffer,
+        };
+        prop_assert_eq!(split.steps(script, cuts), split.steps(script, &[]));
+        Ok(())
+    }
+
+    /// `smtp_auth none`: MAIL and RCPT go to the auth server.
+    fn settings_none() -> SmtpFrontSettings {
+        SmtpFrontSettings {
+            none: true,
+            client_buffer: 40,
+            ..settings()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(strategy::config())]
+
+        #[test]
+        fn commands_split_anywhere((script, cuts) in strategy::cut(strategy::script(WORDS, 16))) {
+            check(settings, &script, &cuts)?;
+            check(settings_none, &script, &cuts)?;
+        }
+
+        #[test]
+        fn bytes_split_anywhere((script, cuts) in strategy::cut(proptest::collection::vec(any::<u8>(), 0..400))) {
+            check(settings, &script, &cuts)?;
+        }
+    }
+}
