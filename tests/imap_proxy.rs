@@ -135,7 +135,8 @@ fn auth_request_is_escaped_and_in_order() {
 fn auth_server_down_is_internal_error() {
     let backend = start_backend(&["bob:secret"], 1, 100);
     let _ = backend.addr;
-    let postern = start_postern(&format!("    auth_http 127.0.0.1:{}/auth;", free_port()));
+    let (_refusing, auth_addr) = refusing_addr();
+    let postern = start_postern(&format!("    auth_http {auth_addr}/auth;"));
     let mut c = Client::imap(postern.addr);
     c.expect("a LOGIN bob secret\r\n", &["* BAD internal server error\r\n"]);
     assert_eq!(c.read_to_close(), b"");
@@ -144,7 +145,7 @@ fn auth_server_down_is_internal_error() {
 
 #[test]
 fn backend_down_is_internal_error() {
-    let dead: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let (_refusing, dead) = refusing_addr();
     let auth = start_auth(&["bob:secret"], dead, &[]);
     let postern = start_postern(&auth_http(&auth));
     let mut c = Client::imap(postern.addr);

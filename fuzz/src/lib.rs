@@ -122,6 +122,7 @@ pub fn seed() -> SessionSeed {
         client: Some("192.0.2.1:40000".parse().expect("literal")),
         random: [7; 16],
         now_unix: 1_700_000_000,
+        tls: false,
     }
 }
 
@@ -199,6 +200,8 @@ pub fn drive_front(mut front: FrontEnd, input: &Input<'_>, client_buffer: usize)
                     backend = Some(plan);
                 }
                 Step::Relay | Step::Close(_) => ended = true,
+                // The handshake is the driver's; the machine goes on as private.
+                Step::StartTls => front.on_tls_started(),
             }
         }
         if ended {

@@ -21,7 +21,8 @@ use super::address::Resolver;
 use super::directives::{self, Contexts, Row, Setter, Status, TABLE};
 use super::model::{
     AuthHttp, AuthMethod, Config, ErrorLog, ImapSettings, Listen, ListenAddr, Location, MainConfig, Pop3Settings,
-    Protocol, RunAs, ServerConfig, SmtpSettings, Workers,
+    Protocol, ProxyTls, RunAs, ServerConfig, SessionCache, SmtpSettings, Starttls, TlsSettings, TlsVersion,
+    VerifyClient, Workers,
 };
 use super::parser::{self, Directive};
 use super::{files, ConfigError, LoadOptions};
@@ -460,6 +461,31 @@ fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
             greeting_delay: required(draft.smtp_greeting_delay, "smtp_greeting_delay", &location)?,
             xclient: required(draft.xclient, "xclient", &location)?,
             proxy_smtp_auth: required(draft.proxy_smtp_auth, "proxy_smtp_auth", &location)?,
+        },
+        // The ssl_* and proxy_ssl* directives are not read yet: TLS off.
+        starttls: Starttls::Off,
+        ssl: TlsSettings {
+            certificates: Vec::new(),
+            certificate_keys: Vec::new(),
+            protocols: vec![TlsVersion::V1_2, TlsVersion::V1_3],
+            ciphers: "HIGH:!aNULL:!MD5".to_string(),
+            prefer_server_ciphers: false,
+            ecdh_curve: "auto".to_string(),
+            session_cache: SessionCache::None,
+            session_tickets: true,
+            session_timeout: Duration::from_secs(300),
+            verify_client: VerifyClient::Off,
+            verify_depth: 1,
+            client_certificate: None,
+            trusted_certificate: None,
+            crl: None,
+        },
+        auth_http_pass_client_cert: false,
+        proxy_ssl: ProxyTls {
+            enabled: false,
+            verify: false,
+            trusted_certificate: None,
+            name: None,
         },
         location,
     })

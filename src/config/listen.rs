@@ -124,6 +124,7 @@ mod tests {
                 sndbuf: None,
                 ipv6only: true,
                 keepalive: None,
+                ssl: false,
             }
         );
         assert_eq!(DEFAULT_BACKLOG, 511);
@@ -192,6 +193,7 @@ mod tests {
                     sndbuf: Some(16384),
                     ipv6only: false,
                     keepalive: tuned(Some(1800), None, Some(10)),
+                    ssl: false,
                 },
             ),
         ];

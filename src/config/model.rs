@@ -170,6 +170,8 @@ pub struct ListenParams {
     /// `so_keepalive=...`; `None` when absent (the server's `so_keepalive`
     /// then applies to accepted connections).
     pub keepalive: Option<Keepalive>,
+    /// `listen ... ssl`: implicit TLS, the handshake before the greeting.
+    pub ssl: bool,
 }
 
 impl Default for ListenParams {
@@ -181,6 +183,7 @@ impl Default for ListenParams {
             sndbuf: None,
             ipv6only: true,
             keepalive: None,
+            ssl: false,
         }
     }
 }
@@ -274,6 +277,98 @@ pub struct ServerConfig {
     pub imap: ImapSettings,
     pub pop3: Pop3Settings,
     pub smtp: SmtpSettings,
+    /// `starttls`.
+    pub starttls: Starttls,
+    /// The `ssl_*` directives: the client side's TLS.
+    pub ssl: TlsSettings,
+    /// `auth_http_pass_client_cert`: the client certificate's PEM, escaped,
+    /// in `Auth-SSL-Cert`.
+    pub auth_http_pass_client_cert: bool,
+    /// The `proxy_ssl*` directives: TLS to the backend (beyond nginx).
+    pub proxy_ssl: ProxyTls,
+}
+
+/// `starttls off|on|only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Starttls {
+    Off,
+    /// STARTTLS/STLS offered; plaintext logins still allowed.
+    On,
+    /// Logins only after STARTTLS (IMAP LOGINDISABLED, no AUTH before it).
+    Only,
+}
+
+/// `ssl_verify_client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyClient {
+    Off,
+    /// A certificate chaining to `ssl_client_certificate` is required.
+    On,
+    /// Asked for; when sent it must verify.
+    Optional,
+    /// Asked for; any certificate is accepted and its verification result
+    /// passed to the auth server (`Auth-SSL-Verify`).
+    OptionalNoCa,
+}
+
+/// A version `ssl_protocols` may enable (rustls has no older ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+/// `ssl_session_cache`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionCache {
+    /// `off`: sessions are never resumed from a cache.
+    Off,
+    /// `none` (nginx's default): no cache, though clients are told sessions
+    /// may be reused.
+    None,
+    /// A per-core in-memory cache holding this many sessions in all
+    /// (`builtin[:size]` and/or `shared:name:size`, sizes summed; nginx's
+    /// shared zone counts about 4,000 sessions per megabyte).
+    Sessions(usize),
+}
+
+/// The client-side TLS settings of one server block (`ssl_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `ssl_certificate` and `ssl_certificate_key`, paired in order (e.g. an
+    /// RSA and an ECDSA certificate), as the directives' locations.
+    pub certificates: Vec<(PathBuf, Location)>,
+    pub certificate_keys: Vec<(PathBuf, Location)>,
+    pub protocols: Vec<TlsVersion>,
+    /// `ssl_ciphers` as written (OpenSSL syntax), mapped when built.
+    pub ciphers: String,
+    pub prefer_server_ciphers: bool,
+    /// `ssl_ecdh_curve` as written (`auto` or a colon-separated list).
+    pub ecdh_curve: String,
+    pub session_cache: SessionCache,
+    pub session_tickets: bool,
+    pub session_timeout: Duration,
+    pub verify_client: VerifyClient,
+    pub verify_depth: u32,
+    pub client_certificate: Option<PathBuf>,
+    pub trusted_certificate: Option<PathBuf>,
+    pub crl: Option<PathBuf>,
+}
+
+/// TLS to the backend (`proxy_ssl*`, Postern's own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyTls {
+    /// `proxy_ssl on`: the backend connection is TLS unless the auth server
+    /// says otherwise (`Auth-SSL-Backend`).
+    pub enabled: bool,
+    /// `proxy_ssl_verify` (off by default, as nginx's http proxy).
+    pub verify: bool,
+    /// `proxy_ssl_trusted_certificate`: the CAs the backend's certificate
+    /// must chain to; the system's roots are not read.
+    pub trusted_certificate: Option<PathBuf>,
+    /// `proxy_ssl_name`: the name checked and sent as SNI; by default the
+    /// backend's address (Auth-Server).
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

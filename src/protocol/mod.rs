@@ -26,6 +26,9 @@ pub struct SessionSeed {
     pub random: [u8; 16],
     /// Seconds since the epoch when the session began, for salts.
     pub now_unix: u64,
+    /// The connection is TLS from its first byte (`listen ... ssl`):
+    /// STARTTLS is neither offered nor needed.
+    pub tls: bool,
 }
 
 /// Orders from a front-end machine to its driver, in the order given.
@@ -49,6 +52,11 @@ pub enum Step {
     /// Relay bytes both ways from now on: the client bytes `feed` did not
     /// consume go to the backend first.
     Relay,
+    /// Start TLS on the client connection now (STARTTLS/STLS accepted, its
+    /// reply already sent): every client byte `feed` did not consume is
+    /// discarded, never read as a command after the handshake. Then call
+    /// `on_tls_started`; a failed handshake ends the session.
+    StartTls,
     /// Close the client connection after writing what was sent before.
     Close(CloseReason),
 }
@@ -142,6 +150,11 @@ impl FrontEnd {
 
     pub fn on_shutdown(&mut self) {
         each!(self, m => m.on_shutdown())
+    }
+
+    /// The STARTTLS handshake completed: the session is now private.
+    pub fn on_tls_started(&mut self) {
+        each!(self, m => m.on_tls_started())
     }
 
     /// Only SMTP pauses (its greeting delay).

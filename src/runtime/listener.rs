@@ -87,6 +87,7 @@ mod tests {
                 interval: Some(Duration::from_secs(30)),
                 count: Some(4),
             }),
+            ssl: false,
         };
         let fd = bind_tcp("127.0.0.1:0".parse().unwrap(), &params).unwrap();
         let s = sock(&fd);

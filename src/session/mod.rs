@@ -157,6 +157,7 @@ pub fn serve(
         client: peer,
         random,
         now_unix,
+        tls: false,
     };
     async move {
         let mut trace = trace;
@@ -280,6 +281,8 @@ async fn dialogue(
                         to_client,
                     });
                 }
+                // Not offered until the driver has TLS (issue 8).
+                Step::StartTls => return Err("STARTTLS without TLS configured".to_string()),
                 Step::Close(reason) => {
                     let _ = client.close().await;
                     return Err(reason.describe().to_string());

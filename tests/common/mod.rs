@@ -201,6 +201,16 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// An address that refuses connections for as long as the socket returned
+/// lives: bound but not listening, so no other test can take the port
+/// meanwhile (a port merely freed can be, and then it answers).
+pub fn refusing_addr() -> (socket2::Socket, SocketAddr) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    (socket, addr)
+}
+
 /// A running Postern with its config file.
 pub struct Postern {
     pub proc: Proc,

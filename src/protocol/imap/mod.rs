@@ -161,6 +161,9 @@ impl ImapFront {
         self.out.pop()
     }
 
+    /// The STARTTLS handshake completed (issue 8: not offered yet).
+    pub fn on_tls_started(&mut self) {}
+
     /// A graceful stop: a session still waiting for the client's commands
     /// is told BYE (RFC 3501 7.1.5) and closed; one already logging in goes
     /// on to its relay.

@@ -179,6 +179,9 @@ impl Pop3Front {
         self.out.pop()
     }
 
+    /// The STARTTLS handshake completed (issue 8: not offered yet).
+    pub fn on_tls_started(&mut self) {}
+
     /// A graceful stop: a session still waiting for the client's commands
     /// is told so and closed; one already logging in goes on to its relay.
     pub fn on_shutdown(&mut self) {

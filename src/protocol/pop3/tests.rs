@@ -46,6 +46,7 @@ fn seed() -> SessionSeed {
         client: Some("192.0.2.1:4000".parse().unwrap()),
         random: [7; 16],
         now_unix: 0,
+        tls: false,
     }
 }
 
@@ -72,6 +73,7 @@ fn render(step: Step) -> String {
         Step::Wait(d) => format!("wait {}ms", d.as_millis()),
         Step::ConnectBackend(plan) => format!("connect {} as {}", plan.addr, String::from_utf8_lossy(&plan.user)),
         Step::Relay => "relay".to_string(),
+        Step::StartTls => "starttls".to_string(),
         Step::Close(reason) => format!("close {reason:?}"),
         other => format!("{other:?}"),
     }

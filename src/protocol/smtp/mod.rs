@@ -172,6 +172,9 @@ impl SmtpFront {
         }
     }
 
+    /// The STARTTLS handshake completed (issue 8: not offered yet).
+    pub fn on_tls_started(&mut self) {}
+
     pub fn on_shutdown(&mut self) {
         if self.wants_input() {
             self.out.send(SHUTTING_DOWN);

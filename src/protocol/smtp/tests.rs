@@ -25,6 +25,7 @@ fn seed() -> SessionSeed {
         client: Some("192.0.2.1:4000".parse().unwrap()),
         random: [2; 16],
         now_unix: 1700000000,
+        tls: false,
     }
 }
 
@@ -52,6 +53,7 @@ fn render(step: Step) -> String {
         Step::Pause(d) => format!("pause {}ms", d.as_millis()),
         Step::ConnectBackend(plan) => format!("connect {} as {}", plan.addr, String::from_utf8_lossy(&plan.user)),
         Step::Relay => "relay".to_string(),
+        Step::StartTls => "starttls".to_string(),
         Step::Close(reason) => format!("close {reason:?}"),
     }
 }
