@@ -38,6 +38,16 @@ fn main() -> ExitCode {
         };
     }
     if args.test {
+        // Certificates and keys are read and checked as at a start.
+        if let Err(e) = config
+            .servers
+            .iter()
+            .try_for_each(|s| postern::session::TlsSetup::build(s).map(drop))
+        {
+            eprintln!("postern: [emerg] {e}");
+            eprintln!("postern: configuration file {file} test failed");
+            return ExitCode::FAILURE;
+        }
         for warning in &config.warnings {
             eprintln!("postern: [warn] {warning}");
         }

@@ -266,17 +266,20 @@ fn auth_answer(rng: &mut Rng, answers: u32) -> Result<AuthReply, AuthError> {
             backend,
             user: None,
             pass: None,
+            backend_tls: None,
         },
         2 => AuthReply::Accept {
             backend,
             // Substituted credentials may hold any byte.
             user: Some(b"al\"ice {3}\r\n".to_vec()),
             pass: Some(Secret::new(b"p\\w\0\r\nx".to_vec())),
+            backend_tls: None,
         },
         3 => AuthReply::Accept {
             backend,
             user: None,
             pass: Some(Secret::new(b"backend-pw".to_vec())),
+            backend_tls: None,
         },
         4 => AuthReply::Reject {
             message: b"Invalid login or password".to_vec(),

@@ -100,6 +100,9 @@ pub enum AuthReply {
         backend: SocketAddr,
         user: Option<Vec<u8>>,
         pass: Option<Secret>,
+        /// `Auth-SSL-Backend: on|off` (Postern's own): TLS to this backend
+        /// or not, whatever `proxy_ssl` says.
+        backend_tls: Option<bool>,
     },
     /// Any other status: tell the client `message`. With `wait` the client may
     /// try again after that delay; without it the session ends.

@@ -91,6 +91,7 @@ pub fn parse_framed(buf: &[u8]) -> Result<Option<(AuthReply, Framing)>, AuthErro
                 backend: SocketAddr::new(ip, port),
                 user: find("Auth-User").map(<[u8]>::to_vec),
                 pass: find("Auth-Pass").map(|p| Secret::new(p.to_vec())),
+                backend_tls: find("Auth-SSL-Backend").map(parse_on_off).transpose()?,
             }
         }
         b"WAIT" => AuthReply::Retry {
@@ -119,6 +120,14 @@ fn malformed(what: &str) -> AuthError {
 
 fn ascii(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(value).ok().map(str::trim)
+}
+
+fn parse_on_off(value: &[u8]) -> Result<bool, AuthError> {
+    match ascii(value) {
+        Some(v) if v.eq_ignore_ascii_case("on") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("off") => Ok(false),
+        _ => Err(malformed("Auth-SSL-Backend is neither on nor off")),
+    }
 }
 
 fn parse_wait(value: &[u8]) -> Result<Duration, AuthError> {
@@ -153,6 +162,7 @@ mod tests {
                 backend: ip.parse().unwrap(),
                 user: user.map(<[u8]>::to_vec),
                 pass: pass.map(|p| Secret::new(p.to_vec())),
+                backend_tls: None,
             }))
         };
         let rows: Vec<(&str, Result<Parsed, AuthError>)> = vec![

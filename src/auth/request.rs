@@ -19,6 +19,8 @@ pub struct RequestContext<'a> {
     pub client_host: Option<&'a str>,
     /// `auth_http_keepalive`: ask the server to keep the connection.
     pub keep_alive: bool,
+    /// The client side's TLS (STUB until the tlsconf branch: not sent yet).
+    pub tls: Option<&'a crate::tls::TlsFacts>,
 }
 
 /// The request bytes, headers in nginx's order. User and password are
@@ -116,6 +118,7 @@ mod tests {
             headers: &[("X-Auth-Key".to_string(), "s3cr3t key".to_string())],
             client_host: None,
             keep_alive: false,
+            tls: None,
         };
         assert_eq!(
             String::from_utf8(build(&req, &ctx)).unwrap(),
@@ -147,6 +150,7 @@ mod tests {
             headers: &[],
             client_host: Some("[UNAVAILABLE]"),
             keep_alive: true,
+            tls: None,
         };
         assert_eq!(
             String::from_utf8(build(&req, &ctx)).unwrap(),

@@ -14,10 +14,9 @@ use futures_lite::AsyncReadExt;
 use glommio::net::{TcpListener, TcpStream, UnixStream};
 use glommio::sync::Semaphore;
 
-use crate::config::ServerConfig;
 use crate::relay::splice::PipePool;
 use crate::relay::RelayMode;
-use crate::session::{self, ServerContext};
+use crate::session::{self, ServerContext, ServerSetup};
 
 /// How long a core handing its sockets over to a new binary waits for the
 /// accept it has in flight to complete.
@@ -34,7 +33,7 @@ pub struct CoreListener {
     pub fd: OwnedFd,
     /// `127.0.0.1:143` or `unix:/path`, for log lines.
     pub name: String,
-    pub server: ServerConfig,
+    pub server: ServerSetup,
 }
 
 /// Per-core identity and limits.
@@ -94,7 +93,7 @@ pub struct ReloadListener {
     /// `127.0.0.1:143` or `unix:/path`: a name this core serves already
     /// keeps its socket, so connections queued on it are never reset.
     pub name: String,
-    pub server: ServerConfig,
+    pub server: ServerSetup,
     /// The core's socket for a name it does not serve yet.
     pub fd: Option<OwnedFd>,
 }
@@ -125,16 +124,17 @@ struct Shared {
 }
 
 impl Shared {
-    fn context(&self, server: ServerConfig, name: String) -> Rc<ServerContext> {
+    fn context(&self, server: ServerSetup, name: String) -> Rc<ServerContext> {
         Rc::new(ServerContext::new(
             server,
             name,
             self.pipes.clone(),
             self.stopping.clone(),
+            self.core.cores as usize,
         ))
     }
 
-    fn serve(&self, fd: OwnedFd, name: String, server: ServerConfig) -> Serving {
+    fn serve(&self, fd: OwnedFd, name: String, server: ServerSetup) -> Serving {
         let dup = match fd.try_clone() {
             Ok(dup) => Some(dup),
             Err(e) => {

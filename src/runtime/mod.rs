@@ -21,8 +21,9 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::config::{Config, ListenAddr, LogTarget, MainConfig, Workers};
+use crate::config::{Config, ListenAddr, ListenParams, LogTarget, MainConfig, ServerConfig, Workers};
 use crate::relay::RelayMode;
+use crate::session::{ServerSetup, TlsSetup};
 
 /// Command-line choices that shape the runtime; each overrides the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +108,7 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
         return Err("the number of cores must be at least 1".to_string());
     }
     let max_sessions = options.max_conns.unwrap_or(config.main.worker_connections);
+    let tls = tls_setups(&config)?;
     // Sockets handed over by the Postern this one upgrades (SIGUSR2) are
     // used instead of binding: both then accept on them.
     let mut inherited = upgrade::Inherited::from_env();
@@ -115,7 +117,7 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
     // Unix sockets are bound once, here, and shared by every core.
     let mut unix_paths = Vec::new();
     let mut shared = Vec::new();
-    for server in &config.servers {
+    for (server, tls) in config.servers.iter().zip(&tls) {
         for listen in &server.listen {
             if let ListenAddr::Unix(path) = &listen.addr {
                 let name = listen_name(&listen.addr);
@@ -124,7 +126,7 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
                     None => listener::bind_unix(path, &listen.params)?,
                 };
                 listening.add(&name, &fd)?;
-                shared.push((fd, server, path));
+                shared.push((fd, setup(server, tls, listen), path));
                 unix_paths.push(path.clone());
             }
         }
@@ -132,7 +134,7 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
     let mut specs = Vec::with_capacity(cores);
     for index in 0..cores {
         let mut listeners = Vec::new();
-        for server in &config.servers {
+        for (server, tls) in config.servers.iter().zip(&tls) {
             for listen in &server.listen {
                 if let ListenAddr::Tcp(addr) = &listen.addr {
                     let name = addr.to_string();
@@ -144,7 +146,7 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
                     listeners.push(core::CoreListener {
                         fd,
                         name,
-                        server: server.clone(),
+                        server: setup(server, tls, listen),
                     });
                 }
             }
@@ -155,7 +157,7 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
                     .try_clone()
                     .map_err(|e| format!("dup() of unix:{} failed ({e})", path.display()))?,
                 name: format!("unix:{}", path.display()),
-                server: (*server).clone(),
+                server: server.clone(),
             });
         }
         specs.push(core::CoreSpec {
@@ -507,6 +509,32 @@ impl Supervisor<'_> {
     }
 }
 
+/// Each server block's TLS, built where a bad certificate stops the start
+/// or the reload with the directive's file:line.
+fn tls_setups(config: &Config) -> Result<Vec<TlsSetup>, String> {
+    let setups = config
+        .servers
+        .iter()
+        .map(TlsSetup::build)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if setups.iter().any(|s| s.server.is_some()) && !crate::tls::ktls_available() {
+        log::info!(
+            "kernel TLS is not available (no \"tls\" in /proc/sys/net/ipv4/tcp_available_ulp): TLS sessions are relayed through rustls"
+        );
+    }
+    Ok(setups)
+}
+
+/// What one listener's sessions are served with.
+fn setup(server: &ServerConfig, tls: &TlsSetup, listen: &crate::config::Listen) -> ServerSetup {
+    ServerSetup {
+        server: server.clone(),
+        tls: tls.clone(),
+        implicit_tls: listen.params.ssl,
+    }
+}
+
 /// Every listen of a configuration by the name cores know it by.
 fn listens(config: &Config) -> BTreeMap<String, &crate::config::Listen> {
     let mut out = BTreeMap::new();
@@ -533,11 +561,19 @@ fn build_plans(
     plans: &mut [core::ReloadPlan],
     bound_unix: &mut Vec<PathBuf>,
 ) -> Result<(), String> {
-    for server in &new.servers {
+    // A certificate that does not load fails the reload before any socket
+    // is bound; the running configuration stays.
+    let tls = tls_setups(new)?;
+    for (server, tls) in new.servers.iter().zip(&tls) {
         for listen in &server.listen {
             let name = listen_name(&listen.addr);
             if let Some(before) = old.get(&name) {
-                if before.params != listen.params {
+                // `ssl` applies at once: it only changes what sessions do.
+                let socket_params = |p: &ListenParams| ListenParams {
+                    ssl: false,
+                    ..p.clone()
+                };
+                if socket_params(&before.params) != socket_params(&listen.params) {
                     log::warn!(
                         "reload: the parameters of \"listen {name}\" changed; they take effect at the next start"
                     );
@@ -545,7 +581,7 @@ fn build_plans(
                 for plan in plans.iter_mut() {
                     plan.push(core::ReloadListener {
                         name: name.clone(),
-                        server: server.clone(),
+                        server: setup(server, tls, listen),
                         fd: None,
                     });
                 }
@@ -567,7 +603,7 @@ fn build_plans(
                 };
                 plan.push(core::ReloadListener {
                     name: name.clone(),
-                    server: server.clone(),
+                    server: setup(server, tls, listen),
                     fd: Some(fd),
                 });
             }

@@ -1,7 +1,10 @@
-//! Connects to the backend and drives the login machine over the socket.
+//! Connects to the backend, TLS first when asked, and drives the login
+//! machine over the connection.
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
+
+use super::{BackendTls, Stream};
 
 use crate::config::ServerConfig;
 use crate::protocol::backend::BackendStep;
@@ -10,19 +13,21 @@ use crate::protocol::{BackendOutcome, BackendPlan};
 const READ_CHUNK: usize = 4096;
 
 /// Returns the logged-in stream with the bytes read past the login reply,
-/// or `None` and the failure to report. The whole login, connect included,
-/// takes at most `timeout`: a backend trickling its greeting a byte at a
-/// time would pass any per-read limit.
-pub async fn login(
+/// or `None` and the failure to report. The whole login, connect and TLS
+/// handshake included, takes at most `timeout`: a backend trickling its
+/// greeting a byte at a time would pass any per-read limit. `tls`: the
+/// backend is spoken to over TLS (`proxy_ssl`, `Auth-SSL-Backend`).
+pub(super) async fn login(
     plan: BackendPlan,
+    tls: Option<&BackendTls>,
     server: &ServerConfig,
     id: u64,
-) -> (Option<(TcpStream, Vec<u8>)>, BackendOutcome) {
+) -> (Option<(Stream, Vec<u8>)>, BackendOutcome) {
     let addr = plan.addr;
     if server.timeout.is_zero() {
-        return steps(plan, server, id).await;
+        return steps(plan, tls, server, id).await;
     }
-    match glommio::timer::timeout(server.timeout, async { Ok(steps(plan, server, id).await) }).await {
+    match glommio::timer::timeout(server.timeout, async { Ok(steps(plan, tls, server, id).await) }).await {
         Ok(done) => done,
         Err(_) => {
             log::error!("*{id} backend {addr} timed out during login");
@@ -33,31 +38,42 @@ pub async fn login(
 
 async fn steps(
     mut plan: BackendPlan,
+    tls: Option<&BackendTls>,
     server: &ServerConfig,
     id: u64,
-) -> (Option<(TcpStream, Vec<u8>)>, BackendOutcome) {
+) -> (Option<(Stream, Vec<u8>)>, BackendOutcome) {
     let timeout = server.timeout;
     let failed = BackendOutcome::Failed { client_reply: None };
-    let mut stream = match TcpStream::connect_timeout(plan.addr, timeout).await {
+    let tcp = match TcpStream::connect_timeout(plan.addr, timeout).await {
         Ok(s) => s,
         Err(e) => {
             log::error!("*{id} connect() to {} failed: {e}", plan.addr);
             return (None, failed);
         }
     };
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
     if server.so_keepalive {
-        let _ = crate::runtime::sys::with_socket(&stream, |s| s.set_keepalive(true));
+        let _ = crate::runtime::sys::with_socket(&tcp, |s| s.set_keepalive(true));
     }
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(timeout));
+    let _ = tcp.set_read_timeout(Some(timeout));
+    let _ = tcp.set_write_timeout(Some(timeout));
+    let mut stream = match tls {
+        None => Stream::Plain(tcp),
+        Some(tls) => match tls.connector.connect(tls.names.server_name(plan.addr), tcp).await {
+            Ok(private) => Stream::Tls(Box::new(private.into())),
+            Err(e) => {
+                log::error!("*{id} TLS handshake with backend {} failed: {e}", plan.addr);
+                return (None, failed);
+            }
+        },
+    };
     let mut pending = Vec::with_capacity(READ_CHUNK);
     let mut chunk = vec![0u8; READ_CHUNK];
     loop {
         while let Some(step) = plan.login.poll() {
             match step {
                 BackendStep::Send(bytes) => {
-                    if let Err(e) = stream.write_all(&bytes).await {
+                    if let Err(e) = super::send(&mut stream, &bytes).await {
                         log::error!("*{id} writing to backend {} failed: {e}", plan.addr);
                         return (None, failed);
                     }
@@ -70,8 +86,8 @@ async fn steps(
                         );
                         return (None, outcome);
                     }
-                    let _ = stream.set_read_timeout(None);
-                    let _ = stream.set_write_timeout(None);
+                    stream.set_read_timeout(None);
+                    stream.set_write_timeout(None);
                     return (Some((stream, pending)), outcome);
                 }
             }

@@ -5,9 +5,11 @@
 
 mod backend;
 pub mod limits;
+mod stream;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -24,14 +26,62 @@ use crate::protocol::{FrontEnd, SessionSeed, Step};
 use crate::relay;
 use crate::relay::splice::PipePool;
 use crate::runtime;
+use crate::tls;
+
+pub use stream::Stream;
 
 /// Bytes read from the client per read before the relay.
 const READ_CHUNK: usize = 4096;
 
+/// The TLS a server block's sessions use, built from its configuration in
+/// the main thread (where a bad certificate stops a start or a reload) and
+/// shared read-only with every core.
+#[derive(Clone)]
+pub struct TlsSetup {
+    /// `None` when no listener is `ssl` and `starttls` is off.
+    pub server: Option<Arc<tls::ServerTls>>,
+    pub backend: Arc<tls::BackendTls>,
+}
+
+impl TlsSetup {
+    pub fn build(server: &ServerConfig) -> Result<TlsSetup, crate::config::ConfigError> {
+        Ok(TlsSetup {
+            server: tls::ServerTls::build(server)?.map(Arc::new),
+            backend: Arc::new(tls::BackendTls::build(server)?),
+        })
+    }
+}
+
+/// A server block as one listener serves it.
+#[derive(Clone)]
+pub struct ServerSetup {
+    pub server: ServerConfig,
+    pub tls: TlsSetup,
+    /// `listen ... ssl`: the handshake comes before the greeting.
+    pub implicit_tls: bool,
+}
+
+/// One core's TLS for the client side of a server block.
+struct ClientTls {
+    acceptor: futures_rustls::TlsAcceptor,
+    /// For the facts the auth request carries.
+    server: Arc<tls::ServerTls>,
+}
+
+/// One core's TLS toward the backends of a server block.
+struct BackendTls {
+    connector: futures_rustls::TlsConnector,
+    names: Arc<tls::BackendTls>,
+}
+
 /// What every session of one listener on one core shares.
-#[derive(Debug)]
 pub struct ServerContext {
     pub server: ServerConfig,
+    /// The client side's TLS, when any listener or STARTTLS needs it.
+    client_tls: Option<ClientTls>,
+    /// This listener is `ssl`.
+    implicit_tls: bool,
+    backend_tls: BackendTls,
     pub front: FrontSettings,
     /// The listening address, for log lines.
     pub listen_name: String,
@@ -49,12 +99,28 @@ pub struct ServerContext {
 }
 
 impl ServerContext {
+    /// `cores`: how many cores share the server block (each gets its share
+    /// of the TLS session cache).
     pub fn new(
-        server: ServerConfig,
+        setup: ServerSetup,
         listen_name: String,
         pipes: Option<Rc<PipePool>>,
         stopping: Rc<Semaphore>,
+        cores: usize,
     ) -> Self {
+        let ServerSetup {
+            server,
+            tls,
+            implicit_tls,
+        } = setup;
+        let client_tls = tls.server.map(|server_tls| ClientTls {
+            acceptor: futures_rustls::TlsAcceptor::from(server_tls.for_core(cores)),
+            server: server_tls,
+        });
+        let backend_tls = BackendTls {
+            connector: futures_rustls::TlsConnector::from(tls.backend.config()),
+            names: tls.backend,
+        };
         let server_keepalive = server.auth_http_keepalive;
         let preauth =
             (server.client_preauth_limit > 0).then(|| Rc::new(limits::PreauthLimit::new(server.client_preauth_limit)));
@@ -62,6 +128,9 @@ impl ServerContext {
             .then(|| limits::AuthLimit::new(server.auth_http_concurrency, server.auth_http_queue));
         ServerContext {
             front: FrontSettings::from_server(&server),
+            client_tls,
+            implicit_tls,
+            backend_tls,
             server,
             listen_name,
             pipes,
@@ -157,7 +226,7 @@ pub fn serve(
         client: peer,
         random,
         now_unix,
-        tls: false,
+        tls: ctx.implicit_tls,
     };
     async move {
         let mut trace = trace;
@@ -167,7 +236,11 @@ pub fn serve(
             (Some(limit), Some(addr)) => match limit.enter(addr.ip()) {
                 Some(place) => Some(place),
                 None => {
-                    refuse(client, ctx.server.protocol).await;
+                    // A TLS client would read the plaintext refusal as a
+                    // broken handshake: it only gets the close.
+                    if !ctx.implicit_tls {
+                        refuse(client, ctx.server.protocol).await;
+                    }
                     return log::info!(
                         "*{id} {}: refused, client_preauth_limit sessions from this address not logged in",
                         trace.who()
@@ -176,11 +249,19 @@ pub fn serve(
             },
             _ => None,
         };
+        let (client, tls_facts) = if ctx.implicit_tls {
+            match Box::pin(accept_tls(client, &ctx)).await {
+                Ok((client, facts)) => (client, Some(facts)),
+                Err(reason) => return log::info!("*{id} {}: {reason}", trace.who()),
+            }
+        } else {
+            (Stream::Plain(client), None)
+        };
         // Each stage's future lives on the heap only while it runs, and the
         // front-end machine is made inside the dialogue's: a relayed
         // session keeps only its sockets and the relay's small state, none
         // of the (larger) login dialogue's.
-        let handover = match Box::pin(dialogue(client, seed, &ctx, &mut trace, preauth)).await {
+        let handover = match Box::pin(dialogue(client, tls_facts, seed, &ctx, &mut trace, preauth)).await {
             Ok(handover) => handover,
             Err(reason) => return log::info!("*{id} {}: {reason}", trace.who()),
         };
@@ -204,8 +285,8 @@ pub fn serve(
 /// What the dialogue hands to the relay: both sockets, and the bytes each
 /// side sent that belong to the other.
 struct Handover {
-    client: TcpStream,
-    backend: TcpStream,
+    client: Stream,
+    backend: Stream,
     to_backend: Vec<u8>,
     to_client: Vec<u8>,
 }
@@ -217,10 +298,36 @@ async fn refuse(mut client: TcpStream, protocol: crate::config::Protocol) {
     let _ = client.close().await;
 }
 
+/// The TLS handshake on a client connection (implicit TLS or STARTTLS),
+/// bounded as a whole by `timeout`, and what the auth server is told of it.
+async fn accept_tls(client: TcpStream, ctx: &ServerContext) -> Result<(Stream, tls::TlsFacts), String> {
+    let Some(tls) = &ctx.client_tls else {
+        // The machines only order STARTTLS when `starttls` is on, which
+        // builds the client side's TLS: a broken invariant, not a panic.
+        return Err("TLS requested but not configured".to_string());
+    };
+    let handshake = tls.acceptor.accept(client);
+    let accepted = if ctx.server.timeout.is_zero() {
+        handshake.await
+    } else {
+        match glommio::timer::timeout(ctx.server.timeout, async { Ok(handshake.await) }).await {
+            Ok(accepted) => accepted,
+            Err(_) => return Err("client timed out in TLS handshake".to_string()),
+        }
+    };
+    let stream = accepted.map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let facts = tls
+        .server
+        .facts(stream.get_ref().1, ctx.server.auth_http_pass_client_cert);
+    Ok((Stream::Tls(Box::new(stream.into())), facts))
+}
+
 /// Runs the front end until it closes or hands over to the relay. `_preauth`
 /// is the session's place under `client_preauth_limit`, held until then.
+/// `tls_facts`: the client side's TLS, once there is one.
 async fn dialogue(
-    mut client: TcpStream,
+    mut client: Stream,
+    mut tls_facts: Option<tls::TlsFacts>,
     seed: SessionSeed,
     ctx: &ServerContext,
     trace: &mut Trace,
@@ -234,17 +341,25 @@ async fn dialogue(
     let mut command_since: Option<Instant> = None;
     let mut pending: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut chunk = vec![0u8; READ_CHUNK];
-    let mut backend: Option<(TcpStream, Vec<u8>)> = None;
+    let mut backend: Option<(Stream, Vec<u8>)> = None;
+    // `Auth-SSL-Backend` of the accepted login, over `proxy_ssl`.
+    let mut backend_tls = ctx.server.proxy_ssl.enabled;
     loop {
         while let Some(step) = front.poll() {
             match step {
-                Step::Send(bytes) => client
-                    .write_all(&bytes)
+                Step::Send(bytes) => send(&mut client, &bytes)
                     .await
                     .map_err(|e| io_reason("writing to client", &e))?,
                 Step::Authenticate(request) => {
                     trace.user = Some(request.user.clone());
-                    front.on_auth(ask_auth_server(&request, ctx, trace).await);
+                    let reply = ask_auth_server(&request, tls_facts.as_ref(), ctx, trace).await;
+                    if let Ok(auth::AuthReply::Accept {
+                        backend_tls: Some(on), ..
+                    }) = &reply
+                    {
+                        backend_tls = *on;
+                    }
+                    front.on_auth(reply);
                 }
                 Step::Wait(delay) => glommio::timer::sleep(delay).await,
                 Step::Pause(delay) => {
@@ -266,7 +381,8 @@ async fn dialogue(
                 Step::ConnectBackend(plan) => {
                     trace.backend = Some(plan.addr);
                     trace.user = Some(plan.user.clone());
-                    let (stream, outcome) = backend::login(plan, &ctx.server, trace.id).await;
+                    let tls = backend_tls.then_some(&ctx.backend_tls);
+                    let (stream, outcome) = backend::login(plan, tls, &ctx.server, trace.id).await;
                     backend = stream;
                     front.on_backend(outcome);
                 }
@@ -281,8 +397,20 @@ async fn dialogue(
                         to_client,
                     });
                 }
-                // Not offered until the driver has TLS (issue 8).
-                Step::StartTls => return Err("STARTTLS without TLS configured".to_string()),
+                Step::StartTls => {
+                    // Whatever the client sent behind STARTTLS was sent in
+                    // plaintext: it is dropped, never read as a command
+                    // from inside the TLS session.
+                    pending.clear();
+                    command_since = None;
+                    let Stream::Plain(tcp) = client else {
+                        return Err("STARTTLS inside TLS".to_string());
+                    };
+                    let (private, facts) = Box::pin(accept_tls(tcp, ctx)).await?;
+                    client = private;
+                    tls_facts = Some(facts);
+                    front.on_tls_started();
+                }
                 Step::Close(reason) => {
                     let _ = client.close().await;
                     return Err(reason.describe().to_string());
@@ -303,7 +431,7 @@ async fn dialogue(
             let waited = command_since.map_or(Duration::ZERO, |t| t.elapsed());
             match timeout.checked_sub(waited).filter(|left| !left.is_zero()) {
                 Some(left) => {
-                    let _ = client.set_read_timeout(Some(left));
+                    client.set_read_timeout(Some(left));
                 }
                 None => return Err("client timed out: command not complete within timeout".to_string()),
             }
@@ -336,6 +464,7 @@ async fn dialogue(
 /// One auth_http round trip for `request`, logged when it fails.
 async fn ask_auth_server(
     request: &auth::AuthRequest,
+    tls_facts: Option<&tls::TlsFacts>,
     ctx: &ServerContext,
     trace: &Trace,
 ) -> Result<auth::AuthReply, auth::AuthError> {
@@ -360,6 +489,7 @@ async fn ask_auth_server(
             // No resolver yet: nginx's word for an unknown name.
             client_host: (ctx.server.protocol == Protocol::Smtp).then_some("[UNAVAILABLE]"),
             keep_alive: ctx.auth_pool.is_some(),
+            tls: tls_facts,
         },
     );
     let reply = auth::client::ask(
@@ -387,24 +517,36 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
         mut to_client,
     } = handover;
     to_client.shrink_to_fit();
-    let _ = client.set_read_timeout(None);
-    let _ = client.set_write_timeout(None);
+    client.set_read_timeout(None);
+    client.set_write_timeout(None);
     if let Some(limit) = ctx.server.proxy_dead_peer_timeout {
         // Fails harmlessly on a unix-socket client.
-        let _ = relay::watch_dead_peer(&client, limit);
-        let _ = relay::watch_dead_peer(&backend, limit);
+        let _ = relay::watch_dead_peer(client.tcp(), limit);
+        let _ = relay::watch_dead_peer(backend.tcp(), limit);
     }
     let idle = ctx.server.proxy_timeout;
-    match &ctx.pipes {
-        Some(pool) => (
+    match (&ctx.pipes, client, backend) {
+        (Some(pool), Stream::Plain(client), Stream::Plain(backend)) => (
             "splice",
             Box::pin(relay::splice::relay(client, backend, to_backend, to_client, idle, pool)),
         ),
-        None => (
-            "copy",
+        // rustls must see every byte of a TLS side.
+        (_, client, backend) => (
+            if client.is_tls() || backend.is_tls() {
+                "tls"
+            } else {
+                "copy"
+            },
             Box::pin(relay::copy::relay(client, backend, to_backend, to_client, idle)),
         ),
     }
+}
+
+/// Writes `bytes` whole and pushes them out: TLS holds written bytes in its
+/// records until flushed.
+async fn send(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 fn io_reason(doing: &str, e: &std::io::Error) -> String {

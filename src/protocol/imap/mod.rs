@@ -239,7 +239,9 @@ impl ImapFront {
                 self.out.send(INTERNAL_ERROR);
                 self.close(CloseReason::AuthFailed);
             }
-            Ok(AuthReply::Accept { backend, user, pass }) => {
+            Ok(AuthReply::Accept {
+                backend, user, pass, ..
+            }) => {
                 let user = user.unwrap_or(request.user);
                 let pass = pass.unwrap_or(request.pass);
                 let login = ImapBackend::new(

@@ -166,6 +166,7 @@ fn cram_md5_and_the_rule_for_auth_pass() {
         backend: "10.0.0.2:143".parse().unwrap(),
         user: None,
         pass: None,
+        backend_tls: None,
     }));
     assert_eq!(
         drain(&mut m),
@@ -311,6 +312,7 @@ fn accept_connects_with_overrides() {
         backend: "10.0.0.2:143".parse().unwrap(),
         user: Some(b"robert".to_vec()),
         pass: None,
+        backend_tls: None,
     }));
     let Some(Step::ConnectBackend(mut plan)) = m.poll() else {
         panic!("expected a backend plan")
@@ -345,6 +347,7 @@ fn backend_failure_gives_internal_error_or_its_line() {
         backend: "10.0.0.2:143".parse().unwrap(),
         user: None,
         pass: None,
+        backend_tls: None,
     }));
     let _ = drain(&mut m);
     m.on_backend(BackendOutcome::Failed { client_reply: None });
@@ -358,6 +361,7 @@ fn backend_failure_gives_internal_error_or_its_line() {
         backend: "10.0.0.2:143".parse().unwrap(),
         user: None,
         pass: None,
+        backend_tls: None,
     }));
     let _ = drain(&mut m);
     m.on_backend(BackendOutcome::Failed {

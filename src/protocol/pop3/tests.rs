@@ -419,6 +419,7 @@ fn accept(user: Option<&[u8]>, pass: Option<&[u8]>) -> Result<AuthReply, AuthErr
         backend: "10.0.0.2:110".parse().unwrap(),
         user: user.map(<[u8]>::to_vec),
         pass: pass.map(|p| Secret::new(p.to_vec())),
+        backend_tls: None,
     })
 }
 

@@ -215,7 +215,9 @@ impl SmtpFront {
             return self.fail_internal(CloseReason::AuthFailed);
         };
         match reply {
-            Ok(AuthReply::Accept { backend, user, pass }) => {
+            Ok(AuthReply::Accept {
+                backend, user, pass, ..
+            }) => {
                 if request.method.needs_backend_pass() && pass.is_none() && self.settings.proxy_smtp_auth {
                     return self.fail_internal(CloseReason::AuthFailed);
                 }

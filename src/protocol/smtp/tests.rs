@@ -174,6 +174,7 @@ fn smtp_auth_none_sends_the_envelope() {
         backend: "10.0.0.1:25".parse().unwrap(),
         user: None,
         pass: None,
+        backend_tls: None,
     }));
     let Some(Step::ConnectBackend(mut plan)) = m.poll() else {
         panic!("no plan")
@@ -235,6 +236,7 @@ fn auth_replies() {
         backend: "10.0.0.1:25".parse().unwrap(),
         user: None,
         pass: None,
+        backend_tls: None,
     }));
     assert_eq!(drain(&mut m), vec!["connect 10.0.0.1:25 as bob"]);
     m.on_backend(BackendOutcome::LoggedIn {
