@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod certs;
 pub mod chart;
 pub mod digest;
 pub mod fetch;

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use postern_bench::auth;
 use postern_bench::backend::{self, Mailbox, Protocol, Queue};
+use postern_bench::certs;
 use postern_bench::chart;
 use postern_bench::fetch;
 use postern_bench::load;
@@ -36,6 +37,8 @@ enum Command {
     Fetch(FetchArgs),
     /// Generate login, session, idle or bulk load against an IMAP, POP3 or SMTP server.
     Load(LoadArgs),
+    /// Write a throwaway test PKI (CAs, server and client certificates, a CRL) as PEM files.
+    Certs(CertsArgs),
     /// Draw a PNG bar chart of the Postern/nginx ratios in a scripts/bench.sh results file.
     Chart(ChartArgs),
 }
@@ -205,6 +208,13 @@ enum BadArg {
 }
 
 #[derive(Args)]
+struct CertsArgs {
+    /// Directory to write into (created if missing; existing files of the same names are replaced).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Args)]
 struct ChartArgs {
     /// Results file (JSON lines) with a summary line, as scripts/bench.sh writes it.
     #[arg(long, value_name = "FILE.jsonl")]
@@ -242,6 +252,7 @@ fn main() -> ExitCode {
         Command::Fetch(args) => run_fetch(args),
         Command::Load(args) => run_load(args),
         Command::Chart(args) => run_chart(args),
+        Command::Certs(args) => run_certs(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -403,6 +414,35 @@ fn run_load(args: LoadArgs) -> Result<(), String> {
     }
     if report.ops == 0 {
         return Err("load: no operation succeeded".into());
+    }
+    Ok(())
+}
+
+fn run_certs(args: CertsArgs) -> Result<(), String> {
+    let pki = certs::write_test_pki(&args.dir)
+        .map_err(|e| format!("cannot write test PKI in {}: {e}", args.dir.display()))?;
+    // One `name path` line per file, so scripts can pick the ones they need.
+    let files = [
+        ("ca", &pki.ca),
+        ("ca_key", &pki.ca_key),
+        ("server_cert", &pki.server_cert),
+        ("server_key", &pki.server_key),
+        ("server_rsa_cert", &pki.server_rsa_cert),
+        ("server_rsa_key", &pki.server_rsa_key),
+        ("client_cert", &pki.client_cert),
+        ("client_key", &pki.client_key),
+        ("revoked_cert", &pki.revoked_cert),
+        ("revoked_key", &pki.revoked_key),
+        ("crl", &pki.crl),
+        ("other_ca", &pki.other_ca),
+        ("other_server_cert", &pki.other_server_cert),
+        ("other_server_key", &pki.other_server_key),
+        ("wrong_name_cert", &pki.wrong_name_cert),
+        ("wrong_name_key", &pki.wrong_name_key),
+    ];
+    let mut out = std::io::stdout().lock();
+    for (name, path) in files {
+        writeln!(out, "{name} {}", path.display()).map_err(|e| format!("cannot write to stdout: {e}"))?;
     }
     Ok(())
 }
