@@ -42,13 +42,16 @@ thread_local! {
 /// session open.
 ///
 /// `idle_limit` (`proxy_timeout`) ends a relay in which no byte moved either
-/// way for that long.
+/// way for that long. `client_tls`: the backend's end is passed on to the
+/// client as a TLS close_notify before the session closes, so the client can
+/// tell a clean end from a cut connection.
 pub async fn relay<C, B>(
     client: C,
     backend: B,
     to_backend: Vec<u8>,
     to_client: Vec<u8>,
     idle_limit: Duration,
+    client_tls: bool,
 ) -> RelayStats
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -71,7 +74,12 @@ where
         to_client,
         &meter.down,
         &meter.last_moved,
-        EndOfStream::EndsSession,
+        // Either way the backend's end ends the session (`drive`).
+        if client_tls {
+            EndOfStream::HalfClose
+        } else {
+            EndOfStream::EndsSession
+        },
     );
     let (up, down) = (std::pin::pin!(up), std::pin::pin!(down));
     super::drive(up, down, idle_limit, &meter).await

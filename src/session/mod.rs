@@ -531,14 +531,12 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
             Box::pin(relay::splice::relay(client, backend, to_backend, to_client, idle, pool)),
         ),
         // rustls must see every byte of a TLS side.
-        (_, client, backend) => (
-            if client.is_tls() || backend.is_tls() {
-                "tls"
-            } else {
-                "copy"
-            },
-            Box::pin(relay::copy::relay(client, backend, to_backend, to_client, idle)),
-        ),
+        (_, client, backend) => {
+            let client_tls = client.is_tls();
+            let via = if client_tls || backend.is_tls() { "tls" } else { "copy" };
+            let relay = relay::copy::relay(client, backend, to_backend, to_client, idle, client_tls);
+            (via, Box::pin(relay))
+        }
     }
 }
 
