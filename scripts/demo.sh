@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, end to end: build Postern, start the bench auth server and
 # IMAP, POP3 and SMTP backends, start Postern with conf/postern.conf, fetch a message through
-# it with curl over IMAP and POP3, send one over SMTP, print the sessions, and
-# stop everything it started.
+# it with curl over IMAP and POP3, send one over SMTP, then the same over TLS
+# (IMAPS and SMTP STARTTLS, with a certificate made on the fly), print the
+# sessions, and stop everything it started.
 #   scripts/demo.sh          run the demo and clean up
 #   scripts/demo.sh --keep   leave the three servers running
 set -euo pipefail
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 KEEP=0
 [ "${1:-}" = "--keep" ] && KEEP=1
 
-need_packages curl:curl gcc:gcc git:git
+need_packages curl:curl gcc:gcc git:git openssl:openssl
 need_cargo
 
 echo "== building (release)"
@@ -95,8 +96,50 @@ curl -sS --max-time 20 -u demo:demo-password --mail-from demo@postern.test \
 echo "-- the SMTP backend received:"
 cat "$WORK/delivered/1.eml"
 
+echo "== TLS: a throwaway CA and a certificate for localhost/127.0.0.1, made on the fly"
+"$BIN/postern-bench" certs --dir "$WORK/pki" >/dev/null
+cat >"$WORK/tls.conf" <<CONF
+worker_processes 2;
+error_log stderr info;
+pid $WORK/postern-tls.pid;
+mail {
+    auth_http 127.0.0.1:9000/auth;
+    ssl_certificate $WORK/pki/server.pem;
+    ssl_certificate_key $WORK/pki/server.key;
+    server {
+        listen 127.0.0.1:10993 ssl;
+        protocol imap;
+    }
+    server {
+        listen 127.0.0.1:10587;
+        protocol smtp;
+        starttls only;
+    }
+}
+CONF
+"$BIN/postern" -t -c "$WORK/tls.conf"
+"$BIN/postern" -c "$WORK/tls.conf" 2>"$WORK/postern-tls.log" &
+PIDS+=($!)
+wait_for "$WORK/postern-tls.log" started
+
+echo "== curl imaps://127.0.0.1:10993 (implicit TLS, the certificate verified against the CA)"
+curl -sS --max-time 20 --cacert "$WORK/pki/ca.pem" -u demo:demo-password \
+    'imaps://127.0.0.1:10993/INBOX;MAILINDEX=2' | head -n 4
+
+echo "== openssl s_client: the TLS session Postern offers"
+printf 'a LOGOUT\r\n' | timeout 10 openssl s_client -connect 127.0.0.1:10993 -CAfile "$WORK/pki/ca.pem" \
+    -verify_return_error -brief 2>&1 | grep -E 'Protocol|Ciphersuite|Verification|^\* OK' || true
+
+echo "== curl smtp://127.0.0.1:10587 with STARTTLS required (starttls only: no AUTH before it)"
+curl -sS --max-time 20 --ssl-reqd --cacert "$WORK/pki/ca.pem" -u demo:demo-password \
+    --mail-from demo@postern.test --mail-rcpt friend@postern.test --upload-file "$WORK/mail.txt" \
+    'smtp://127.0.0.1:10587'
+echo "-- the SMTP backend received $(ls "$WORK/delivered" | wc -l) messages"
+
 echo "== Postern's log"
 cat "$WORK/postern.log"
+echo "== Postern's log (TLS)"
+cat "$WORK/postern-tls.log"
 
 if [ "$KEEP" -eq 1 ]; then
     echo "== left running (pids ${PIDS[*]}); logs in $WORK"

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/common.sh
 
 # gcc and git: glommio's build compiles liburing; curl: a real IMAP client.
-need_packages curl:curl gcc:gcc git:git
+need_packages curl:curl gcc:gcc git:git python3:python3 openssl:openssl
 need_cargo
 
 cargo build --workspace --all-targets
