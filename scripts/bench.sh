@@ -31,9 +31,9 @@
 #                 per session, summed over its processes (nginx: master and
 #                 workers)
 #   tls-handshake-imap  implicit TLS (full handshake) + greeting + LOGOUT per
-#                 connection, LOGIN_CLIENTS clients: handshakes/s, CPU each
+#                 connection, TLS_CLIENTS clients: handshakes/s, CPU each
 #   tls-login-imap  implicit TLS (full handshake) + LOGIN + LOGOUT per
-#                 connection, LOGIN_CLIENTS clients: logins/s, CPU per login
+#                 connection, TLS_CLIENTS clients: logins/s, CPU per login
 #   tls-bulk-1    bulk-1 with TLS between client and proxy (plain to the
 #                 backend): MB/s, proxy CPU ms per MB
 #                 TLS runs: each proxy gets `listen ... ssl` with
@@ -64,7 +64,13 @@
 #   BULK_COUNT_8     FETCHes per connection of bulk-8 (4; 2 with --quick)
 #   IDLE_CONNS       sessions of idle (9000; at most what RLIMIT_NOFILE allows)
 #   IDLE_SECS        seconds the idle sessions are held (1)
+#   TLS_CLIENTS      clients of the TLS handshake and login runs (200: nginx
+#                    1.22 leaves Nagle on, and over TLSv1.3 its greeting waits
+#                    behind the session tickets for the client's delayed ACK,
+#                    40 ms; with 50 clients that wait, not CPU, caps it)
 #   TLS_KEY          server key type of the TLS runs: ecdsa (P-256) or rsa (2048) (ecdsa)
+#   TLS_PROTOCOLS    ssl_protocols of the TLS runs ("TLSv1.2 TLSv1.3"; the client
+#                    offers both and the proxies pick TLSv1.3 unless it is left out)
 #   POSTERN          Postern binary (target/release/postern)
 #   POSTERN_ARGS     extra Postern flags, split on spaces (e.g. "--relay copy")
 #   NGINX            nginx binary (nginx on PATH, else /usr/sbin/nginx)
@@ -348,7 +354,7 @@ run_one() {
         tls-handshake-imap | tls-login-imap)
             local mode=login
             [ "$scenario" = tls-handshake-imap ] && mode=handshake
-            cmd=("${load[@]}" --mode "$mode" --protocol imap --addr "$tls" --conns "$LOGIN_CLIENTS"
+            cmd=("${load[@]}" --mode "$mode" --protocol imap --addr "$tls" --conns "$TLS_CLIENTS"
                 --duration "$LOGIN_SECS" "${tls_client[@]}")
             limit=$((LOGIN_SECS + 60))
             ;;
@@ -445,7 +451,7 @@ compare_main() {
     : "${CORES:=2}" "${LOGIN_CLIENTS:=50}" "${DELAY_CLIENTS:=500}" "${AUTH_DELAY_MS:=5}"
     : "${SESSION_CLIENTS:=50}" "${SMTP_BYTES:=10240}" "${IDLE_CONNS:=9000}" "${IDLE_SECS:=1}"
     : "${POSTERN_ARGS:=}" "${NGINX:=}" "${NGINX_MODULE:=/usr/lib/nginx/modules/ngx_mail_module.so}"
-    : "${TLS_KEY:=ecdsa}"
+    : "${TLS_KEY:=ecdsa}" "${TLS_CLIENTS:=200}" "${TLS_PROTOCOLS:=TLSv1.2 TLSv1.3}"
     case "$TLS_KEY" in
         ecdsa | rsa) ;;
         *)
@@ -454,7 +460,7 @@ compare_main() {
             ;;
     esac
     export QUICK ROUNDS CORES LOGIN_SECS SESSION_SECS LOGIN_CLIENTS DELAY_CLIENTS AUTH_DELAY_MS
-    export SESSION_CLIENTS SMTP_BYTES BULK_BYTES BULK_COUNT_1 BULK_COUNT_8 IDLE_CONNS IDLE_SECS POSTERN_ARGS TLS_KEY
+    export SESSION_CLIENTS SMTP_BYTES BULK_BYTES BULK_COUNT_1 BULK_COUNT_8 IDLE_CONNS IDLE_SECS POSTERN_ARGS TLS_KEY TLS_PROTOCOLS TLS_CLIENTS
 
     need_packages python3:python3
     build_binaries "$build"

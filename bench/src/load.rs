@@ -206,6 +206,10 @@ pub struct Report {
     pub mem: Vec<(u32, MemReport)>,
     /// The first error seen, if any.
     pub first_error: Option<String>,
+    /// What the first TLS connection negotiated (version, suite, group).
+    pub tls: Option<String>,
+    /// Connections whose TLS session was resumed (`--resume`).
+    pub tls_resumed: u64,
 }
 
 impl Report {
@@ -318,6 +322,9 @@ impl Report {
         );
         if let Some(mb) = self.mb_per_s() {
             let _ = write!(out, ",\"mb_per_s\":{}", json_number(mb, 3));
+        }
+        if let Some(tls) = &self.tls {
+            let _ = write!(out, ",\"tls\":\"{tls}\",\"tls_resumed\":{}", self.tls_resumed);
         }
         if self.mode == Mode::Idle {
             let mem = self
@@ -872,12 +879,24 @@ struct SlotResult {
     errors: u64,
     bytes: u64,
     first_error: Option<String>,
+    tls: Option<String>,
+    tls_resumed: u64,
 }
 
 impl SlotResult {
     fn sample(&mut self, start: Instant, end: Instant) {
         let micros = end.saturating_duration_since(start).as_micros();
         self.samples.push(u32::try_from(micros).unwrap_or(u32::MAX));
+    }
+
+    fn note_tls(&mut self, client: &Client) {
+        let stream = client.reader.get_ref();
+        if self.tls.is_none() {
+            self.tls = stream.describe();
+        }
+        if stream.resumed() {
+            self.tls_resumed += 1;
+        }
     }
 
     fn error(&mut self, e: String) {
@@ -899,7 +918,10 @@ fn slot(index: usize, shared: &Shared) -> SlotResult {
     match config.mode {
         Mode::Login | Mode::Handshake | Mode::Bad(_) => {}
         Mode::Session | Mode::Bulk => match shared.setup.run(|| open_session(addr, script, config)) {
-            Ok(client) => session = Some(client),
+            Ok(client) => {
+                result.note_tls(&client);
+                session = Some(client);
+            }
             Err(e) => result.error(e),
         },
         Mode::Idle => {
@@ -910,6 +932,7 @@ fn slot(index: usize, shared: &Shared) -> SlotResult {
             match outcome {
                 Ok((start, end, client)) => {
                     result.sample(start, end);
+                    result.note_tls(&client);
                     session = Some(client);
                 }
                 Err(e) => result.error(e),
@@ -948,10 +971,12 @@ fn slot(index: usize, shared: &Shared) -> SlotResult {
             let outcome = match config.mode {
                 Mode::Login => login(addr, script, config).and_then(|client| {
                     let end = Instant::now();
+                    result.note_tls(&client);
                     logout(client, script.protocol).map(|()| (end, 0))
                 }),
                 Mode::Handshake => connect(addr, config).and_then(|client| {
                     let end = Instant::now();
+                    result.note_tls(&client);
                     logout(client, script.protocol).map(|()| (end, 0))
                 }),
                 Mode::Bad(kind) => bad(addr, shared, kind, k, timeout).map(|()| (Instant::now(), 0)),
@@ -1076,6 +1101,7 @@ pub fn run(config: Config) -> Result<Report, String> {
     }
     let mut samples = Vec::new();
     let (mut errors, mut bytes, mut first_error) = (0, 0, None);
+    let (mut tls, mut tls_resumed) = (None, 0);
     for (index, thread) in threads.into_iter().enumerate() {
         let result = thread
             .join()
@@ -1087,6 +1113,10 @@ pub fn run(config: Config) -> Result<Report, String> {
         }
         errors += result.errors;
         bytes += result.bytes;
+        tls_resumed += result.tls_resumed;
+        if tls.is_none() {
+            tls = result.tls;
+        }
         if first_error.is_none() {
             first_error = result
                 .first_error
@@ -1136,6 +1166,8 @@ pub fn run(config: Config) -> Result<Report, String> {
         bytes: matches!(config.mode, Mode::Session | Mode::Bulk).then_some(bytes),
         mem,
         first_error,
+        tls,
+        tls_resumed,
     })
 }
 
@@ -1184,6 +1216,8 @@ mod tests {
             bytes: Some(4_000_000),
             mem: Vec::new(),
             first_error: None,
+            tls: None,
+            tls_resumed: 0,
         };
         assert_eq!(
             report.json(),

@@ -233,6 +233,28 @@ impl ClientStream {
         Ok(ClientStream::Tls(Shared::new(stream)))
     }
 
+    /// What was negotiated, e.g. `TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519`;
+    /// `None` in plain text.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            ClientStream::Plain(_) => None,
+            ClientStream::Tls(s) => {
+                let tls = s.lock();
+                let conn = &tls.conn;
+                let mut text = conn
+                    .protocol_version()
+                    .map_or_else(|| "?".to_string(), |v| format!("{v:?}"));
+                if let Some(suite) = conn.negotiated_cipher_suite() {
+                    text.push_str(&format!(" {:?}", suite.suite()));
+                }
+                if let Some(group) = conn.negotiated_key_exchange_group() {
+                    text.push_str(&format!(" {:?}", group.name()));
+                }
+                Some(text)
+            }
+        }
+    }
+
     /// True when the session was resumed from an earlier one.
     pub fn resumed(&self) -> bool {
         match self {

@@ -148,6 +148,19 @@ fn load_resumes_and_accepts_any_certificate_when_asked() {
         let (ok, stdout, stderr) = run(&args);
         assert!(ok, "{extra:?}: {stderr}");
         assert!(stdout.contains("\"errors\":0"), "{extra:?}: {stdout}");
+        assert!(stdout.contains("\"tls\":\"TLSv1_3 TLS13_"), "{stdout}");
+        let resumed: u64 = stdout
+            .split("\"tls_resumed\":")
+            .nth(1)
+            .and_then(|rest| rest.split([',', '}']).next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        if extra.contains(&"--resume") {
+            assert!(resumed > 0, "{stdout}");
+        } else {
+            assert_eq!(resumed, 0, "{stdout}");
+        }
     }
 }
 
