@@ -215,12 +215,16 @@ nginx_install() {
     return 0
 }
 
-# write_conf FILE PIDFILE IMAP POP3 SMTP DELAY [EXTRA]: the configuration
-# both proxies read, listening on the four ports given (IMAP also carries
-# the bulk relay; DELAY is IMAP through the slow auth server). EXTRA is
-# added to the mail block (nginx-64k's buffers).
+# write_conf FILE PIDFILE IMAP POP3 SMTP DELAY [EXTRA [TLS]]: the
+# configuration both proxies read, listening on the four ports given (IMAP
+# also carries the bulk relay; DELAY is IMAP through the slow auth server).
+# EXTRA is added to the mail block (nginx-64k's buffers). With TLS, a fifth
+# server speaks implicit TLS on that port with TLS_CERT, TLS_CERT_KEY and
+# TLS_PROTOCOLS, relaying to the plain IMAP backend. The protocols are set,
+# not left to each proxy's default: nginx before 1.23.4 leaves TLSv1.3 out,
+# and the two would then be measured on different handshakes.
 write_conf() {
-    local file=$1 pidfile=$2 imap=$3 pop3=$4 smtp=$5 delay=$6 extra=${7:-}
+    local file=$1 pidfile=$2 imap=$3 pop3=$4 smtp=$5 delay=$6 extra=${7:-} tls=${8:-}
     {
         echo "# Written by scripts/bench.sh; Postern and nginx read the same text (only ports and pid differ)."
         [ -n "$NGINX_MODULE_LINE" ] && echo "$NGINX_MODULE_LINE"
@@ -247,8 +251,17 @@ EOF
     server { listen 127.0.0.1:$pop3; protocol pop3; }
     server { listen 127.0.0.1:$smtp; protocol smtp; }
     server { listen 127.0.0.1:$delay; protocol imap; auth_http $AUTH_DELAY_ADDR/auth; }
-}
 EOF
+        [ -n "$tls" ] && cat <<EOF
+    server {
+        listen 127.0.0.1:$tls ssl;
+        protocol imap;
+        ssl_certificate     $TLS_CERT;
+        ssl_certificate_key $TLS_CERT_KEY;
+        ssl_protocols       $TLS_PROTOCOLS;
+    }
+EOF
+        echo "}"
     } >"$file"
 }
 
@@ -362,6 +375,21 @@ for n in ("1", "8"):
         ("bulk relay (IMAP FETCH), %s conn(s): MB/s" % n, "higher", mbps, "{:,.0f}", True),
         ("bulk relay, %s conn(s): proxy CPU ms/MB" % n, "lower", per_mb_ms, "{:.3f}", False),
     ]
+key = env.get("TLS_KEY", "ecdsa").upper()
+tc = env.get("TLS_CLIENTS", lc)
+METRICS["tls-handshake-imap"] = [
+    ("IMAPS handshake (%s) + greeting, %s clients: handshakes/s" % (key, tc), "higher", rate, "{:,.0f}", True),
+    ("IMAPS handshake + greeting: p50 latency ms", "lower", p50, "{:,.2f}", True),
+    ("IMAPS handshake: proxy CPU us/handshake", "lower", per_op_us, "{:,.0f}", False),
+]
+METRICS["tls-login-imap"] = [
+    ("IMAPS login (%s, full handshake), %s clients: logins/s" % (key, tc), "higher", rate, "{:,.0f}", True),
+    ("IMAPS login: proxy CPU us/login", "lower", per_op_us, "{:,.0f}", False),
+]
+METRICS["tls-bulk-1"] = [
+    ("bulk relay over client TLS, 1 conn: MB/s", "higher", mbps, "{:,.0f}", True),
+    ("bulk relay over client TLS: proxy CPU ms/MB", "lower", per_mb_ms, "{:.3f}", False),
+]
 METRICS["idle"] = [
     ("idle IMAP sessions (%s): proxy PSS KiB/session" % env["IDLE_CONNS"], "lower", pss, "{:.2f}", False),
 ]
@@ -439,6 +467,7 @@ for e in errored:
 summary = {"kind": "summary", "run": env["RUN"], "commit": env["COMMIT"], "cores": int(env["CORES"]),
            "rounds": int(env["ROUNDS"]), "quick": env["QUICK"] == "1",
            "nginx": env.get("NGINX_VERSION") or None, "postern_args": env.get("POSTERN_ARGS", ""),
+           "tls_key": env.get("TLS_KEY"), "tls_protocols": env.get("TLS_PROTOCOLS"),
            "settings": {k.lower(): int(env[k]) for k in ("LOGIN_SECS", "LOGIN_CLIENTS", "DELAY_CLIENTS", "AUTH_DELAY_MS",
                                                      "SESSION_SECS", "SESSION_CLIENTS", "SMTP_BYTES", "BULK_BYTES",
                                                      "BULK_COUNT_1", "BULK_COUNT_8", "IDLE_CONNS", "IDLE_SECS")},

@@ -18,7 +18,7 @@
 #   --no-build    use the binaries already in target/release
 #
 # Scenarios (default: all, in this order; "login" = the three logins,
-# "bulk" = both bulk runs):
+# "bulk" = both bulk runs, "tls" = the three TLS runs):
 #   login-imap login-pop3 login-smtp  login+logout per protocol, closed loop,
 #                 LOGIN_CLIENTS clients: logins/s, proxy CPU us per login
 #   login-delay   IMAP logins through an auth server that answers after
@@ -30,6 +30,19 @@
 #   idle          IDLE_CONNS authenticated idle IMAP sessions: proxy PSS KiB
 #                 per session, summed over its processes (nginx: master and
 #                 workers)
+#   tls-handshake-imap  implicit TLS (full handshake) + greeting + LOGOUT per
+#                 connection, TLS_CLIENTS clients: handshakes/s, CPU each
+#   tls-login-imap  implicit TLS (full handshake) + LOGIN + LOGOUT per
+#                 connection, TLS_CLIENTS clients: logins/s, CPU per login
+#   tls-bulk-1    bulk-1 with TLS between client and proxy (plain to the
+#                 backend): MB/s, proxy CPU ms per MB
+#                 TLS runs: each proxy gets `listen ... ssl` with
+#                 ssl_certificate/ssl_certificate_key from a throwaway PKI
+#                 (postern-bench certs), in a second configuration file, so
+#                 that a Postern without TLS still runs the other scenarios
+#                 (its TLS runs are marked failed, with its -t message).
+#                 "direct" is the bench IMAP backend speaking TLS itself
+#                 (rustls), the same TLS work without a relay.
 #
 # Prints one table: scenario | direct | Postern | nginx | nginx-64k |
 # Postern/nginx | Postern/direct, and writes every run's JSON line and a
@@ -51,6 +64,13 @@
 #   BULK_COUNT_8     FETCHes per connection of bulk-8 (4; 2 with --quick)
 #   IDLE_CONNS       sessions of idle (9000; at most what RLIMIT_NOFILE allows)
 #   IDLE_SECS        seconds the idle sessions are held (1)
+#   TLS_CLIENTS      clients of the TLS handshake and login runs (200: nginx
+#                    1.22 leaves Nagle on, and over TLSv1.3 its greeting waits
+#                    behind the session tickets for the client's delayed ACK,
+#                    40 ms; with 50 clients that wait, not CPU, caps it)
+#   TLS_KEY          server key type of the TLS runs: ecdsa (P-256) or rsa (2048) (ecdsa)
+#   TLS_PROTOCOLS    ssl_protocols of the TLS runs ("TLSv1.2 TLSv1.3"; the client
+#                    offers both and the proxies pick TLSv1.3 unless it is left out)
 #   POSTERN          Postern binary (target/release/postern)
 #   POSTERN_ARGS     extra Postern flags, split on spaces (e.g. "--relay copy")
 #   NGINX            nginx binary (nginx on PATH, else /usr/sbin/nginx)
@@ -60,8 +80,10 @@ cd "$(dirname "$0")/.."
 . scripts/common.sh
 . scripts/bench-lib.sh
 
-BENCH=target/release/postern-bench
-: "${POSTERN:=target/release/postern}"
+# Where cargo puts the binaries (CARGO_TARGET_DIR, as cargo reads it).
+RELEASE=${CARGO_TARGET_DIR:-target}/release
+BENCH=$RELEASE/postern-bench
+: "${POSTERN:=$RELEASE/postern}"
 
 usage() {
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
@@ -282,22 +304,25 @@ build_binaries() {
 # ---------------------------------------------------------------------------
 # scripts/bench.sh [SCENARIO...]: the comparison with nginx.
 
-ALL_SCENARIOS="login-imap login-pop3 login-smtp login-delay smtp-session bulk-1 bulk-8 idle"
+ALL_SCENARIOS="login-imap login-pop3 login-smtp login-delay smtp-session bulk-1 bulk-8 idle tls-handshake-imap tls-login-imap tls-bulk-1"
 
 # run_one SCENARIO TARGET ROUND: one measurement of SCENARIO against TARGET
 # (direct, or the proxy running now), appended to RESULTS.
 run_one() {
     local scenario=$1 target=$2 round=$3 out status limit pids=() pid
     local -a cmd
-    local imap pop3 smtp delay
+    local imap pop3 smtp delay tls
     if [ "$target" = direct ]; then
-        imap=$IMAP_ADDR pop3=$POP3_ADDR smtp=$SMTP_ADDR delay=""
+        imap=$IMAP_ADDR pop3=$POP3_ADDR smtp=$SMTP_ADDR delay="" tls=${IMAP_TLS_ADDR:-}
     else
-        read -r imap pop3 smtp delay <<<"$(target_addrs "$target")"
+        read -r imap pop3 smtp delay tls <<<"$(target_addrs "$target")"
         for pid in "${PROXY_PIDS[@]}"; do
             pids+=(--pid "$pid")
         done
     fi
+    # Every TLS connection makes a full handshake (no --resume) and checks
+    # the certificate against the throwaway CA, as a mail client would.
+    local tls_client=(--tls --ca "$WORK/pki/ca.pem")
     local load=("$BENCH" load --user bench:bench --json-only ${pids[@]+"${pids[@]}"})
     case "$scenario" in
         login-imap | login-pop3 | login-smtp)
@@ -326,6 +351,18 @@ run_one() {
             cmd=("${load[@]}" --mode idle --protocol imap --addr "$imap" --conns "$IDLE_CONNS" --duration "$IDLE_SECS")
             limit=$((IDLE_SECS + 120))
             ;;
+        tls-handshake-imap | tls-login-imap)
+            local mode=login
+            [ "$scenario" = tls-handshake-imap ] && mode=handshake
+            cmd=("${load[@]}" --mode "$mode" --protocol imap --addr "$tls" --conns "$TLS_CLIENTS"
+                --duration "$LOGIN_SECS" "${tls_client[@]}")
+            limit=$((LOGIN_SECS + 60))
+            ;;
+        tls-bulk-1)
+            cmd=("$BENCH" fetch --user bench:bench --addr "$tls" --msg 1 --conns 1 --count "$BULK_COUNT_1"
+                --timeout 30 "${tls_client[@]}" ${pids[@]+"${pids[@]}"})
+            limit=300
+            ;;
     esac
     status=0
     out=$(timeout "$limit" "${cmd[@]}" 2>"$WORK/run.err" | tail -n 1) || status=$?
@@ -334,15 +371,26 @@ run_one() {
         ${PROXY_PIDS[@]+"${PROXY_PIDS[@]}"}
 }
 
-# target_addrs TARGET: the IMAP, POP3, SMTP and delayed-auth IMAP addresses
-# of proxy TARGET.
+# target_addrs TARGET: the IMAP, POP3, SMTP, delayed-auth IMAP and
+# implicit-TLS IMAP addresses of proxy TARGET.
 target_addrs() {
     local p
     case "$1" in
         postern) p=("${POSTERN_PORTS[@]}") ;;
         *) p=("${NGINX_PORTS[@]}") ;;
     esac
-    echo "127.0.0.1:${p[0]} 127.0.0.1:${p[1]} 127.0.0.1:${p[2]} 127.0.0.1:${p[3]}"
+    echo "127.0.0.1:${p[0]} 127.0.0.1:${p[1]} 127.0.0.1:${p[2]} 127.0.0.1:${p[3]} 127.0.0.1:${p[4]}"
+}
+
+# target_ports TARGET [tls]: the ports proxy TARGET listens on: the four
+# plain ones, and with "tls" the implicit-TLS one too.
+target_ports() {
+    local p
+    case "$1" in
+        postern) p=("${POSTERN_PORTS[@]}") ;;
+        *) p=("${NGINX_PORTS[@]}") ;;
+    esac
+    if [ "${2:-}" = tls ]; then echo "${p[@]:0:5}"; else echo "${p[@]:0:4}"; fi
 }
 
 # failed_start SCENARIO TARGET ROUND: records a run that could not start.
@@ -364,6 +412,7 @@ compare_main() {
                 ;;
             login) scenarios+=(login-imap login-pop3 login-smtp) ;;
             bulk) scenarios+=(bulk-1 bulk-8) ;;
+            tls) scenarios+=(tls-handshake-imap tls-login-imap tls-bulk-1) ;;
             all) read -r -a scenarios <<<"$ALL_SCENARIOS" ;;
             -*)
                 echo "bench.sh: unknown option \"$arg\" (try --help)" >&2
@@ -402,8 +451,16 @@ compare_main() {
     : "${CORES:=2}" "${LOGIN_CLIENTS:=50}" "${DELAY_CLIENTS:=500}" "${AUTH_DELAY_MS:=5}"
     : "${SESSION_CLIENTS:=50}" "${SMTP_BYTES:=10240}" "${IDLE_CONNS:=9000}" "${IDLE_SECS:=1}"
     : "${POSTERN_ARGS:=}" "${NGINX:=}" "${NGINX_MODULE:=/usr/lib/nginx/modules/ngx_mail_module.so}"
+    : "${TLS_KEY:=ecdsa}" "${TLS_CLIENTS:=200}" "${TLS_PROTOCOLS:=TLSv1.2 TLSv1.3}"
+    case "$TLS_KEY" in
+        ecdsa | rsa) ;;
+        *)
+            echo "bench.sh: TLS_KEY must be ecdsa or rsa, not \"$TLS_KEY\"" >&2
+            exit 2
+            ;;
+    esac
     export QUICK ROUNDS CORES LOGIN_SECS SESSION_SECS LOGIN_CLIENTS DELAY_CLIENTS AUTH_DELAY_MS
-    export SESSION_CLIENTS SMTP_BYTES BULK_BYTES BULK_COUNT_1 BULK_COUNT_8 IDLE_CONNS IDLE_SECS POSTERN_ARGS
+    export SESSION_CLIENTS SMTP_BYTES BULK_BYTES BULK_COUNT_1 BULK_COUNT_8 IDLE_CONNS IDLE_SECS POSTERN_ARGS TLS_KEY TLS_PROTOCOLS TLS_CLIENTS
 
     need_packages python3:python3
     build_binaries "$build"
@@ -456,23 +513,55 @@ compare_main() {
     start_server auth-delay auth "${routes[@]}" --delay-ms "$AUTH_DELAY_MS"
     AUTH_DELAY_ADDR=$ADDR
 
+    local want_tls=0
+    [[ " ${picked[*]} " == *" tls-"* ]] && want_tls=1
+    TLS_CERT="" TLS_CERT_KEY=""
+    if [ "$want_tls" -eq 1 ]; then
+        "$BENCH" certs --dir "$WORK/pki" >/dev/null
+        TLS_CERT=$WORK/pki/server.pem TLS_CERT_KEY=$WORK/pki/server.key
+        [ "$TLS_KEY" = rsa ] && TLS_CERT=$WORK/pki/server-rsa.pem TLS_CERT_KEY=$WORK/pki/server-rsa.key
+        echo "== IMAP backend speaking TLS ($TLS_KEY certificate), the direct reference of the TLS runs"
+        start_server imap-tls backend --protocol imap --user bench:bench --messages 1 --msg-bytes "$BULK_BYTES" \
+            --tls-cert "$TLS_CERT" --tls-key "$TLS_CERT_KEY"
+        IMAP_TLS_ADDR=$ADDR
+    fi
+
     local ports
-    mapfile -t ports < <(free_ports 8)
-    POSTERN_PORTS=("${ports[@]:0:4}")
-    NGINX_PORTS=("${ports[@]:4:4}")
-    write_conf "$WORK/postern.conf" "$WORK/postern.pid" "${POSTERN_PORTS[@]}"
-    write_conf "$WORK/nginx.conf" "$WORK/nginx.pid" "${NGINX_PORTS[@]}"
-    write_conf "$WORK/nginx-64k.conf" "$WORK/nginx.pid" "${NGINX_PORTS[@]}" \
-        "proxy_buffer 64k; imap_client_buffer 64k; smtp_client_buffer 64k;"
+    mapfile -t ports < <(free_ports 10)
+    POSTERN_PORTS=("${ports[@]:0:5}")
+    NGINX_PORTS=("${ports[@]:5:5}")
+    local conf
+    for conf in postern nginx nginx-64k; do
+        local extra="" pidfile=$WORK/nginx.pid p
+        [ "$conf" = postern ] && pidfile=$WORK/postern.pid
+        [ "$conf" = nginx-64k ] && extra="proxy_buffer 64k; imap_client_buffer 64k; smtp_client_buffer 64k;"
+        read -r -a p <<<"$(target_ports "$conf" tls)"
+        write_conf "$WORK/$conf.conf" "$pidfile" "${p[@]:0:4}" "$extra"
+        # The TLS runs use a second file: the same text plus an implicit-TLS
+        # IMAP server, so that a proxy refusing it fails only those runs.
+        [ "$want_tls" -eq 1 ] && write_conf "$WORK/$conf-tls.conf" "$pidfile" "${p[@]:0:4}" "$extra" "${p[4]}"
+    done
     if ! "$POSTERN" -t -c "$WORK/postern.conf" >/dev/null 2>&1; then
         echo "bench.sh: Postern rejects the configuration:" >&2
         "$POSTERN" -t -c "$WORK/postern.conf" >&2 || true
         exit 1
     fi
+    POSTERN_TLS=1
+    if [ "$want_tls" -eq 1 ] && ! "$POSTERN" -t -c "$WORK/postern-tls.conf" >"$WORK/postern-tls.t" 2>&1; then
+        echo "bench.sh: Postern rejects the TLS configuration; its TLS runs are marked failed:" >&2
+        sed 's/^/    /' "$WORK/postern-tls.t" >&2
+        POSTERN_TLS=0
+    fi
     if [ -n "$NGINX" ] && ! "$NGINX" -e stderr -t -c "$WORK/nginx.conf" >/dev/null 2>&1; then
         echo "bench.sh: nginx rejects the configuration; its columns say n/a:" >&2
         "$NGINX" -e stderr -t -c "$WORK/nginx.conf" >&2 || true
         NGINX="" NGINX_VERSION=""
+    fi
+    NGINX_TLS=1
+    if [ -n "$NGINX" ] && [ "$want_tls" -eq 1 ] && ! "$NGINX" -e stderr -t -c "$WORK/nginx-tls.conf" >"$WORK/nginx-tls.t" 2>&1; then
+        echo "bench.sh: nginx rejects the TLS configuration (no mail SSL module?); its TLS runs are marked failed:" >&2
+        sed 's/^/    /' "$WORK/nginx-tls.t" >&2
+        NGINX_TLS=0
     fi
 
     RUN=$(date +%Y-%m-%dT%H:%M:%S)
@@ -498,9 +587,23 @@ compare_main() {
                     direct:*)
                         run_one "$scenario" direct "$round"
                         ;;
+                    postern:tls-* | nginx*:tls-*)
+                        local ok=$NGINX_TLS tls_ports
+                        [ "$target" = postern ] && ok=$POSTERN_TLS
+                        read -r -a tls_ports <<<"$(target_ports "$target" tls)"
+                        if [ "$ok" -ne 1 ]; then
+                            echo "$target rejects the TLS configuration: $(grep -m 1 . "$WORK/${target%-64k}-tls.t")" >"$WORK/run.err"
+                            tag_run "$RESULTS" "" "$scenario" "$target" "$round" 1 "$WORK/run.err"
+                        elif start_proxy "$target" "$WORK/$target-tls.conf" "$CORES" "${tls_ports[@]}"; then
+                            run_one "$scenario" "$target" "$round"
+                            stop_proxy "$target" || true
+                        else
+                            failed_start "$scenario" "$target" "$round"
+                        fi
+                        ;;
                     *)
                         # shellcheck disable=SC2046 # four ports
-                        if start_proxy "$target" "$WORK/$target.conf" "$CORES" $(target_addrs "$target" | sed 's/127.0.0.1://g'); then
+                        if start_proxy "$target" "$WORK/$target.conf" "$CORES" $(target_ports "$target"); then
                             run_one "$scenario" "$target" "$round"
                             stop_proxy "$target" || true
                         else

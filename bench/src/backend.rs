@@ -37,6 +37,8 @@ pub struct Config {
     pub record: Option<Arc<Record>>,
     /// Numbers (and optionally stores) the messages accepted over SMTP.
     pub queue: Queue,
+    /// Speak implicit TLS with this configuration (`--tls-cert`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
@@ -118,10 +120,22 @@ impl Queue {
 /// Serves `listener` forever.
 pub fn run(listener: Listener, config: Config) -> ! {
     let config = Arc::new(config);
-    net::serve(listener, move |stream: Stream| match config.protocol {
-        Protocol::Imap => serve_connection(&config, stream, imap::run),
-        Protocol::Pop3 => serve_connection(&config, stream, pop3::run),
-        Protocol::Smtp => serve_connection(&config, stream, smtp::run),
+    net::serve(listener, move |stream: Stream| {
+        let stream = match &config.tls {
+            Some(tls) => match stream.accept_tls(tls) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    eprintln!("postern-bench backend: TLS setup: {e}");
+                    return;
+                }
+            },
+            None => stream,
+        };
+        match config.protocol {
+            Protocol::Imap => serve_connection(&config, stream, imap::run),
+            Protocol::Pop3 => serve_connection(&config, stream, pop3::run),
+            Protocol::Smtp => serve_connection(&config, stream, smtp::run),
+        }
     })
 }
 

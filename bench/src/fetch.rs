@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crate::message::seeded_message;
 pub use crate::procstat::{clock_ticks, parse_stat_ticks, process_ticks};
 use crate::procstat::{cpu_sample, json_number};
+use crate::tls::{ClientStream, ClientTls};
 
 /// Size of the reusable buffer a literal is read into.
 pub const READ_CHUNK: usize = 1 << 20;
@@ -46,6 +47,9 @@ pub struct Config {
     pub timeout: Duration,
     /// Compare every fetched message with `seeded_message(msg, size)`.
     pub verify: bool,
+    /// Speak TLS: from the first byte, or after STARTTLS with `starttls`.
+    pub tls: Option<ClientTls>,
+    pub starttls: bool,
 }
 
 /// The outcome of one run.
@@ -153,8 +157,8 @@ fn show(line: &[u8]) -> String {
 
 /// One client connection.
 pub struct Connection {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    reader: BufReader<ClientStream>,
+    writer: ClientStream,
     line: Vec<u8>,
     buf: Vec<u8>,
     timeout: Duration,
@@ -167,18 +171,49 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects and reads the greeting.
+    /// Connects and reads the greeting; with `tls`, speaks TLS from the
+    /// first byte or, with `starttls`, after a STARTTLS following the greeting.
     /// With `verify: Some(n)`, every literal must be `seeded_message(n, size)`.
-    pub fn open(addr: &str, timeout: Duration, verify: Option<usize>) -> Result<Connection, String> {
+    pub fn open(
+        addr: &str,
+        timeout: Duration,
+        verify: Option<usize>,
+        tls: Option<&ClientTls>,
+        starttls: bool,
+    ) -> Result<Connection, String> {
         let stream = TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let setup = |stream: &TcpStream| -> io::Result<TcpStream> {
+        let setup = |stream: &TcpStream| -> io::Result<()> {
             stream.set_nodelay(true)?;
             stream.set_read_timeout(Some(timeout))?;
-            stream.set_write_timeout(Some(timeout))?;
-            stream.try_clone()
+            stream.set_write_timeout(Some(timeout))
         };
-        let writer = setup(&stream).map_err(|e| format!("socket setup: {e}"))?;
-        let mut conn = Connection {
+        setup(&stream).map_err(|e| format!("socket setup: {e}"))?;
+        let stream = match tls {
+            Some(tls) if !starttls => ClientStream::start_tls(stream, tls)?,
+            _ => ClientStream::Plain(stream),
+        };
+        let mut conn = Connection::over(stream, timeout, verify)?;
+        conn.read_line()?;
+        if !(conn.line.starts_with(b"* OK") || conn.line.starts_with(b"* PREAUTH")) {
+            return Err(format!("unexpected greeting: {}", show(&conn.line)));
+        }
+        if let (Some(tls), true) = (tls, starttls) {
+            conn.command("t", b"STARTTLS").map_err(|e| format!("STARTTLS: {e}"))?;
+            if !conn.reader.buffer().is_empty() {
+                return Err("the server sent data after agreeing to start TLS".into());
+            }
+            let stream = match conn.reader.into_inner() {
+                ClientStream::Plain(tcp) => ClientStream::start_tls(tcp, tls)?,
+                ClientStream::Tls(_) => return Err("STARTTLS inside TLS".into()),
+            };
+            conn = Connection::over(stream, timeout, verify)?;
+        }
+        Ok(conn)
+    }
+
+    fn over(stream: ClientStream, timeout: Duration, verify: Option<usize>) -> Result<Connection, String> {
+        let writer = stream.try_clone().map_err(|e| format!("socket setup: {e}"))?;
+        Ok(Connection {
             reader: BufReader::with_capacity(LINE_BUFFER, stream),
             writer,
             line: Vec::new(),
@@ -187,12 +222,7 @@ impl Connection {
             verify,
             expect: None,
             last_size: 0,
-        };
-        conn.read_line()?;
-        if !(conn.line.starts_with(b"* OK") || conn.line.starts_with(b"* PREAUTH")) {
-            return Err(format!("unexpected greeting: {}", show(&conn.line)));
-        }
-        Ok(conn)
+        })
     }
 
     /// Reads one CRLF-terminated line into `self.line`.
@@ -379,7 +409,14 @@ fn connection_thread(index: usize, config: &Config, gate: &Gate, events: &mpsc::
         true => Some(usize::try_from(config.msg).map_err(|_| fail("--msg is too large".into()))?),
         false => None,
     };
-    let mut conn = Connection::open(&config.addr, config.timeout, verify).map_err(fail)?;
+    let mut conn = Connection::open(
+        &config.addr,
+        config.timeout,
+        verify,
+        config.tls.as_ref(),
+        config.starttls,
+    )
+    .map_err(fail)?;
     conn.login_select(&config.user, &config.pass).map_err(fail)?;
     let _ = events.send(Event::Ready);
     if !gate.wait() {

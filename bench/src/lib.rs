@@ -13,4 +13,5 @@ pub mod message;
 pub mod net;
 pub mod procstat;
 pub mod record;
+pub mod tls;
 pub mod users;

@@ -8,6 +8,9 @@
 //!
 //! - `login`: connect, greeting, login, logout, close, over and over; the
 //!   latency runs from the start of the connect to the login reply.
+//! - `handshake`: like `login` without the login: connect, TLS handshake
+//!   (with `--tls`/`--starttls`), greeting, logout; the latency runs to the
+//!   greeting.
 //! - `session`: log in once, then repeat one operation (IMAP `FETCH n
 //!   BODY[]`, POP3 `RETR n`, SMTP `MAIL`/`RCPT`/`DATA`).
 //! - `bulk`: like `session` over IMAP, meant for large messages.
@@ -18,13 +21,16 @@
 //!   operation succeeds when the server answers as it should (a refusal, a
 //!   close, or for slow clients a login) and ends the session.
 //!
+//! With TLS (implicit or after STARTTLS) every connection makes a full
+//! handshake unless the client config resumes sessions (`--resume`).
+//!
 //! With a rate, slot `i` starts operation `k` at `t0 + (k * conns + i) / rate`
 //! and latency counts from that intended start, so a slow server is not
 //! hidden by the client waiting for it (no coordinated omission).
 
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Barrier, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -33,6 +39,7 @@ use crate::backend::smtp::base64;
 use crate::backend::Protocol;
 use crate::fetch::{literal_size, quoted};
 use crate::procstat::{self, json_number, Memory};
+use crate::tls::{self, ClientStream, ClientTls};
 
 /// Longest response line accepted outside of message data.
 const MAX_LINE: u64 = 64 * 1024;
@@ -76,6 +83,8 @@ impl Permits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Login,
+    /// Connect (and TLS handshake), greeting, logout: no login.
+    Handshake,
     Session,
     Idle,
     Bulk,
@@ -86,6 +95,7 @@ impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::Login => "login",
+            Mode::Handshake => "handshake",
             Mode::Session => "session",
             Mode::Idle => "idle",
             Mode::Bulk => "bulk",
@@ -153,6 +163,11 @@ pub struct Config {
     pub pids: Vec<u32>,
     /// Read, write and connect timeout.
     pub timeout: Duration,
+    /// Speak TLS: from the first byte, or after STARTTLS with `starttls`.
+    pub tls: Option<ClientTls>,
+    /// Upgrade with STARTTLS (IMAP), STLS (POP3) or STARTTLS (SMTP) after
+    /// the greeting; needs `tls`.
+    pub starttls: bool,
 }
 
 /// Memory of one watched process in `idle` mode.
@@ -191,6 +206,10 @@ pub struct Report {
     pub mem: Vec<(u32, MemReport)>,
     /// The first error seen, if any.
     pub first_error: Option<String>,
+    /// What the first TLS connection negotiated (version, suite, group).
+    pub tls: Option<String>,
+    /// Connections whose TLS session was resumed (`--resume`).
+    pub tls_resumed: u64,
 }
 
 impl Report {
@@ -303,6 +322,9 @@ impl Report {
         );
         if let Some(mb) = self.mb_per_s() {
             let _ = write!(out, ",\"mb_per_s\":{}", json_number(mb, 3));
+        }
+        if let Some(tls) = &self.tls {
+            let _ = write!(out, ",\"tls\":\"{tls}\",\"tls_resumed\":{}", self.tls_resumed);
         }
         if self.mode == Mode::Idle {
             let mem = self
@@ -433,29 +455,52 @@ fn io_error(what: &str, e: io::Error) -> String {
 
 /// One client connection.
 struct Client {
-    reader: BufReader<TcpStream>,
-    writer: BufWriter<TcpStream>,
+    reader: BufReader<ClientStream>,
+    writer: BufWriter<ClientStream>,
     line: Vec<u8>,
     /// Literal buffer, allocated on first use.
     buf: Vec<u8>,
 }
 
 impl Client {
+    /// Connects in plain text.
     fn connect(addr: &SocketAddr, timeout: Duration) -> Result<Client, String> {
-        let stream = TcpStream::connect_timeout(addr, timeout).map_err(|e| io_error("connect", e))?;
-        let setup = |stream: &TcpStream| -> io::Result<TcpStream> {
-            stream.set_nodelay(true)?;
-            stream.set_read_timeout(Some(timeout))?;
-            stream.set_write_timeout(Some(timeout))?;
-            stream.try_clone()
-        };
-        let writer = setup(&stream).map_err(|e| format!("socket setup: {e}"))?;
+        let stream = tls::connect_tcp(addr, timeout).map_err(|e| io_error("connect", e))?;
+        Client::over(ClientStream::Plain(stream))
+    }
+
+    /// Connects and, with implicit TLS, makes the handshake.
+    fn open(addr: &SocketAddr, config: &Config) -> Result<Client, String> {
+        match &config.tls {
+            Some(tls) if !config.starttls => {
+                let stream = tls::connect_tcp(addr, config.timeout).map_err(|e| io_error("connect", e))?;
+                Client::over(ClientStream::start_tls(stream, tls)?)
+            }
+            _ => Client::connect(addr, config.timeout),
+        }
+    }
+
+    fn over(stream: ClientStream) -> Result<Client, String> {
+        let writer = stream.try_clone().map_err(|e| format!("socket setup: {e}"))?;
         Ok(Client {
             reader: BufReader::with_capacity(READ_BUFFER, stream),
             writer: BufWriter::with_capacity(READ_BUFFER, writer),
             line: Vec::with_capacity(256),
             buf: Vec::new(),
         })
+    }
+
+    /// Makes the TLS handshake on a plain connection after the server
+    /// agreed to STARTTLS. Bytes the server sent after its agreement would
+    /// be plaintext injected before TLS: they are an error.
+    fn start_tls(self, tls: &ClientTls) -> Result<Client, String> {
+        if !self.reader.buffer().is_empty() {
+            return Err("the server sent data after agreeing to start TLS".into());
+        }
+        match self.reader.into_inner() {
+            ClientStream::Plain(tcp) => Client::over(ClientStream::start_tls(tcp, tls)?),
+            ClientStream::Tls(_) => Err("STARTTLS inside TLS".into()),
+        }
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
@@ -558,6 +603,18 @@ impl Client {
         }
     }
 
+    /// Over TLS, says goodbye as a mail client does after its logout
+    /// reply. A server that sends its own close_notify and then waits for
+    /// ours (nginx) would otherwise hold its alert behind Nagle until our
+    /// delayed ACK, 40 ms later, and the bench would measure that wait.
+    fn close_notify(&mut self) {
+        if let ClientStream::Tls(tls) = self.writer.get_ref() {
+            let mut tls = tls.lock();
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    }
+
     /// Reads until the server closes the connection (or a read fails), so
     /// that the server side keeps the TIME_WAIT and client ports are not used up.
     fn drain(mut self) {
@@ -566,27 +623,58 @@ impl Client {
     }
 }
 
-/// Connects, reads the greeting and logs in.
-fn login(addr: &SocketAddr, script: &Script, timeout: Duration) -> Result<Client, String> {
-    let mut client = Client::connect(addr, timeout)?;
-    match script.protocol {
+/// Connects (with TLS as configured) and reads the greeting; with
+/// STARTTLS, upgrades the connection after it.
+fn connect(addr: &SocketAddr, config: &Config) -> Result<Client, String> {
+    let mut client = Client::open(addr, config)?;
+    match config.protocol {
         Protocol::Imap => {
             client.read_line()?;
             if !client.line.starts_with(b"* OK") {
                 return Err(format!("unexpected greeting: {}", show(&client.line)));
             }
+        }
+        Protocol::Pop3 => client.expect(b"+OK", "greeting")?,
+        Protocol::Smtp => client.smtp_reply(b"220", "greeting")?,
+    }
+    let tls = match &config.tls {
+        Some(tls) if config.starttls => tls,
+        _ => return Ok(client),
+    };
+    match config.protocol {
+        Protocol::Imap => {
+            client.send(b"t STARTTLS\r\n")?;
+            client.imap_tagged(b't', "STARTTLS")?;
+        }
+        Protocol::Pop3 => {
+            client.send(b"STLS\r\n")?;
+            client.expect(b"+OK", "STLS")?;
+        }
+        Protocol::Smtp => {
+            client.send(b"EHLO load.example\r\n")?;
+            client.smtp_reply(b"250", "EHLO")?;
+            client.send(b"STARTTLS\r\n")?;
+            client.smtp_reply(b"220", "STARTTLS")?;
+        }
+    }
+    client.start_tls(tls)
+}
+
+/// Connects, reads the greeting and logs in.
+fn login(addr: &SocketAddr, script: &Script, config: &Config) -> Result<Client, String> {
+    let mut client = connect(addr, config)?;
+    match script.protocol {
+        Protocol::Imap => {
             client.send(&script.login1)?;
             client.imap_tagged(b'a', "LOGIN")?;
         }
         Protocol::Pop3 => {
-            client.expect(b"+OK", "greeting")?;
             client.send(&script.login1)?;
             client.expect(b"+OK", "USER")?;
             client.send(&script.login2)?;
             client.expect(b"+OK", "PASS")?;
         }
         Protocol::Smtp => {
-            client.smtp_reply(b"220", "greeting")?;
             client.send(&script.login1)?;
             client.smtp_reply(b"250", "EHLO")?;
             client.send(&script.login2)?;
@@ -612,13 +700,14 @@ fn logout(mut client: Client, protocol: Protocol) -> Result<(), String> {
             client.smtp_reply(b"221", "QUIT")?;
         }
     }
+    client.close_notify();
     client.drain();
     Ok(())
 }
 
 /// Logs in and, for IMAP, selects INBOX: ready for [`operation`].
-fn open_session(addr: &SocketAddr, script: &Script, timeout: Duration) -> Result<Client, String> {
-    let mut client = login(addr, script, timeout)?;
+fn open_session(addr: &SocketAddr, script: &Script, config: &Config) -> Result<Client, String> {
+    let mut client = login(addr, script, config)?;
     if script.protocol == Protocol::Imap {
         client.send(b"s SELECT INBOX\r\n")?;
         client.imap_tagged(b's', "SELECT")?;
@@ -656,15 +745,6 @@ fn operation(client: &mut Client, script: &Script) -> Result<u64, String> {
     }
 }
 
-/// Reads the greeting of `protocol` (the whole reply for SMTP).
-fn greeting(client: &mut Client, protocol: Protocol) -> Result<(), String> {
-    match protocol {
-        Protocol::Imap => client.expect(b"* OK", "greeting"),
-        Protocol::Pop3 => client.expect(b"+OK", "greeting"),
-        Protocol::Smtp => client.smtp_reply(b"220", "greeting"),
-    }
-}
-
 /// Reads until the server closes; a reset counts as a close (a server that
 /// closes with unread input resets). Fails when the server stays silent.
 fn await_close(mut client: Client) -> Result<(), String> {
@@ -693,8 +773,7 @@ fn bad(addr: &SocketAddr, shared: &Shared, kind: BadKind, k: u64, timeout: Durat
     match kind {
         BadKind::WrongPass => {
             let wrong = &shared.wrong;
-            let mut client = Client::connect(addr, timeout)?;
-            greeting(&mut client, protocol)?;
+            let mut client = connect(addr, &shared.config)?;
             match protocol {
                 Protocol::Imap => {
                     client.send(&wrong.login1)?;
@@ -724,8 +803,7 @@ fn bad(addr: &SocketAddr, shared: &Shared, kind: BadKind, k: u64, timeout: Durat
             await_close(client)
         }
         BadKind::Garbage => {
-            let mut client = Client::connect(addr, timeout)?;
-            greeting(&mut client, protocol)?;
+            let mut client = connect(addr, &shared.config)?;
             let mut junk = Vec::new();
             for i in 0..16u64 {
                 let x = (k * 16 + i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -736,23 +814,22 @@ fn bad(addr: &SocketAddr, shared: &Shared, kind: BadKind, k: u64, timeout: Durat
             await_close(client)
         }
         BadKind::LongLine => {
-            let mut client = Client::connect(addr, timeout)?;
-            greeting(&mut client, protocol)?;
+            let mut client = connect(addr, &shared.config)?;
             send_lossy(&mut client, &vec![b'a'; 64 * 1024]);
             await_close(client)
         }
         BadKind::Vanish => {
-            let mut client = Client::connect(addr, timeout)?;
             if k % 2 == 1 {
-                greeting(&mut client, protocol)?;
+                let mut client = connect(addr, &shared.config)?;
                 send_lossy(&mut client, &shared.script.login1[..shared.script.login1.len() / 2]);
+            } else {
+                Client::connect(addr, timeout)?;
             }
             Ok(())
         }
         BadKind::Slow => {
             let script = &shared.script;
-            let mut client = Client::connect(addr, timeout)?;
-            greeting(&mut client, protocol)?;
+            let mut client = connect(addr, &shared.config)?;
             for byte in &script.login1 {
                 client.send(std::slice::from_ref(byte))?;
                 thread::sleep(Duration::from_millis(10));
@@ -802,12 +879,24 @@ struct SlotResult {
     errors: u64,
     bytes: u64,
     first_error: Option<String>,
+    tls: Option<String>,
+    tls_resumed: u64,
 }
 
 impl SlotResult {
     fn sample(&mut self, start: Instant, end: Instant) {
         let micros = end.saturating_duration_since(start).as_micros();
         self.samples.push(u32::try_from(micros).unwrap_or(u32::MAX));
+    }
+
+    fn note_tls(&mut self, client: &Client) {
+        let stream = client.reader.get_ref();
+        if self.tls.is_none() {
+            self.tls = stream.describe();
+        }
+        if stream.resumed() {
+            self.tls_resumed += 1;
+        }
     }
 
     fn error(&mut self, e: String) {
@@ -827,19 +916,23 @@ fn slot(index: usize, shared: &Shared) -> SlotResult {
     };
     let mut session = None;
     match config.mode {
-        Mode::Login | Mode::Bad(_) => {}
-        Mode::Session | Mode::Bulk => match shared.setup.run(|| open_session(addr, script, timeout)) {
-            Ok(client) => session = Some(client),
+        Mode::Login | Mode::Handshake | Mode::Bad(_) => {}
+        Mode::Session | Mode::Bulk => match shared.setup.run(|| open_session(addr, script, config)) {
+            Ok(client) => {
+                result.note_tls(&client);
+                session = Some(client);
+            }
             Err(e) => result.error(e),
         },
         Mode::Idle => {
             let outcome = shared.setup.run(|| {
                 let start = Instant::now();
-                login(addr, script, timeout).map(|client| (start, Instant::now(), client))
+                login(addr, script, config).map(|client| (start, Instant::now(), client))
             });
             match outcome {
                 Ok((start, end, client)) => {
                     result.sample(start, end);
+                    result.note_tls(&client);
                     session = Some(client);
                 }
                 Err(e) => result.error(e),
@@ -876,15 +969,21 @@ fn slot(index: usize, shared: &Shared) -> SlotResult {
             };
             k += 1;
             let outcome = match config.mode {
-                Mode::Login => login(addr, script, timeout).and_then(|client| {
+                Mode::Login => login(addr, script, config).and_then(|client| {
                     let end = Instant::now();
+                    result.note_tls(&client);
+                    logout(client, script.protocol).map(|()| (end, 0))
+                }),
+                Mode::Handshake => connect(addr, config).and_then(|client| {
+                    let end = Instant::now();
+                    result.note_tls(&client);
                     logout(client, script.protocol).map(|()| (end, 0))
                 }),
                 Mode::Bad(kind) => bad(addr, shared, kind, k, timeout).map(|()| (Instant::now(), 0)),
                 _ => {
                     let client = match session.take() {
                         Some(client) => Ok(client),
-                        None => open_session(addr, script, timeout),
+                        None => open_session(addr, script, config),
                     };
                     client.and_then(|mut client| {
                         let bytes = operation(&mut client, script)?;
@@ -1002,6 +1101,7 @@ pub fn run(config: Config) -> Result<Report, String> {
     }
     let mut samples = Vec::new();
     let (mut errors, mut bytes, mut first_error) = (0, 0, None);
+    let (mut tls, mut tls_resumed) = (None, 0);
     for (index, thread) in threads.into_iter().enumerate() {
         let result = thread
             .join()
@@ -1013,6 +1113,10 @@ pub fn run(config: Config) -> Result<Report, String> {
         }
         errors += result.errors;
         bytes += result.bytes;
+        tls_resumed += result.tls_resumed;
+        if tls.is_none() {
+            tls = result.tls;
+        }
         if first_error.is_none() {
             first_error = result
                 .first_error
@@ -1062,6 +1166,8 @@ pub fn run(config: Config) -> Result<Report, String> {
         bytes: matches!(config.mode, Mode::Session | Mode::Bulk).then_some(bytes),
         mem,
         first_error,
+        tls,
+        tls_resumed,
     })
 }
 
@@ -1110,6 +1216,8 @@ mod tests {
             bytes: Some(4_000_000),
             mem: Vec::new(),
             first_error: None,
+            tls: None,
+            tls_resumed: 0,
         };
         assert_eq!(
             report.json(),

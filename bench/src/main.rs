@@ -18,6 +18,7 @@ use postern_bench::fetch;
 use postern_bench::load;
 use postern_bench::net::{self, Listener};
 use postern_bench::record::Record;
+use postern_bench::tls;
 use postern_bench::users::Users;
 
 #[derive(Parser)]
@@ -119,6 +120,12 @@ struct BackendArgs {
     /// SMTP only: write each accepted message to DIR/<n>.eml (created if missing).
     #[arg(long, value_name = "DIR")]
     deliveries: Option<PathBuf>,
+    /// Speak implicit TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -148,6 +155,8 @@ struct FetchArgs {
     /// Socket read and write timeout in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Args)]
@@ -191,6 +200,51 @@ struct LoadArgs {
     /// With --mode bad: how the clients misbehave.
     #[arg(long, value_enum, default_value_t = BadArg::WrongPass)]
     bad: BadArg,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// Client-side TLS options of `load` and `fetch`.
+#[derive(Args)]
+struct TlsArgs {
+    /// Speak implicit TLS from the first byte (IMAPS, POP3S, SMTPS).
+    #[arg(long, conflicts_with = "starttls")]
+    tls: bool,
+    /// Upgrade each connection after the greeting: IMAP STARTTLS, POP3 STLS, SMTP EHLO + STARTTLS.
+    #[arg(long)]
+    starttls: bool,
+    /// Trust the CA certificates in this PEM file (with --tls or --starttls).
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    ca: Option<PathBuf>,
+    /// Accept any server certificate.
+    #[arg(long)]
+    insecure: bool,
+    /// Name to check the certificate against and send as SNI (default: the host of --addr).
+    #[arg(long, value_name = "NAME")]
+    tls_name: Option<String>,
+    /// Resume TLS sessions (tickets or IDs) instead of a full handshake per connection.
+    #[arg(long)]
+    resume: bool,
+}
+
+impl TlsArgs {
+    fn client(&self, addr: &str) -> Result<Option<tls::ClientTls>, String> {
+        if !(self.tls || self.starttls) {
+            if self.ca.is_some() || self.insecure || self.tls_name.is_some() || self.resume {
+                return Err("--ca, --insecure, --tls-name and --resume need --tls or --starttls".into());
+            }
+            return Ok(None);
+        }
+        let trust = match (&self.ca, self.insecure) {
+            (Some(ca), _) => tls::Trust::Ca(ca),
+            (None, true) => tls::Trust::Insecure,
+            (None, false) => return Err("--tls and --starttls need --ca FILE or --insecure".into()),
+        };
+        Ok(Some(tls::ClientTls {
+            config: tls::client_config(trust, self.resume)?,
+            name: tls::server_name(self.tls_name.as_deref(), addr)?,
+        }))
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -230,6 +284,8 @@ struct ChartArgs {
 #[derive(Clone, Copy, ValueEnum)]
 enum ModeArg {
     Login,
+    /// Connect, TLS handshake if any, greeting, logout (no login).
+    Handshake,
     Session,
     Idle,
     Bulk,
@@ -331,6 +387,10 @@ fn run_backend(args: BackendArgs) -> Result<(), String> {
         mailbox: Mailbox::seeded(args.messages, args.msg_bytes),
         record,
         queue: Queue::new(args.deliveries),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+            _ => None,
+        },
     };
     let listener = bind(&args.listen)?;
     backend::run(listener, config)
@@ -339,6 +399,7 @@ fn run_backend(args: BackendArgs) -> Result<(), String> {
 fn run_fetch(args: FetchArgs) -> Result<(), String> {
     let (user, pass) = postern_bench::users::split_pair(args.user.as_bytes())
         .ok_or_else(|| format!("--user {:?}: expected NAME:PASS", args.user))?;
+    let tls = args.tls.client(&args.addr)?;
     let config = fetch::Config {
         addr: args.addr,
         user,
@@ -349,6 +410,8 @@ fn run_fetch(args: FetchArgs) -> Result<(), String> {
         pids: args.pids,
         timeout: Duration::from_secs(args.timeout),
         verify: args.verify,
+        tls,
+        starttls: args.tls.starttls,
     };
     let report = fetch::run(config)?;
     let mut out = std::io::stdout().lock();
@@ -372,9 +435,11 @@ fn run_load(args: LoadArgs) -> Result<(), String> {
     if !(args.duration.is_finite() && args.duration >= 0.0) {
         return Err("--duration must be a number of seconds".into());
     }
+    let tls = args.tls.client(&args.addr)?;
     let config = load::Config {
         mode: match args.mode {
             ModeArg::Login => load::Mode::Login,
+            ModeArg::Handshake => load::Mode::Handshake,
             ModeArg::Session => load::Mode::Session,
             ModeArg::Idle => load::Mode::Idle,
             ModeArg::Bulk => load::Mode::Bulk,
@@ -397,6 +462,8 @@ fn run_load(args: LoadArgs) -> Result<(), String> {
         msg_bytes: args.msg_bytes,
         pids: args.pids,
         timeout: Duration::from_secs(args.timeout),
+        tls,
+        starttls: args.tls.starttls,
     };
     let report = load::run(config)?;
     let mut out = std::io::stdout().lock();

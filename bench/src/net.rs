@@ -21,6 +21,8 @@ pub enum Listener {
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// TLS over an accepted TCP or Unix connection (`backend --tls-cert`).
+    Tls(crate::tls::Shared<rustls::ServerConnection, Stream>),
 }
 
 /// The backlog of the companions' TCP listeners; the kernel caps it at
@@ -120,21 +122,45 @@ impl Stream {
         match self {
             Stream::Tcp(s) => Ok(Stream::Tcp(s.try_clone()?)),
             Stream::Unix(s) => Ok(Stream::Unix(s.try_clone()?)),
+            Stream::Tls(s) => Ok(Stream::Tls(s.clone())),
         }
     }
 
+    /// Wraps the connection in a TLS server session; the handshake happens
+    /// on the first read or write (the greeting).
+    pub fn accept_tls(self, config: &Arc<rustls::ServerConfig>) -> io::Result<Stream> {
+        let conn = rustls::ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+        Ok(Stream::Tls(crate::tls::Shared::new(rustls::StreamOwned::new(
+            conn, self,
+        ))))
+    }
+
+    /// Not for a TLS stream: the lock a blocked read holds would stall the
+    /// caller (set it on the socket before wrapping).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(timeout),
             Stream::Unix(s) => s.set_read_timeout(timeout),
+            Stream::Tls(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "set the read timeout before starting TLS",
+            )),
         }
     }
 
-    /// Half-closes the write side so the peer sees EOF after our last reply.
+    /// Half-closes the write side so the peer sees EOF after our last
+    /// reply; over TLS a close_notify goes first, as the peer's TLS stack
+    /// otherwise reports a truncation.
     pub fn shutdown_write(&self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),
             Stream::Unix(s) => s.shutdown(Shutdown::Write),
+            Stream::Tls(s) => {
+                let mut tls = s.lock();
+                tls.conn.send_close_notify();
+                tls.flush()?;
+                tls.sock.shutdown_write()
+            }
         }
     }
 }
@@ -144,6 +170,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -153,6 +180,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -160,6 +188,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.flush(),
             Stream::Unix(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
         }
     }
 }
