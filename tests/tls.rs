@@ -749,3 +749,25 @@ fn twenty_megabytes_byte_exact_through_tls() {
     assert_eq!(c.line(), "c OK FETCH completed\r\n");
     c.expect("d LOGOUT\r\n", &["* BYE logging out\r\n"]);
 }
+
+/// `Auth-SSL-Backend: on` (Postern's own): the auth server turns TLS to the
+/// backend on for this login although `proxy_ssl` is off.
+#[test]
+fn auth_server_turns_backend_tls_on() {
+    let dir = TempDir::new("backend-pki");
+    let pki = write_test_pki(&dir.0).unwrap();
+    let (cert, key) = (path_text(&pki.server_cert), path_text(&pki.server_key));
+    let s = stack(StackSpec {
+        listen: "",
+        backend: &["--tls-cert", &cert, "--tls-key", &key],
+        auth: &["--ok-header", "Auth-SSL-Backend: on"],
+        ..StackSpec::default()
+    });
+    let mut c = Client::imap(s.postern.addr);
+    c.expect(
+        "a LOGIN bob secret\r\n",
+        &["a OK [CAPABILITY IMAP4rev1 LITERAL+] LOGIN completed\r\n"],
+    );
+    c.expect("b LOGOUT\r\n", &["* BYE logging out\r\n"]);
+    assert!(s.postern.proc.wait_for("session done").contains("(tls)"));
+}

@@ -132,6 +132,8 @@ pub struct Config {
     /// Leave `Auth-Pass` out of the OK replies to `apop`, `cram-md5` and
     /// `external` logins (`--no-backend-pass`).
     pub no_backend_pass: bool,
+    /// Whole header lines (no CRLF) added to every OK reply.
+    pub ok_headers: Vec<String>,
     /// Pause before answering each request.
     pub delay: Duration,
     /// File receiving a copy of every request head.
@@ -374,6 +376,9 @@ pub fn respond(config: &Config, head: &[u8]) -> Vec<u8> {
             return UNSENDABLE_PASS.to_vec();
         }
         add(b"Auth-Pass: ", p);
+    }
+    for header in &config.ok_headers {
+        add(header.as_bytes(), b"");
     }
     reply.extend_from_slice(b"\r\n");
     reply

@@ -70,6 +70,9 @@ struct AuthArgs {
     /// Leave Auth-Pass out of OK replies to apop, cram-md5 and external logins.
     #[arg(long)]
     no_backend_pass: bool,
+    /// A header added to every OK reply, e.g. "Auth-SSL-Backend: on" (repeatable).
+    #[arg(long = "ok-header", value_name = "NAME: VALUE")]
+    ok_headers: Vec<String>,
     /// Milliseconds to sleep before answering each request.
     #[arg(long, value_name = "N", default_value_t = 0)]
     delay_ms: u64,
@@ -358,6 +361,7 @@ fn run_auth(args: AuthArgs) -> Result<(), String> {
         error: args.error,
         error_code: args.error_code,
         no_backend_pass: args.no_backend_pass,
+        ok_headers: args.ok_headers,
         delay: Duration::from_millis(args.delay_ms),
         record,
         wait_first: args.wait_first,
