@@ -17,6 +17,8 @@ const DIGEST: &str = "b913a602c7eda7a495b4e6e7334d3890";
 fn settings() -> Pop3FrontSettings {
     Pop3FrontSettings {
         capa_reply: CAPA_PLAIN.as_bytes().to_vec(),
+        plaintext_capa_reply: CAPA_PLAIN.as_bytes().to_vec(),
+        starttls: config::Starttls::Off,
         auth_reply: AUTH_PLAIN.as_bytes().to_vec(),
         client_buffer: 64,
         max_errors: 3,
@@ -33,6 +35,7 @@ fn settings() -> Pop3FrontSettings {
 fn settings_all() -> Pop3FrontSettings {
     Pop3FrontSettings {
         capa_reply: CAPA_ALL.as_bytes().to_vec(),
+        plaintext_capa_reply: CAPA_ALL.as_bytes().to_vec(),
         auth_reply: AUTH_ALL.as_bytes().to_vec(),
         apop: true,
         cram_md5: true,

@@ -7,6 +7,8 @@ fn settings() -> SmtpFrontSettings {
     SmtpFrontSettings {
         server_name: "mx.postern.test".into(),
         ehlo_lines: vec![b"SIZE 10485760".to_vec(), b"AUTH PLAIN LOGIN".to_vec()],
+        plaintext_ehlo_lines: vec![b"SIZE 10485760".to_vec(), b"AUTH PLAIN LOGIN".to_vec()],
+        starttls: config::Starttls::Off,
         client_buffer: 128,
         max_errors: 3,
         greeting_delay: Duration::ZERO,
