@@ -1,8 +1,8 @@
 //! The SMTP front end (RFC 5321, RFC 4954), as nginx serves it before the
 //! backend takes over: greeting (after `smtp_greeting_delay`), HELO/EHLO,
 //! STARTTLS (RFC 3207), AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL, RSET, NOOP,
-//! QUIT, and with
-//! `smtp_auth none` MAIL and RCPT, which go to the auth server instead.
+//! QUIT, and with `smtp_auth none` MAIL and RCPT, which go to the auth
+//! server instead.
 
 use std::rc::Rc;
 
@@ -76,20 +76,18 @@ impl SmtpFrontSettings {
                 mechanisms.extend_from_slice(name.as_bytes());
             }
         }
-        let mut plaintext_ehlo_lines = ehlo_lines.clone();
+        let capabilities = ehlo_lines.len();
         if !mechanisms.is_empty() {
             let mut line = b"AUTH".to_vec();
             line.extend_from_slice(&mechanisms);
             ehlo_lines.push(line);
         }
-        match server.starttls {
-            config::Starttls::Off => plaintext_ehlo_lines.clone_from(&ehlo_lines),
-            config::Starttls::On => {
-                plaintext_ehlo_lines.clone_from(&ehlo_lines);
-                plaintext_ehlo_lines.push(b"STARTTLS".to_vec());
-            }
-            config::Starttls::Only => plaintext_ehlo_lines.push(b"STARTTLS".to_vec()),
-        }
+        let starttls = b"STARTTLS".to_vec();
+        let plaintext_ehlo_lines = match server.starttls {
+            config::Starttls::Off => ehlo_lines.clone(),
+            config::Starttls::On => [&ehlo_lines[..], &[starttls]].concat(),
+            config::Starttls::Only => [&ehlo_lines[..capabilities], &[starttls]].concat(),
+        };
         SmtpFrontSettings {
             server_name: server.server_name.clone(),
             ehlo_lines,
