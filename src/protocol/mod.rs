@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::auth::AuthRequest;
+use crate::config::Starttls;
 
 /// What a machine is given at birth and may not fetch itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,74 @@ pub struct SessionSeed {
     /// The connection is TLS from its first byte (`listen ... ssl`):
     /// STARTTLS is neither offered nor needed.
     pub tls: bool,
+}
+
+/// Where a session stands with TLS on the client side, the same in every
+/// protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Privacy {
+    /// Plaintext: STARTTLS may still come, as `starttls` allows.
+    Plain,
+    /// STARTTLS was accepted and answered; the driver runs the handshake.
+    /// Nothing is read meanwhile: a byte the client sent behind STARTTLS in
+    /// plaintext must never become a command of the private session.
+    AwaitingHandshake,
+    /// TLS, from the first byte (`listen ... ssl`) or since STARTTLS.
+    Tls,
+}
+
+/// `starttls` and the session's privacy together: what a front end offers
+/// and what it refuses, decided as nginx decides it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientTls {
+    mode: Starttls,
+    privacy: Privacy,
+}
+
+impl ClientTls {
+    pub(crate) fn new(mode: Starttls, seed: &SessionSeed) -> Self {
+        let privacy = if seed.tls { Privacy::Tls } else { Privacy::Plain };
+        ClientTls { mode, privacy }
+    }
+
+    /// Still plaintext: the capability lists offer STARTTLS (per `mode`).
+    pub(crate) fn plain(&self) -> bool {
+        self.privacy == Privacy::Plain
+    }
+
+    /// STARTTLS/STLS is accepted now: enabled, and not private already (a
+    /// second STARTTLS is an invalid command).
+    pub(crate) fn can_start(&self) -> bool {
+        self.plain() && self.mode != Starttls::Off
+    }
+
+    /// nginx's `ngx_mail_starttls_only`: `starttls only` and still
+    /// plaintext, so no credentials may be taken yet.
+    pub(crate) fn must_start_first(&self) -> bool {
+        self.plain() && self.mode == Starttls::Only
+    }
+
+    /// False from STARTTLS until the handshake completes.
+    pub(crate) fn reading(&self) -> bool {
+        self.privacy != Privacy::AwaitingHandshake
+    }
+
+    /// STARTTLS accepted, its reply already queued: order the handshake.
+    pub(crate) fn start(&mut self, out: &mut Outbox) {
+        debug_assert!(self.can_start());
+        self.privacy = Privacy::AwaitingHandshake;
+        out.push(Step::StartTls);
+    }
+
+    /// The handshake completed. Whether one was awaited: a call at any other
+    /// time is a driver bug and changes nothing.
+    pub(crate) fn handshake_done(&mut self) -> bool {
+        let awaited = self.privacy == Privacy::AwaitingHandshake;
+        if awaited {
+            self.privacy = Privacy::Tls;
+        }
+        awaited
+    }
 }
 
 /// Orders from a front-end machine to its driver, in the order given.
@@ -323,8 +392,19 @@ impl<M> Split<'_, M> {
                 buffered.drain(..used);
                 let steps = (self.render)(&mut machine);
                 let moved = used > 0 || !steps.is_empty();
+                let handshake = steps.iter().position(|s| s == "starttls");
+                if let Some(at) = handshake {
+                    assert_eq!(at + 1, steps.len(), "steps after StartTls: {steps:?}");
+                }
                 for step in steps {
                     out.push_str(step.strip_prefix("send ").unwrap_or(&format!("[{step}]")));
+                }
+                if handshake.is_some() {
+                    // The driver discards what the client sent past STARTTLS,
+                    // and the rest of a plaintext script would reach the TLS
+                    // handshake as garbage: the script ends here, whatever
+                    // the split.
+                    return out;
                 }
                 if !moved || buffered.is_empty() {
                     break;

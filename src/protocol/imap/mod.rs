@@ -1,5 +1,6 @@
 //! The IMAP front end (RFC 3501/9051, pre-login subset as nginx serves it):
-//! greeting, CAPABILITY, NOOP, LOGOUT, LOGIN, AUTHENTICATE PLAIN/LOGIN.
+//! greeting, CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE
+//! PLAIN/LOGIN/CRAM-MD5/EXTERNAL, and ID.
 
 mod syntax;
 
@@ -13,7 +14,7 @@ use crate::config::{self, Protocol, ServerConfig};
 use crate::protocol::backend::{BackendLogin, ImapBackend};
 use crate::protocol::line::{next_line, Line};
 use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
-use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, Outbox, SessionSeed, Step};
+use crate::protocol::{BackendOutcome, BackendPlan, ClientTls, CloseReason, Outbox, SessionSeed, Step};
 use syntax::{Arg, LineEnd};
 
 pub const GREETING: &[u8] = b"* OK IMAP4 ready\r\n";
@@ -39,8 +40,14 @@ pub type ClientId = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 /// What one IMAP server block needs per session, computed once per core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImapFrontSettings {
-    /// `* CAPABILITY ...\r\n`: imap_capabilities, then AUTH= per imap_auth.
+    /// `* CAPABILITY ...\r\n`: imap_capabilities, then AUTH= per imap_auth;
+    /// what a private session (or any, with `starttls off`) is told.
     capability_line: Vec<u8>,
+    /// The line before TLS: with `starttls on` the same plus ` STARTTLS`;
+    /// with `only`, no AUTH= (no login is possible yet) and ` STARTTLS
+    /// LOGINDISABLED` (RFC 3501 6.2.3).
+    plaintext_capability_line: Vec<u8>,
+    starttls: config::Starttls,
     /// `imap_client_buffer`: the longest command, literals included.
     client_buffer: usize,
     max_errors: u32,
@@ -61,6 +68,7 @@ impl ImapFrontSettings {
             line.push(b' ');
             line.extend_from_slice(cap.as_bytes());
         }
+        let mut plaintext_line = line.clone();
         // nginx lists AUTH= in its own fixed order, whatever the config's.
         for (method, name) in [
             (config::AuthMethod::Plain, "PLAIN"),
@@ -73,9 +81,20 @@ impl ImapFrontSettings {
                 line.extend_from_slice(name.as_bytes());
             }
         }
+        match server.starttls {
+            config::Starttls::Off => plaintext_line.clone_from(&line),
+            config::Starttls::On => {
+                plaintext_line.clone_from(&line);
+                plaintext_line.extend_from_slice(b" STARTTLS");
+            }
+            config::Starttls::Only => plaintext_line.extend_from_slice(b" STARTTLS LOGINDISABLED"),
+        }
         line.extend_from_slice(b"\r\n");
+        plaintext_line.extend_from_slice(b"\r\n");
         ImapFrontSettings {
             capability_line: line,
+            plaintext_capability_line: plaintext_line,
+            starttls: server.starttls,
             client_buffer: server.imap.client_buffer,
             max_errors: server.max_errors,
             proxy_buffer: server.proxy_buffer,
@@ -92,15 +111,17 @@ impl ImapFrontSettings {
 /// Inputs: `feed(bytes)` with the client's bytes, returning how many it
 /// consumed (keep the rest and offer it again with more); `on_auth` with the
 /// auth server's decision after `Step::Authenticate`; `on_backend` after
-/// `Step::ConnectBackend`. Output: after creation and after every input,
-/// call `poll` until it returns `None`, performing each `Step` in order.
-/// `wants_input` says whether the machine is waiting for client bytes.
+/// `Step::ConnectBackend`; `on_tls_started` once the handshake ordered by
+/// `Step::StartTls` has completed. Output: after creation and after every
+/// input, call `poll` until it returns `None`, performing each `Step` in
+/// order. `wants_input` says whether the machine is waiting for client bytes.
 #[derive(Debug)]
 pub struct ImapFront {
     /// Shared by every session of the server block on this core.
     settings: Rc<ImapFrontSettings>,
     seed: SessionSeed,
     phase: Phase,
+    tls: ClientTls,
     /// A command whose literal(s) are still arriving.
     pending: Option<PendingCommand>,
     errors: u32,
@@ -140,10 +161,12 @@ struct PendingCommand {
 impl ImapFront {
     pub fn new(settings: impl Into<Rc<ImapFrontSettings>>, seed: SessionSeed) -> Self {
         let settings = settings.into();
+        let tls = ClientTls::new(settings.starttls, &seed);
         let mut front = ImapFront {
             settings,
             seed,
             phase: Phase::ExpectCommand,
+            tls,
             pending: None,
             errors: 0,
             attempts: 0,
@@ -161,8 +184,14 @@ impl ImapFront {
         self.out.pop()
     }
 
-    /// The STARTTLS handshake completed (issue 8: not offered yet).
-    pub fn on_tls_started(&mut self) {}
+    /// The STARTTLS handshake completed: the session is private, the
+    /// dialogue starts over (RFC 3501 6.2.1: the client asks CAPABILITY
+    /// again) and reading resumes.
+    pub fn on_tls_started(&mut self) {
+        if !self.tls.handshake_done() {
+            self.internal_error();
+        }
+    }
 
     /// A graceful stop: a session still waiting for the client's commands
     /// is told BYE (RFC 3501 7.1.5) and closed; one already logging in goes
@@ -175,15 +204,16 @@ impl ImapFront {
     }
 
     pub fn wants_input(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::ExpectCommand
-                | Phase::ExpectPlainResponse { .. }
-                | Phase::ExpectLoginUser { .. }
-                | Phase::ExpectLoginPass { .. }
-                | Phase::ExpectCramMd5Response { .. }
-                | Phase::ExpectExternalResponse { .. }
-        )
+        self.tls.reading()
+            && matches!(
+                self.phase,
+                Phase::ExpectCommand
+                    | Phase::ExpectPlainResponse { .. }
+                    | Phase::ExpectLoginUser { .. }
+                    | Phase::ExpectLoginPass { .. }
+                    | Phase::ExpectCramMd5Response { .. }
+                    | Phase::ExpectExternalResponse { .. }
+            )
     }
 
     pub fn client(&self) -> &SessionSeed {
@@ -395,6 +425,9 @@ impl ImapFront {
             b"CAPABILITY" => self.capability(&cmd.tag),
             b"NOOP" => self.reply(&cmd.tag, OK),
             b"LOGOUT" => self.logout(&cmd.tag),
+            b"STARTTLS" => self.starttls(cmd),
+            // nginx: with `starttls only`, no credentials in plaintext.
+            b"LOGIN" | b"AUTHENTICATE" if self.tls.must_start_first() => self.invalid(&cmd.tag),
             b"LOGIN" => self.login(cmd),
             b"AUTHENTICATE" => self.authenticate_command(cmd),
             b"ID" => self.id(cmd),
@@ -403,9 +436,26 @@ impl ImapFront {
     }
 
     fn capability(&mut self, tag: &[u8]) {
-        let line = self.settings.capability_line.clone();
-        self.out.send(&line);
+        let line = if self.tls.plain() {
+            self.settings.plaintext_capability_line.clone()
+        } else {
+            self.settings.capability_line.clone()
+        };
+        self.out.send_owned(line);
         self.reply(tag, OK);
+    }
+
+    /// RFC 3501 6.2.1. nginx answers `OK completed` like any command, then
+    /// drops what it had read past the command line; here `feed` stops
+    /// right after it, and the driver discards the rest.
+    fn starttls(&mut self, cmd: PendingCommand) {
+        // nginx ignores arguments; the grammar has none, so Postern refuses
+        // them rather than start TLS for a client it misreads.
+        if !self.tls.can_start() || !cmd.args.is_empty() {
+            return self.invalid(&cmd.tag);
+        }
+        self.reply(&cmd.tag, OK);
+        self.tls.start(&mut self.out);
     }
 
     fn logout(&mut self, tag: &[u8]) {

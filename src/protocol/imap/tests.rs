@@ -6,6 +6,8 @@ use crate::protocol::backend::BackendLogin;
 fn settings() -> ImapFrontSettings {
     ImapFrontSettings {
         capability_line: b"* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN\r\n".to_vec(),
+        plaintext_capability_line: b"* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN\r\n".to_vec(),
+        starttls: config::Starttls::Off,
         client_buffer: 64,
         max_errors: 3,
         proxy_buffer: 4096,
@@ -442,6 +444,193 @@ fn capability_line_from_config() {
     assert_eq!(s.client_buffer, 8192);
 }
 
+/// nginx's defaults (imap_auth plain) with `starttls` as given, and this
+/// file's limits.
+fn settings_in(mode: config::Starttls) -> ImapFrontSettings {
+    let mut server = crate::config::parse_str(
+        "mail { auth_http 127.0.0.1:9/a; server { listen 127.0.0.1:1143; protocol imap; } }",
+        std::path::Path::new("t.conf"),
+    )
+    .unwrap()
+    .servers
+    .remove(0);
+    server.starttls = mode;
+    ImapFrontSettings {
+        client_buffer: 64,
+        max_errors: 3,
+        ..ImapFrontSettings::from_server(&server)
+    }
+}
+
+/// How far a session has come with TLS when a row starts.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    /// Plaintext, nothing said yet.
+    Plain,
+    /// `s STARTTLS` answered and its handshake completed.
+    AfterStarttls,
+    /// `listen ... ssl`: TLS from the first byte.
+    Implicit,
+}
+
+fn session(mode: config::Starttls, stage: Stage) -> ImapFront {
+    let tls = matches!(stage, Stage::Implicit);
+    let mut m = ImapFront::new(settings_in(mode), SessionSeed { tls, ..seed() });
+    assert_eq!(drain(&mut m), vec!["send * OK IMAP4 ready\r\n"]);
+    if let Stage::AfterStarttls = stage {
+        assert_eq!(m.feed(b"s STARTTLS\r\n"), 12);
+        assert_eq!(drain(&mut m), vec!["send s OK completed\r\n", "starttls"]);
+        assert!(!m.wants_input(), "nothing is read during the handshake");
+        m.on_tls_started();
+        assert_eq!(drain(&mut m), Vec::<String>::new(), "no second greeting");
+        assert!(m.wants_input());
+    }
+    m
+}
+
+#[test]
+fn capabilities_by_starttls_and_privacy() {
+    use config::Starttls::{Off, On, Only};
+    const NORMAL: &str = "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN\r\n";
+    let rows: &[(config::Starttls, Stage, &str)] = &[
+        (Off, Stage::Plain, NORMAL),
+        (Off, Stage::Implicit, NORMAL),
+        (
+            On,
+            Stage::Plain,
+            "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN STARTTLS\r\n",
+        ),
+        (On, Stage::AfterStarttls, NORMAL),
+        (On, Stage::Implicit, NORMAL),
+        (
+            Only,
+            Stage::Plain,
+            "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS STARTTLS LOGINDISABLED\r\n",
+        ),
+        (Only, Stage::AfterStarttls, NORMAL),
+        (Only, Stage::Implicit, NORMAL),
+    ];
+    for &(mode, stage, line) in rows {
+        let mut m = session(mode, stage);
+        m.feed(b"c CAPABILITY\r\n");
+        assert_eq!(
+            drain(&mut m),
+            vec![format!("send {line}c OK completed\r\n")],
+            "{mode:?} {stage:?}"
+        );
+    }
+}
+
+#[test]
+fn starttls_transcripts() {
+    use config::Starttls::{Off, On, Only};
+    const BAD: &[&str] = &["send a BAD invalid command\r\n"];
+    const LOGGED_IN: &[&str] = &["auth bob:secret #1"];
+    const STARTED: &[&str] = &["send a OK completed\r\n", "starttls"];
+    let rows: &[(config::Starttls, Stage, &[u8], &[&str])] = &[
+        (Off, Stage::Plain, b"a STARTTLS\r\n", BAD),
+        (On, Stage::Plain, b"a STARTTLS\r\n", STARTED),
+        (On, Stage::Plain, b"a starttls\n", STARTED),
+        (Only, Stage::Plain, b"a STARTTLS\r\n", STARTED),
+        // nginx ignores arguments; the grammar has none.
+        (On, Stage::Plain, b"a STARTTLS now\r\n", BAD),
+        // Once private, STARTTLS is an invalid command.
+        (On, Stage::AfterStarttls, b"a STARTTLS\r\n", BAD),
+        (Only, Stage::AfterStarttls, b"a STARTTLS\r\n", BAD),
+        (On, Stage::Implicit, b"a STARTTLS\r\n", BAD),
+        // `on`: plaintext logins still allowed.
+        (On, Stage::Plain, b"a LOGIN bob secret\r\n", LOGGED_IN),
+        // `only`: no credentials before TLS, as nginx (BAD, no prompt).
+        (Only, Stage::Plain, b"a LOGIN bob secret\r\n", BAD),
+        (Only, Stage::Plain, b"a AUTHENTICATE PLAIN AGJvYgBzZWNyZXQ=\r\n", BAD),
+        (Only, Stage::Plain, b"a AUTHENTICATE PLAIN\r\n", BAD),
+        (Only, Stage::Plain, b"a AUTHENTICATE LOGIN\r\n", BAD),
+        (Only, Stage::Plain, b"a NOOP\r\n", &["send a OK completed\r\n"]),
+        (
+            Only,
+            Stage::Plain,
+            b"a ID NIL\r\n",
+            &["send * ID NIL\r\na OK completed\r\n"],
+        ),
+        // ... and allowed after it, or with implicit TLS.
+        (Only, Stage::AfterStarttls, b"a LOGIN bob secret\r\n", LOGGED_IN),
+        (
+            Only,
+            Stage::AfterStarttls,
+            b"a AUTHENTICATE PLAIN AGJvYgBzZWNyZXQ=\r\n",
+            LOGGED_IN,
+        ),
+        (Only, Stage::Implicit, b"a LOGIN bob secret\r\n", LOGGED_IN),
+        (
+            Only,
+            Stage::Implicit,
+            b"a AUTHENTICATE PLAIN AGJvYgBzZWNyZXQ=\r\n",
+            LOGGED_IN,
+        ),
+    ];
+    for &(mode, stage, input, want) in rows {
+        let mut m = session(mode, stage);
+        let used = m.feed(input);
+        let label = format!("{mode:?} {stage:?} {:?}", String::from_utf8_lossy(input));
+        assert_eq!(drain(&mut m), want, "{label}");
+        assert_eq!(used, input.len(), "{label}");
+    }
+}
+
+/// CVE-2011-0411's class: a command sent in plaintext behind STARTTLS, in
+/// the same packet, must never run inside the TLS session.
+#[test]
+fn pipelined_behind_starttls_is_never_executed() {
+    for mode in [config::Starttls::On, config::Starttls::Only] {
+        let mut m = session(mode, Stage::Plain);
+        let input = b"a STARTTLS\r\nb LOGIN bob secret\r\n";
+        assert_eq!(m.feed(input), 12, "only the STARTTLS line is consumed");
+        assert_eq!(drain(&mut m), vec!["send a OK completed\r\n", "starttls"]);
+        assert!(!m.wants_input());
+        // Offered again before the handshake, the rest is still not taken.
+        assert_eq!(m.feed(&input[12..]), 0);
+        assert_eq!(drain(&mut m), Vec::<String>::new());
+        // The driver discarded it; the private session starts clean.
+        m.on_tls_started();
+        assert_eq!(drain(&mut m), Vec::<String>::new());
+        m.feed(b"c LOGIN bob secret\r\n");
+        assert_eq!(drain(&mut m), vec!["auth bob:secret #1"]);
+    }
+}
+
+#[test]
+fn tls_started_out_of_turn_ends_the_session() {
+    let mut m = session(config::Starttls::On, Stage::Plain);
+    m.on_tls_started();
+    assert_eq!(
+        drain(&mut m),
+        vec!["send * BAD internal server error\r\n", "close BackendFailed"]
+    );
+}
+
+/// The split property across STARTTLS: a script that ends with it (or
+/// pipelines behind it) gives the same steps however split, and none past
+/// the handshake; the private session's script likewise.
+#[test]
+fn split_anywhere_around_starttls() {
+    let on = || session(config::Starttls::On, Stage::Plain);
+    let whole = crate::protocol::same_steps_however_split(
+        b"a CAPABILITY\r\nb STARTTLS\r\nc LOGIN bob secret\r\n",
+        on,
+        ImapFront::feed,
+        drain,
+    );
+    assert!(whole.ends_with("b OK completed\r\n[starttls]"), "{whole}");
+    let after = || session(config::Starttls::Only, Stage::AfterStarttls);
+    let whole = crate::protocol::same_steps_however_split(
+        b"a CAPABILITY\r\nb LOGIN bob secret\r\n",
+        after,
+        ImapFront::feed,
+        drain,
+    );
+    assert!(whole.ends_with("[auth bob:secret #1]"), "{whole}");
+}
+
 /// The first property of every machine: however the input is split across
 /// reads, the steps are the same.
 #[test]
@@ -482,6 +671,7 @@ mod props {
         b"g AUTHENTICATE CRAM-MD5\r\n",
         b"h AUTHENTICATE EXTERNAL =\r\n",
         b"i LOGOUT\r\n",
+        b"s STARTTLS\r\n",
     ];
 
     /// Drains, refusing each login with Auth-Wait so the dialogue goes on
@@ -504,8 +694,14 @@ mod props {
     }
 
     fn check(script: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
+        check_from(&machine, script, cuts)?;
+        check_from(&|| session(config::Starttls::On, Stage::Plain), script, cuts)?;
+        check_from(&|| session(config::Starttls::Only, Stage::Plain), script, cuts)
+    }
+
+    fn check_from(start: &dyn Fn() -> ImapFront, script: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
         let split = Split {
-            start: &machine,
+            start,
             feed: ImapFront::feed,
             render: &drain_refusing,
             reading: ImapFront::wants_input,

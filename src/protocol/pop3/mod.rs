@@ -1,6 +1,6 @@
 //! The POP3 front end (RFC 1939, 2449, 5034; pre-login subset as nginx's
-//! `ngx_mail_pop3_handler.c` serves it): greeting, CAPA, NOOP, QUIT,
-//! USER/PASS, APOP, AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL.
+//! `ngx_mail_pop3_handler.c` serves it): greeting, CAPA, NOOP, QUIT, STLS
+//! (RFC 2595), USER/PASS, APOP, AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL.
 
 use std::rc::Rc;
 
@@ -12,7 +12,7 @@ use crate::config::{self, Protocol, ServerConfig};
 use crate::protocol::backend::{BackendLogin, Pop3Backend};
 use crate::protocol::line::feed_lines;
 use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
-use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, Outbox, SessionSeed, Step};
+use crate::protocol::{BackendOutcome, BackendPlan, ClientTls, CloseReason, Outbox, SessionSeed, Step};
 
 pub const GREETING: &[u8] = b"+OK POP3 ready\r\n";
 pub const INTERNAL_ERROR: &[u8] = b"-ERR internal server error\r\n";
@@ -32,8 +32,14 @@ const MAX_ARGS: usize = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pop3FrontSettings {
     /// The whole CAPA reply: `+OK Capability list follows`, each of
-    /// pop3_capabilities, the SASL line per pop3_auth, `.`.
+    /// pop3_capabilities, the SASL line per pop3_auth, `.`. What a private
+    /// session (or any, with `starttls off`) is told, and, as nginx does,
+    /// any session after USER (where STLS is no longer accepted).
     capa_reply: Vec<u8>,
+    /// CAPA before TLS: with `starttls on` the same plus `STLS`; with
+    /// `only`, neither USER nor SASL (no login is possible yet), then `STLS`.
+    plaintext_capa_reply: Vec<u8>,
+    starttls: config::Starttls,
     /// The whole reply to a bare AUTH: `+OK methods supported:`, one
     /// mechanism a line, `.`.
     auth_reply: Vec<u8>,
@@ -78,7 +84,27 @@ impl Pop3FrontSettings {
             capa.push(b' ');
             capa.extend_from_slice(name.as_bytes());
         }
-        capa.extend_from_slice(b"\r\n.\r\n");
+        capa.extend_from_slice(b"\r\n");
+        let plaintext_capa = match server.starttls {
+            config::Starttls::Off => capa.clone(),
+            config::Starttls::On => [capa.as_slice(), b"STLS\r\n"].concat(),
+            config::Starttls::Only => {
+                let mut only = b"+OK Capability list follows\r\n".to_vec();
+                for cap in server
+                    .pop3
+                    .capabilities
+                    .iter()
+                    .filter(|c| !c.eq_ignore_ascii_case("USER"))
+                {
+                    only.extend_from_slice(cap.as_bytes());
+                    only.extend_from_slice(b"\r\n");
+                }
+                only.extend_from_slice(b"STLS\r\n");
+                only
+            }
+        };
+        let capa = [capa.as_slice(), b".\r\n"].concat();
+        let plaintext_capa = [plaintext_capa.as_slice(), b".\r\n"].concat();
 
         let mut auth_reply = b"+OK methods supported:\r\n".to_vec();
         for name in &mechanisms {
@@ -89,6 +115,8 @@ impl Pop3FrontSettings {
 
         Pop3FrontSettings {
             capa_reply: capa,
+            plaintext_capa_reply: plaintext_capa,
+            starttls: server.starttls,
             auth_reply,
             client_buffer: server.pop3.client_buffer,
             max_errors: server.max_errors,
@@ -107,15 +135,17 @@ impl Pop3FrontSettings {
 /// Inputs: `feed(bytes)` with the client's bytes, returning how many it
 /// consumed (keep the rest and offer it again with more); `on_auth` with the
 /// auth server's decision after `Step::Authenticate`; `on_backend` after
-/// `Step::ConnectBackend`. Output: after creation and after every input,
-/// call `poll` until it returns `None`, performing each `Step` in order.
-/// `wants_input` says whether the machine is waiting for client bytes.
+/// `Step::ConnectBackend`; `on_tls_started` once the handshake ordered by
+/// `Step::StartTls` has completed. Output: after creation and after every
+/// input, call `poll` until it returns `None`, performing each `Step` in
+/// order. `wants_input` says whether the machine is waiting for client bytes.
 #[derive(Debug)]
 pub struct Pop3Front {
     /// Shared by every session of the server block on this core.
     settings: Rc<Pop3FrontSettings>,
     seed: SessionSeed,
     phase: Phase,
+    tls: ClientTls,
     errors: u32,
     attempts: u32,
     /// This session's `<random.time@server_name>`, for APOP and CRAM-MD5;
@@ -151,10 +181,12 @@ enum Phase {
 impl Pop3Front {
     pub fn new(settings: impl Into<Rc<Pop3FrontSettings>>, seed: SessionSeed) -> Self {
         let settings = settings.into();
+        let tls = ClientTls::new(settings.starttls, &seed);
         let mut front = Pop3Front {
             settings,
             seed,
             phase: Phase::ExpectCommand,
+            tls,
             errors: 0,
             attempts: 0,
             salt: Vec::new(),
@@ -179,8 +211,13 @@ impl Pop3Front {
         self.out.pop()
     }
 
-    /// The STARTTLS handshake completed (issue 8: not offered yet).
-    pub fn on_tls_started(&mut self) {}
+    /// The STLS handshake completed: the session is private and reading
+    /// resumes in the start state.
+    pub fn on_tls_started(&mut self) {
+        if !self.tls.handshake_done() {
+            self.internal_error();
+        }
+    }
 
     /// A graceful stop: a session still waiting for the client's commands
     /// is told so and closed; one already logging in goes on to its relay.
@@ -192,16 +229,17 @@ impl Pop3Front {
     }
 
     pub fn wants_input(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::ExpectCommand
-                | Phase::ExpectPass { .. }
-                | Phase::ExpectPlainResponse
-                | Phase::ExpectLoginUser
-                | Phase::ExpectLoginPass { .. }
-                | Phase::ExpectCramMd5Response
-                | Phase::ExpectExternalResponse
-        )
+        self.tls.reading()
+            && matches!(
+                self.phase,
+                Phase::ExpectCommand
+                    | Phase::ExpectPass { .. }
+                    | Phase::ExpectPlainResponse
+                    | Phase::ExpectLoginUser
+                    | Phase::ExpectLoginPass { .. }
+                    | Phase::ExpectCramMd5Response
+                    | Phase::ExpectExternalResponse
+            )
     }
 
     pub fn client(&self) -> &SessionSeed {
@@ -358,7 +396,12 @@ impl Pop3Front {
         };
         match (name.as_slice(), user) {
             (b"CAPA", user) => {
-                let reply = self.settings.capa_reply.clone();
+                // nginx lists STLS only where it is accepted: not after USER.
+                let reply = if self.tls.plain() && user.is_none() {
+                    self.settings.plaintext_capa_reply.clone()
+                } else {
+                    self.settings.capa_reply.clone()
+                };
                 self.out.send_owned(reply);
                 self.keep_user(user);
             }
@@ -370,6 +413,10 @@ impl Pop3Front {
                 self.out.send(OK);
                 self.close(CloseReason::ClientQuit);
             }
+            (b"STLS", None) => self.stls(&args),
+            // nginx: with `starttls only`, no credentials in plaintext (PASS
+            // cannot come: USER is refused).
+            (b"USER" | b"APOP" | b"AUTH", None) if self.tls.must_start_first() => self.invalid(),
             (b"USER", None) => match rest {
                 Some(user) if !user.is_empty() => {
                     self.out.send(OK);
@@ -383,10 +430,20 @@ impl Pop3Front {
             },
             (b"APOP", None) => self.apop(&args),
             (b"AUTH", None) => self.auth(&args),
-            // STLS (not yet), PASS before USER, USER/APOP/AUTH after USER,
-            // and everything else.
+            // STLS/USER/APOP/AUTH after USER, PASS before it, and
+            // everything else.
             _ => self.invalid(),
         }
+    }
+
+    /// RFC 2595 4: `+OK`, then the handshake. nginx ignores arguments; the
+    /// grammar has none, so Postern refuses them.
+    fn stls(&mut self, args: &[&[u8]]) {
+        if !self.tls.can_start() || !args.is_empty() {
+            return self.invalid();
+        }
+        self.out.send(OK);
+        self.tls.start(&mut self.out);
     }
 
     /// After CAPA or NOOP the session stays where it was.

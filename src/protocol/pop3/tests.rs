@@ -17,6 +17,8 @@ const DIGEST: &str = "b913a602c7eda7a495b4e6e7334d3890";
 fn settings() -> Pop3FrontSettings {
     Pop3FrontSettings {
         capa_reply: CAPA_PLAIN.as_bytes().to_vec(),
+        plaintext_capa_reply: CAPA_PLAIN.as_bytes().to_vec(),
+        starttls: config::Starttls::Off,
         auth_reply: AUTH_PLAIN.as_bytes().to_vec(),
         client_buffer: 64,
         max_errors: 3,
@@ -33,6 +35,7 @@ fn settings() -> Pop3FrontSettings {
 fn settings_all() -> Pop3FrontSettings {
     Pop3FrontSettings {
         capa_reply: CAPA_ALL.as_bytes().to_vec(),
+        plaintext_capa_reply: CAPA_ALL.as_bytes().to_vec(),
         auth_reply: AUTH_ALL.as_bytes().to_vec(),
         apop: true,
         cram_md5: true,
@@ -642,6 +645,195 @@ fn settings_with_limits(want: Pop3FrontSettings, got: &Pop3FrontSettings) -> Pop
     }
 }
 
+/// nginx's defaults (pop3_auth plain) with `starttls` as given, and this
+/// file's limits.
+fn settings_in(mode: config::Starttls) -> Pop3FrontSettings {
+    let mut server = server("");
+    server.starttls = mode;
+    Pop3FrontSettings {
+        client_buffer: 64,
+        max_errors: 3,
+        ..Pop3FrontSettings::from_server(&server)
+    }
+}
+
+/// How far a session has come with TLS when a row starts.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    /// Plaintext, nothing said yet.
+    Plain,
+    /// STLS answered and its handshake completed.
+    AfterStls,
+    /// `listen ... ssl`: TLS from the first byte.
+    Implicit,
+}
+
+fn session(mode: config::Starttls, stage: Stage) -> Pop3Front {
+    let tls = matches!(stage, Stage::Implicit);
+    let mut m = Pop3Front::new(settings_in(mode), SessionSeed { tls, ..seed() });
+    assert_eq!(drain(&mut m), vec!["send +OK POP3 ready\r\n"]);
+    if let Stage::AfterStls = stage {
+        assert_eq!(m.feed(b"STLS\r\n"), 6);
+        assert_eq!(drain(&mut m), vec!["send +OK\r\n", "starttls"]);
+        assert!(!m.wants_input(), "nothing is read during the handshake");
+        m.on_tls_started();
+        assert_eq!(drain(&mut m), Vec::<String>::new(), "no second greeting");
+        assert!(m.wants_input());
+    }
+    m
+}
+
+#[test]
+fn capabilities_by_starttls_and_privacy() {
+    use config::Starttls::{Off, On, Only};
+    const ON: &str = "+OK Capability list follows\r\nTOP\r\nUSER\r\nUIDL\r\nSASL PLAIN LOGIN\r\nSTLS\r\n.\r\n";
+    // nginx hides USER and SASL while no login is possible.
+    const ONLY: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nSTLS\r\n.\r\n";
+    let rows: &[(config::Starttls, Stage, &str)] = &[
+        (Off, Stage::Plain, CAPA_PLAIN),
+        (Off, Stage::Implicit, CAPA_PLAIN),
+        (On, Stage::Plain, ON),
+        (On, Stage::AfterStls, CAPA_PLAIN),
+        (On, Stage::Implicit, CAPA_PLAIN),
+        (Only, Stage::Plain, ONLY),
+        (Only, Stage::AfterStls, CAPA_PLAIN),
+        (Only, Stage::Implicit, CAPA_PLAIN),
+    ];
+    for &(mode, stage, reply) in rows {
+        let mut m = session(mode, stage);
+        m.feed(b"CAPA\r\n");
+        assert_eq!(drain(&mut m), vec![format!("send {reply}")], "{mode:?} {stage:?}");
+    }
+    // After USER, where STLS is no longer accepted, nginx lists without it.
+    let mut m = session(On, Stage::Plain);
+    m.feed(b"USER bob\r\nCAPA\r\n");
+    assert_eq!(drain(&mut m), vec![format!("send +OK\r\n{CAPA_PLAIN}")]);
+}
+
+#[test]
+fn stls_transcripts() {
+    use config::Starttls::{Off, On, Only};
+    const ERR: &[&str] = &["send -ERR invalid command\r\n"];
+    const LOGGED_IN: &[&str] = &["send +OK\r\n", "auth plain bob:secret #1"];
+    const SASL_LOGGED_IN: &[&str] = &["auth plain bob:secret #1"];
+    const STARTED: &[&str] = &["send +OK\r\n", "starttls"];
+    let rows: &[(config::Starttls, Stage, &[u8], &[&str])] = &[
+        (Off, Stage::Plain, b"STLS\r\n", ERR),
+        (On, Stage::Plain, b"STLS\r\n", STARTED),
+        (On, Stage::Plain, b"stls\n", STARTED),
+        (Only, Stage::Plain, b"STLS\r\n", STARTED),
+        // nginx ignores arguments; RFC 2595 has none.
+        (On, Stage::Plain, b"STLS now\r\n", ERR),
+        // Not after USER (nginx), and the user is forgotten.
+        (
+            On,
+            Stage::Plain,
+            b"USER bob\r\nSTLS\r\nPASS secret\r\n",
+            &["send +OK\r\n-ERR invalid command\r\n-ERR invalid command\r\n"],
+        ),
+        // Once private, STLS is an invalid command.
+        (On, Stage::AfterStls, b"STLS\r\n", ERR),
+        (Only, Stage::AfterStls, b"STLS\r\n", ERR),
+        (On, Stage::Implicit, b"STLS\r\n", ERR),
+        // `on`: plaintext logins still allowed.
+        (On, Stage::Plain, b"USER bob\r\nPASS secret\r\n", LOGGED_IN),
+        // `only`: no credentials before TLS, as nginx.
+        (
+            Only,
+            Stage::Plain,
+            b"USER bob\r\nPASS secret\r\n",
+            &["send -ERR invalid command\r\n-ERR invalid command\r\n"],
+        ),
+        (Only, Stage::Plain, b"AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n", ERR),
+        (Only, Stage::Plain, b"AUTH LOGIN\r\n", ERR),
+        (Only, Stage::Plain, b"AUTH\r\n", ERR),
+        (
+            Only,
+            Stage::Plain,
+            b"APOP bob b913a602c7eda7a495b4e6e7334d3890\r\n",
+            ERR,
+        ),
+        (Only, Stage::Plain, b"NOOP\r\n", &["send +OK\r\n"]),
+        // ... and allowed after it, or with implicit TLS.
+        (Only, Stage::AfterStls, b"USER bob\r\nPASS secret\r\n", LOGGED_IN),
+        (
+            Only,
+            Stage::AfterStls,
+            b"AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n",
+            SASL_LOGGED_IN,
+        ),
+        (Only, Stage::Implicit, b"USER bob\r\nPASS secret\r\n", LOGGED_IN),
+        (
+            Only,
+            Stage::Implicit,
+            b"AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n",
+            SASL_LOGGED_IN,
+        ),
+    ];
+    for &(mode, stage, input, want) in rows {
+        let mut m = session(mode, stage);
+        let used = m.feed(input);
+        let label = format!("{mode:?} {stage:?} {:?}", String::from_utf8_lossy(input));
+        assert_eq!(drain(&mut m), want, "{label}");
+        assert_eq!(used, input.len(), "{label}");
+    }
+}
+
+/// CVE-2011-0411's class: commands sent in plaintext behind STLS, in the
+/// same packet, must never run inside the TLS session.
+#[test]
+fn pipelined_behind_stls_is_never_executed() {
+    for mode in [config::Starttls::On, config::Starttls::Only] {
+        let mut m = session(mode, Stage::Plain);
+        let input = b"STLS\r\nUSER bob\r\nPASS secret\r\n";
+        assert_eq!(m.feed(input), 6, "only the STLS line is consumed");
+        assert_eq!(drain(&mut m), vec!["send +OK\r\n", "starttls"]);
+        assert!(!m.wants_input());
+        assert_eq!(m.feed(&input[6..]), 0);
+        assert_eq!(drain(&mut m), Vec::<String>::new());
+        m.on_tls_started();
+        assert_eq!(drain(&mut m), Vec::<String>::new());
+        // Had the USER survived, this PASS would log in; it is invalid.
+        m.feed(b"PASS secret\r\n");
+        assert_eq!(drain(&mut m), vec!["send -ERR invalid command\r\n"]);
+        m.feed(b"USER bob\r\nPASS secret\r\n");
+        assert_eq!(drain(&mut m), vec!["send +OK\r\n", "auth plain bob:secret #1"]);
+    }
+}
+
+#[test]
+fn tls_started_out_of_turn_ends_the_session() {
+    let mut m = session(config::Starttls::On, Stage::Plain);
+    m.on_tls_started();
+    assert_eq!(
+        drain(&mut m),
+        vec!["send -ERR internal server error\r\n", "close BackendFailed"]
+    );
+}
+
+/// The split property across STLS: a script that ends with it (or
+/// pipelines behind it) gives the same steps however split, and none past
+/// the handshake; the private session's script likewise.
+#[test]
+fn split_anywhere_around_stls() {
+    let on = || session(config::Starttls::On, Stage::Plain);
+    let whole = crate::protocol::same_steps_however_split(
+        b"CAPA\r\nSTLS\r\nUSER bob\r\nPASS secret\r\n",
+        on,
+        Pop3Front::feed,
+        drain,
+    );
+    assert!(whole.ends_with(".\r\n+OK\r\n[starttls]"), "{whole}");
+    let after = || session(config::Starttls::Only, Stage::AfterStls);
+    let whole = crate::protocol::same_steps_however_split(
+        b"CAPA\r\nUSER bob\r\nPASS secret\r\n",
+        after,
+        Pop3Front::feed,
+        drain,
+    );
+    assert!(whole.ends_with("[auth plain bob:secret #1]"), "{whole}");
+}
+
 /// The first property of every machine: however the input is split across
 /// reads, the steps are the same.
 #[test]
@@ -688,6 +880,7 @@ mod props {
         b"AUTH EXTERNAL\r\n",
         b"APOP bob b913a602c7eda7a495b4e6e7334d3890\r\n",
         b"QUIT\r\n",
+        b"STLS\r\n",
         b"\r\n",
         b"\n",
         b" ",
@@ -714,8 +907,14 @@ mod props {
     }
 
     fn check(script: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
+        check_from(&|| machine_with(settings_all()), script, cuts)?;
+        check_from(&|| session(config::Starttls::On, Stage::Plain), script, cuts)?;
+        check_from(&|| session(config::Starttls::Only, Stage::Plain), script, cuts)
+    }
+
+    fn check_from(start: &dyn Fn() -> Pop3Front, script: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
         let split = Split {
-            start: &|| machine_with(settings_all()),
+            start,
             feed: Pop3Front::feed,
             render: &drain_refusing,
             reading: Pop3Front::wants_input,

@@ -1,7 +1,8 @@
 //! The SMTP front end (RFC 5321, RFC 4954), as nginx serves it before the
 //! backend takes over: greeting (after `smtp_greeting_delay`), HELO/EHLO,
-//! AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL, RSET, NOOP, QUIT, and with
-//! `smtp_auth none` MAIL and RCPT, which go to the auth server instead.
+//! STARTTLS (RFC 3207), AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL, RSET, NOOP,
+//! QUIT, and with `smtp_auth none` MAIL and RCPT, which go to the auth
+//! server instead.
 
 use std::rc::Rc;
 
@@ -14,7 +15,7 @@ use crate::protocol::backend::smtp::{Helo, SmtpBackend, SmtpLogin};
 use crate::protocol::backend::BackendLogin;
 use crate::protocol::line::feed_lines;
 use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
-use crate::protocol::{BackendOutcome, BackendPlan, CloseReason, Outbox, SessionSeed, Step};
+use crate::protocol::{BackendOutcome, BackendPlan, ClientTls, CloseReason, Outbox, SessionSeed, Step};
 
 pub const INTERNAL_ERROR: &[u8] = b"451 4.3.2 Internal server error\r\n";
 const OK: &[u8] = b"250 2.0.0 OK\r\n";
@@ -25,6 +26,10 @@ const BAD_SEQUENCE: &[u8] = b"503 5.5.1 Bad sequence of commands\r\n";
 const AUTH_REQUIRED: &[u8] = b"530 5.7.1 Authentication required\r\n";
 const INVALID_PIPELINING: &[u8] = b"503 5.5.0 Improper use of SMTP command pipelining\r\n";
 const SHUTTING_DOWN: &[u8] = b"421 4.3.2 Service shutting down\r\n";
+const START_TLS: &[u8] = b"220 2.0.0 Start TLS\r\n";
+/// RFC 3207 4. nginx has no such reply: with `smtp_auth none` it lets MAIL
+/// and RCPT through in plaintext even with `starttls only`.
+const MUST_STARTTLS: &[u8] = b"530 5.7.0 Must issue a STARTTLS command first\r\n";
 const PROMPT_EMPTY: &[u8] = b"334 \r\n";
 const PROMPT_USERNAME: &[u8] = b"334 VXNlcm5hbWU6\r\n";
 const PROMPT_PASSWORD: &[u8] = b"334 UGFzc3dvcmQ6\r\n";
@@ -35,8 +40,13 @@ const DEFAULT_ERROR_CODE: &[u8] = b"535 5.7.0";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmtpFrontSettings {
     server_name: String,
-    /// The EHLO reply's lines after the name: capabilities, then `AUTH ...`.
+    /// The EHLO reply's lines after the name: capabilities, then `AUTH ...`;
+    /// what a private session (or any, with `starttls off`) is told.
     ehlo_lines: Vec<Vec<u8>>,
+    /// The lines before TLS: with `starttls on` the same plus `STARTTLS`;
+    /// with `only`, no AUTH (no login is possible yet), then `STARTTLS`.
+    plaintext_ehlo_lines: Vec<Vec<u8>>,
+    starttls: config::Starttls,
     client_buffer: usize,
     max_errors: u32,
     greeting_delay: std::time::Duration,
@@ -66,14 +76,23 @@ impl SmtpFrontSettings {
                 mechanisms.extend_from_slice(name.as_bytes());
             }
         }
+        let capabilities = ehlo_lines.len();
         if !mechanisms.is_empty() {
             let mut line = b"AUTH".to_vec();
             line.extend_from_slice(&mechanisms);
             ehlo_lines.push(line);
         }
+        let starttls = b"STARTTLS".to_vec();
+        let plaintext_ehlo_lines = match server.starttls {
+            config::Starttls::Off => ehlo_lines.clone(),
+            config::Starttls::On => [&ehlo_lines[..], &[starttls]].concat(),
+            config::Starttls::Only => [&ehlo_lines[..capabilities], &[starttls]].concat(),
+        };
         SmtpFrontSettings {
             server_name: server.server_name.clone(),
             ehlo_lines,
+            plaintext_ehlo_lines,
+            starttls: server.starttls,
             client_buffer: server.smtp.client_buffer,
             max_errors: server.max_errors,
             greeting_delay: server.smtp.greeting_delay,
@@ -93,13 +112,15 @@ impl SmtpFrontSettings {
 /// The same surface as `ImapFront`: `feed` (returns bytes consumed),
 /// `on_auth`, `on_backend`, `on_shutdown`, then `poll` until `None`. One
 /// more input: after `Step::Pause` (the greeting delay) the driver calls
-/// `on_pause_end`; bytes fed during the pause mark an early talker.
+/// `on_pause_end`; bytes fed during the pause mark an early talker. And
+/// `on_tls_started` once the handshake ordered by `Step::StartTls` is done.
 #[derive(Debug)]
 pub struct SmtpFront {
     /// Shared by every session of the server block on this core.
     settings: Rc<SmtpFrontSettings>,
     seed: SessionSeed,
     phase: Phase,
+    tls: ClientTls,
     helo: Option<Helo>,
     /// With `smtp_auth none`: the MAIL FROM line.
     mail_from: Option<Vec<u8>>,
@@ -128,10 +149,12 @@ impl SmtpFront {
     pub fn new(settings: impl Into<Rc<SmtpFrontSettings>>, seed: SessionSeed) -> Self {
         let settings = settings.into();
         let salt = super::salt(&seed, &settings.server_name);
+        let tls = ClientTls::new(settings.starttls, &seed);
         let mut front = SmtpFront {
             settings,
             seed,
             phase: Phase::GreetingDelay,
+            tls,
             helo: None,
             mail_from: None,
             errors: 0,
@@ -153,16 +176,17 @@ impl SmtpFront {
     }
 
     pub fn wants_input(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::GreetingDelay
-                | Phase::ExpectCommand
-                | Phase::ExpectPlainResponse
-                | Phase::ExpectLoginUser
-                | Phase::ExpectLoginPass { .. }
-                | Phase::ExpectCramMd5Response
-                | Phase::ExpectExternalResponse
-        )
+        self.tls.reading()
+            && matches!(
+                self.phase,
+                Phase::GreetingDelay
+                    | Phase::ExpectCommand
+                    | Phase::ExpectPlainResponse
+                    | Phase::ExpectLoginUser
+                    | Phase::ExpectLoginPass { .. }
+                    | Phase::ExpectCramMd5Response
+                    | Phase::ExpectExternalResponse
+            )
     }
 
     /// The greeting delay has passed with the client silent.
@@ -172,8 +196,14 @@ impl SmtpFront {
         }
     }
 
-    /// The STARTTLS handshake completed (issue 8: not offered yet).
-    pub fn on_tls_started(&mut self) {}
+    /// The STARTTLS handshake completed: the session is private and reading
+    /// resumes, with no greeting (RFC 3207 4.2); the client starts over with
+    /// EHLO.
+    pub fn on_tls_started(&mut self) {
+        if !self.tls.handshake_done() {
+            self.fail_internal(CloseReason::BackendFailed);
+        }
+    }
 
     pub fn on_shutdown(&mut self) {
         if self.wants_input() {
@@ -340,6 +370,7 @@ impl SmtpFront {
         match verb.to_ascii_uppercase().as_slice() {
             b"HELO" => self.helo(false, arg),
             b"EHLO" => self.helo(true, arg),
+            b"STARTTLS" => self.starttls(arg),
             b"AUTH" => self.auth(arg),
             b"MAIL" => self.mail(line),
             b"RCPT" => self.rcpt(line),
@@ -372,8 +403,13 @@ impl SmtpFront {
             reply.extend_from_slice(server_name);
             reply.extend_from_slice(b"\r\n");
         } else {
-            let lines = std::iter::once(server_name).chain(self.settings.ehlo_lines.iter().map(Vec::as_slice));
-            let count = 1 + self.settings.ehlo_lines.len();
+            let ehlo_lines = if self.tls.plain() {
+                &self.settings.plaintext_ehlo_lines
+            } else {
+                &self.settings.ehlo_lines
+            };
+            let lines = std::iter::once(server_name).chain(ehlo_lines.iter().map(Vec::as_slice));
+            let count = 1 + ehlo_lines.len();
             for (i, text) in lines.enumerate() {
                 reply.extend_from_slice(if i + 1 == count { b"250 " } else { b"250-" });
                 reply.extend_from_slice(text);
@@ -383,7 +419,27 @@ impl SmtpFront {
         self.out.send_owned(reply);
     }
 
+    /// RFC 3207: `220`, then the handshake. Everything learnt before it is
+    /// forgotten (4.2), as nginx does: HELO, MAIL FROM, RCPT TO.
+    fn starttls(&mut self, arg: &[u8]) {
+        if !self.tls.can_start() {
+            return self.invalid(INVALID_COMMAND);
+        }
+        // nginx ignores arguments; RFC 3207 answers them with 501.
+        if !arg.is_empty() {
+            return self.invalid(INVALID_ARGUMENT);
+        }
+        self.helo = None;
+        self.mail_from = None;
+        self.out.send(START_TLS);
+        self.tls.start(&mut self.out);
+    }
+
     fn auth(&mut self, arg: &[u8]) {
+        // nginx: with `starttls only`, no credentials in plaintext.
+        if self.tls.must_start_first() {
+            return self.invalid(INVALID_COMMAND);
+        }
         if self.helo.is_none() {
             return self.invalid(BAD_SEQUENCE);
         }
@@ -439,6 +495,9 @@ impl SmtpFront {
         if !self.settings.none {
             return self.invalid(AUTH_REQUIRED);
         }
+        if self.tls.must_start_first() {
+            return self.invalid(MUST_STARTTLS);
+        }
         if self.helo.is_none() {
             return self.invalid(BAD_SEQUENCE);
         }
@@ -451,6 +510,11 @@ impl SmtpFront {
     fn rcpt(&mut self, line: &[u8]) {
         if !self.settings.none {
             return self.invalid(AUTH_REQUIRED);
+        }
+        // MAIL is refused first, so no envelope can exist here; checked
+        // again because this RCPT would be the auth request.
+        if self.tls.must_start_first() {
+            return self.invalid(MUST_STARTTLS);
         }
         let Some(from) = self.mail_from.clone() else {
             return self.invalid(BAD_SEQUENCE);

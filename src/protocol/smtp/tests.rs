@@ -7,6 +7,8 @@ fn settings() -> SmtpFrontSettings {
     SmtpFrontSettings {
         server_name: "mx.postern.test".into(),
         ehlo_lines: vec![b"SIZE 10485760".to_vec(), b"AUTH PLAIN LOGIN".to_vec()],
+        plaintext_ehlo_lines: vec![b"SIZE 10485760".to_vec(), b"AUTH PLAIN LOGIN".to_vec()],
+        starttls: config::Starttls::Off,
         client_buffer: 128,
         max_errors: 3,
         greeting_delay: Duration::ZERO,
@@ -258,6 +260,336 @@ fn too_long_and_max_errors() {
     assert_eq!(drain(&mut m).last().unwrap(), "close TooManyErrors");
 }
 
+/// A server block with `directives` and `starttls` as given, and this
+/// file's limits.
+fn settings_in(mode: config::Starttls, directives: &str) -> SmtpFrontSettings {
+    let mut server = crate::config::parse_str(
+        &format!(
+            "mail {{ auth_http 127.0.0.1:9/a; {directives}\n\
+             server {{ listen 127.0.0.1:1025; protocol smtp; server_name mx.postern.test; }} }}"
+        ),
+        std::path::Path::new("t.conf"),
+    )
+    .unwrap()
+    .servers
+    .remove(0);
+    server.starttls = mode;
+    SmtpFrontSettings {
+        client_buffer: 128,
+        max_errors: 3,
+        ..SmtpFrontSettings::from_server(&server)
+    }
+}
+
+/// How far a session has come with TLS when a row starts.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    /// Plaintext, nothing said yet.
+    Plain,
+    /// `EHLO before` then STARTTLS answered and its handshake completed.
+    AfterStarttls,
+    /// `listen ... ssl`: TLS from the first byte.
+    Implicit,
+}
+
+fn session_with(s: SmtpFrontSettings, stage: Stage) -> SmtpFront {
+    let tls = matches!(stage, Stage::Implicit);
+    let mut m = SmtpFront::new(s, SessionSeed { tls, ..seed() });
+    assert_eq!(drain(&mut m), vec!["send 220 mx.postern.test ESMTP ready\r\n"]);
+    if let Stage::AfterStarttls = stage {
+        let input = b"EHLO before\r\nSTARTTLS\r\n";
+        assert_eq!(m.feed(input), input.len());
+        let steps = drain(&mut m);
+        assert!(
+            steps[0].ends_with("250 STARTTLS\r\n220 2.0.0 Start TLS\r\n"),
+            "{steps:?}"
+        );
+        assert_eq!(steps[1..], ["starttls"]);
+        assert!(!m.wants_input(), "nothing is read during the handshake");
+        m.on_tls_started();
+        assert_eq!(drain(&mut m), Vec::<String>::new(), "no second greeting");
+        assert!(m.wants_input());
+    }
+    m
+}
+
+fn session(mode: config::Starttls, stage: Stage) -> SmtpFront {
+    session_with(settings_in(mode, ""), stage)
+}
+
+#[test]
+fn ehlo_by_starttls_and_privacy() {
+    use config::Starttls::{Off, On, Only};
+    const NORMAL: &str = "250-mx.postern.test\r\n250 AUTH PLAIN LOGIN\r\n";
+    let rows: &[(config::Starttls, &str, Stage, &str)] = &[
+        (Off, "", Stage::Plain, NORMAL),
+        (Off, "", Stage::Implicit, NORMAL),
+        (
+            On,
+            "",
+            Stage::Plain,
+            "250-mx.postern.test\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n",
+        ),
+        (On, "", Stage::AfterStarttls, NORMAL),
+        (On, "", Stage::Implicit, NORMAL),
+        // nginx advertises no AUTH while no login is possible.
+        (Only, "", Stage::Plain, "250-mx.postern.test\r\n250 STARTTLS\r\n"),
+        (Only, "", Stage::AfterStarttls, NORMAL),
+        (Only, "", Stage::Implicit, NORMAL),
+        (
+            Only,
+            "smtp_capabilities \"SIZE 10485760\" 8BITMIME;",
+            Stage::Plain,
+            "250-mx.postern.test\r\n250-SIZE 10485760\r\n250-8BITMIME\r\n250 STARTTLS\r\n",
+        ),
+        (
+            Only,
+            "smtp_capabilities \"SIZE 10485760\" 8BITMIME;",
+            Stage::Implicit,
+            "250-mx.postern.test\r\n250-SIZE 10485760\r\n250-8BITMIME\r\n250 AUTH PLAIN LOGIN\r\n",
+        ),
+        (
+            On,
+            "smtp_auth none;",
+            Stage::Plain,
+            "250-mx.postern.test\r\n250 STARTTLS\r\n",
+        ),
+        (On, "smtp_auth none;", Stage::AfterStarttls, "250 mx.postern.test\r\n"),
+    ];
+    for &(mode, directives, stage, reply) in rows {
+        let mut m = session_with(settings_in(mode, directives), stage);
+        m.feed(b"EHLO c\r\n");
+        let label = format!("{mode:?} {directives} {stage:?}");
+        assert_eq!(drain(&mut m), vec![format!("send {reply}")], "{label}");
+        // HELO has no capabilities to offer, STARTTLS or not.
+        m.feed(b"HELO c\r\n");
+        assert_eq!(drain(&mut m), vec!["send 250 mx.postern.test\r\n"], "{label}");
+    }
+}
+
+#[test]
+fn starttls_transcripts() {
+    use config::Starttls::{Off, On, Only};
+    const EHLO_ON: &str = "250-mx.postern.test\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n";
+    const EHLO_ONLY: &str = "250-mx.postern.test\r\n250 STARTTLS\r\n";
+    const EHLO: &str = "250-mx.postern.test\r\n250 AUTH PLAIN LOGIN\r\n";
+    const INVALID: &str = "500 5.5.1 Invalid command\r\n";
+    const STARTED: &[&str] = &["send 220 2.0.0 Start TLS\r\n", "starttls"];
+    let ehlo_then = |ehlo: &str, then: &str| format!("send {ehlo}{then}");
+    let rows: Vec<(config::Starttls, Stage, &[u8], Vec<String>)> = vec![
+        (Off, Stage::Plain, b"STARTTLS\r\n", vec![format!("send {INVALID}")]),
+        (On, Stage::Plain, b"STARTTLS\r\n", to_strings(STARTED)),
+        (On, Stage::Plain, b"starttls\n", to_strings(STARTED)),
+        (Only, Stage::Plain, b"STARTTLS\r\n", to_strings(STARTED)),
+        (
+            On,
+            Stage::Plain,
+            b"EHLO c\r\nSTARTTLS\r\n",
+            vec![ehlo_then(EHLO_ON, "220 2.0.0 Start TLS\r\n"), "starttls".into()],
+        ),
+        // nginx ignores arguments; RFC 3207 answers them with 501.
+        (
+            On,
+            Stage::Plain,
+            b"STARTTLS now\r\n",
+            vec!["send 501 5.5.4 Invalid argument\r\n".into()],
+        ),
+        // Once private, STARTTLS is an invalid command.
+        (
+            On,
+            Stage::AfterStarttls,
+            b"STARTTLS\r\n",
+            vec![format!("send {INVALID}")],
+        ),
+        (
+            Only,
+            Stage::AfterStarttls,
+            b"STARTTLS\r\n",
+            vec![format!("send {INVALID}")],
+        ),
+        (On, Stage::Implicit, b"STARTTLS\r\n", vec![format!("send {INVALID}")]),
+        // `on`: plaintext logins still allowed.
+        (
+            On,
+            Stage::Plain,
+            b"EHLO c\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\n",
+            vec![ehlo_then(EHLO_ON, ""), "auth plain bob:secret".into()],
+        ),
+        // `only`: no AUTH before TLS, as nginx (500, no prompt).
+        (
+            Only,
+            Stage::Plain,
+            b"EHLO c\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\n",
+            vec![ehlo_then(EHLO_ONLY, INVALID)],
+        ),
+        (
+            Only,
+            Stage::Plain,
+            b"EHLO c\r\nAUTH LOGIN\r\n",
+            vec![ehlo_then(EHLO_ONLY, INVALID)],
+        ),
+        (Only, Stage::Plain, b"AUTH PLAIN\r\n", vec![format!("send {INVALID}")]),
+        (
+            Only,
+            Stage::Plain,
+            b"NOOP\r\nRSET\r\n",
+            vec!["send 250 2.0.0 OK\r\n250 2.0.0 OK\r\n".into()],
+        ),
+        // ... and allowed after it (EHLO again first), or with implicit TLS.
+        (
+            Only,
+            Stage::AfterStarttls,
+            b"EHLO c\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\n",
+            vec![ehlo_then(EHLO, ""), "auth plain bob:secret".into()],
+        ),
+        (
+            Only,
+            Stage::Implicit,
+            b"EHLO c\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\n",
+            vec![ehlo_then(EHLO, ""), "auth plain bob:secret".into()],
+        ),
+        // The EHLO before STARTTLS is forgotten (RFC 3207 4.2).
+        (
+            On,
+            Stage::AfterStarttls,
+            b"AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n",
+            vec!["send 503 5.5.1 Bad sequence of commands\r\n".into()],
+        ),
+    ];
+    for (mode, stage, input, want) in rows {
+        let mut m = session(mode, stage);
+        let used = m.feed(input);
+        let label = format!("{mode:?} {stage:?} {:?}", String::from_utf8_lossy(input));
+        assert_eq!(drain(&mut m), want, "{label}");
+        assert_eq!(used, input.len(), "{label}");
+    }
+}
+
+fn to_strings(steps: &[&str]) -> Vec<String> {
+    steps.iter().map(|s| s.to_string()).collect()
+}
+
+/// `smtp_auth none` with `starttls only`: nginx lets MAIL and RCPT (and so
+/// the whole envelope, and the relay) through in plaintext; Postern
+/// refuses them until TLS, as RFC 3207 4 words it.
+#[test]
+fn smtp_auth_none_waits_for_tls_under_starttls_only() {
+    const MUST: &str = "530 5.7.0 Must issue a STARTTLS command first\r\n";
+    let none_only = || settings_in(config::Starttls::Only, "smtp_auth none;");
+    let mut m = session_with(none_only(), Stage::Plain);
+    m.feed(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+    assert_eq!(
+        drain(&mut m),
+        vec![format!("send 250-mx.postern.test\r\n250 STARTTLS\r\n{MUST}{MUST}")]
+    );
+    for stage in [Stage::AfterStarttls, Stage::Implicit] {
+        let mut m = session_with(none_only(), stage);
+        m.feed(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+        assert_eq!(
+            drain(&mut m),
+            vec![
+                "send 250 mx.postern.test\r\n250 2.0.0 OK\r\n".to_string(),
+                "auth none : [c|MAIL FROM:<a@b>|RCPT TO:<c@d>]".to_string()
+            ],
+            "{stage:?}"
+        );
+    }
+    // Without `smtp_auth none`, MAIL still needs AUTH first, as nginx says.
+    let mut m = session(config::Starttls::Only, Stage::Plain);
+    m.feed(b"MAIL FROM:<a@b>\r\n");
+    assert_eq!(drain(&mut m), vec!["send 530 5.7.1 Authentication required\r\n"]);
+}
+
+/// RFC 3207 4.2, nginx likewise: after the handshake the session has
+/// forgotten HELO, MAIL FROM and RCPT TO; the client starts over.
+#[test]
+fn starttls_forgets_helo_and_envelope() {
+    let mut m = session_with(settings_in(config::Starttls::On, "smtp_auth none;"), Stage::Plain);
+    let input = b"EHLO plain.example\r\nMAIL FROM:<a@b>\r\nSTARTTLS\r\n";
+    assert_eq!(m.feed(input), input.len());
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            "send 250-mx.postern.test\r\n250 STARTTLS\r\n250 2.0.0 OK\r\n220 2.0.0 Start TLS\r\n",
+            "starttls"
+        ]
+    );
+    m.on_tls_started();
+    // No MAIL FROM any more, and no HELO either.
+    m.feed(b"RCPT TO:<c@d>\r\nMAIL FROM:<a@b>\r\n");
+    assert_eq!(
+        drain(&mut m),
+        vec!["send 503 5.5.1 Bad sequence of commands\r\n503 5.5.1 Bad sequence of commands\r\n"]
+    );
+    m.feed(b"EHLO private.example\r\nMAIL FROM:<x@y>\r\nRCPT TO:<c@d>\r\n");
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            "send 250 mx.postern.test\r\n250 2.0.0 OK\r\n",
+            "auth none : [private.example|MAIL FROM:<x@y>|RCPT TO:<c@d>]"
+        ]
+    );
+}
+
+/// CVE-2011-0411's class (found in Postfix by Wietse Venema): commands sent
+/// in plaintext behind STARTTLS, in the same packet, must never run inside
+/// the TLS session.
+#[test]
+fn pipelined_behind_starttls_is_never_executed() {
+    for mode in [config::Starttls::On, config::Starttls::Only] {
+        let mut m = session(mode, Stage::Plain);
+        let input = b"STARTTLS\r\nEHLO c\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\n";
+        assert_eq!(m.feed(input), 10, "only the STARTTLS line is consumed");
+        assert_eq!(drain(&mut m), vec!["send 220 2.0.0 Start TLS\r\n", "starttls"]);
+        assert!(!m.wants_input());
+        assert_eq!(m.feed(&input[10..]), 0);
+        assert_eq!(drain(&mut m), Vec::<String>::new());
+        m.on_tls_started();
+        assert_eq!(drain(&mut m), Vec::<String>::new());
+        m.feed(b"EHLO c\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\n");
+        assert_eq!(
+            drain(&mut m),
+            vec![
+                "send 250-mx.postern.test\r\n250 AUTH PLAIN LOGIN\r\n",
+                "auth plain bob:secret"
+            ]
+        );
+    }
+}
+
+#[test]
+fn tls_started_out_of_turn_ends_the_session() {
+    let mut m = session(config::Starttls::On, Stage::Plain);
+    m.on_tls_started();
+    assert_eq!(
+        drain(&mut m),
+        vec!["send 451 4.3.2 Internal server error\r\n", "close BackendFailed"]
+    );
+}
+
+/// The split property across STARTTLS: a script that ends with it (or
+/// pipelines behind it) gives the same steps however split, and none past
+/// the handshake; the private session's script likewise.
+#[test]
+fn split_anywhere_around_starttls() {
+    let on = || session(config::Starttls::On, Stage::Plain);
+    let whole = crate::protocol::same_steps_however_split(
+        b"EHLO c\r\nSTARTTLS\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\n",
+        on,
+        SmtpFront::feed,
+        drain,
+    );
+    assert!(whole.ends_with("220 2.0.0 Start TLS\r\n[starttls]"), "{whole}");
+    let after = || session(config::Starttls::Only, Stage::AfterStarttls);
+    let whole = crate::protocol::same_steps_however_split(
+        b"EHLO c\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\n",
+        after,
+        SmtpFront::feed,
+        drain,
+    );
+    assert!(whole.ends_with("[auth plain bob:secret]"), "{whole}");
+}
+
 #[test]
 fn split_anywhere_same_steps() {
     let script: &[u8] = b"EHLO c\r\nNOOP\r\nAUTH LOGIN\r\nYm9i\r\nc2VjcmV0\r\n";
@@ -289,6 +621,7 @@ mod props {
         b"RSET\r\n",
         b"NOOP\r\n",
         b"QUIT\r\n",
+        b"STARTTLS\r\n",
         b"\r\n",
         b"\n",
         b" ",
@@ -335,6 +668,18 @@ mod props {
         }
     }
 
+    fn settings_on() -> SmtpFrontSettings {
+        settings_in(config::Starttls::On, "")
+    }
+
+    /// `smtp_auth none` under `starttls only`: MAIL and RCPT wait for TLS.
+    fn settings_none_only() -> SmtpFrontSettings {
+        SmtpFrontSettings {
+            client_buffer: 40,
+            ..settings_in(config::Starttls::Only, "smtp_auth none;")
+        }
+    }
+
     proptest! {
         #![proptest_config(strategy::config())]
 
@@ -342,6 +687,8 @@ mod props {
         fn commands_split_anywhere((script, cuts) in strategy::cut(strategy::script(WORDS, 16))) {
             check(settings, &script, &cuts)?;
             check(settings_none, &script, &cuts)?;
+            check(settings_on, &script, &cuts)?;
+            check(settings_none_only, &script, &cuts)?;
         }
 
         #[test]
