@@ -101,10 +101,14 @@ impl Proc {
         }
     }
 
-    /// Waits for an output line containing `needle` and returns it.
+    /// Waits for an output line containing `needle` and returns it. The
+    /// limit is for the whole wait: a child logging other lines without end
+    /// must not keep a test waiting forever.
     pub fn wait_for(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + 3 * IO_TIMEOUT;
         loop {
-            match self.lines.recv_timeout(IO_TIMEOUT) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => continue,
                 Err(_) => panic!("no line with {needle:?}; output so far:\n{}", self.log()),
