@@ -11,3 +11,4 @@ pub mod protocol;
 pub mod relay;
 pub mod runtime;
 pub mod session;
+pub mod tls;

@@ -360,6 +360,7 @@ async fn ask_auth_server(
             // No resolver yet: nginx's word for an unknown name.
             client_host: (ctx.server.protocol == Protocol::Smtp).then_some("[UNAVAILABLE]"),
             keep_alive: ctx.auth_pool.is_some(),
+            tls: None,
         },
     );
     let reply = auth::client::ask(
