@@ -6,6 +6,21 @@ use postern::cli::Args;
 use postern::config::{self, LoadOptions};
 use postern::logging;
 use postern::runtime::{self, RuntimeOptions};
+use postern::tls;
+
+/// The configuration reads and checks TLS, but the sessions do not run it
+/// yet (issue 8's session driver): a server asking for it is refused, never
+/// served in plaintext on a port clients expect TLS on. Remove when the
+/// driver serves `listen ... ssl` and `starttls`.
+fn tls_served(config: &config::Config) -> Result<(), String> {
+    match config.servers.iter().find(|s| tls::wanted(s)) {
+        Some(server) => Err(format!(
+            "TLS (\"listen ... ssl\" or \"starttls\") is not served yet by the sessions in {}",
+            server.location
+        )),
+        None => Ok(()),
+    }
+}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -18,7 +33,7 @@ fn main() -> ExitCode {
         None => args.config.clone(),
     };
     let file = file.display().to_string();
-    let mut config = match config::load_with(&args.config, &load_options) {
+    let mut config = match config::load_with(&args.config, &load_options).and_then(|c| tls::check(&c).map(|()| c)) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("postern: [emerg] {e}");
@@ -45,6 +60,10 @@ fn main() -> ExitCode {
         eprintln!("postern: configuration file {file} test is successful");
         return ExitCode::SUCCESS;
     }
+    if let Err(e) = tls_served(&config) {
+        eprintln!("postern: [emerg] {e}");
+        return ExitCode::FAILURE;
+    }
     if let Some(level) = args.log_level {
         config.main.error_log.level = level;
     }
@@ -69,6 +88,8 @@ fn main() -> ExitCode {
     // keeps overriding.
     let reload = || {
         let mut config = config::load_with(&args.config, &load_options).map_err(|e| e.to_string())?;
+        tls::check(&config).map_err(|e| e.to_string())?;
+        tls_served(&config)?;
         if let Some(level) = args.log_level {
             config.main.error_log.level = level;
         }

@@ -34,6 +34,22 @@ pub use backend::BackendTls;
 pub use cert_info::ClientCertFacts;
 pub use server::{ServerTls, TlsFacts};
 
+/// Loads every server's certificates, keys, CAs and CRLs and builds its
+/// rustls configs, as `nginx -t` loads them: a file that is missing or
+/// wrong is found when the configuration is read, not at the first client.
+pub fn check(config: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+    for server in &config.servers {
+        ServerTls::build(server)?;
+        BackendTls::build(server)?;
+    }
+    Ok(())
+}
+
+/// Whether a server asks for TLS on the client side.
+pub fn wanted(server: &crate::config::ServerConfig) -> bool {
+    server.starttls != crate::config::Starttls::Off || server.listen.iter().any(|l| l.params.ssl)
+}
+
 /// Where the kernel lists its upper-layer protocols.
 const AVAILABLE_ULP: &str = "/proc/sys/net/ipv4/tcp_available_ulp";
 

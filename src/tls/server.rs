@@ -15,7 +15,7 @@ use rustls::{
 use super::cert_info::ClientCertFacts;
 use super::client_verify::ClientVerifier;
 use super::{ciphers, files, kx};
-use crate::config::{ConfigError, ServerConfig, SessionCache, Starttls, TlsSettings, TlsVersion, VerifyClient};
+use crate::config::{ConfigError, ServerConfig, SessionCache, TlsSettings, TlsVersion, VerifyClient};
 
 /// What the auth request needs after the handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,8 +116,7 @@ impl ServerTls {
     /// Loads and checks every file; errors name the file and what is wrong,
     /// at the directive that named it.
     pub fn build(server: &ServerConfig) -> Result<Option<ServerTls>, ConfigError> {
-        let uses_tls = server.starttls != Starttls::Off || server.listen.iter().any(|l| l.params.ssl);
-        if !uses_tls {
+        if !super::wanted(server) {
             return Ok(None);
         }
         let ssl = &server.ssl;

@@ -137,9 +137,16 @@ fn drive(client: &mut ClientConnection, server: &mut ServerConnection) -> Result
 }
 
 fn connect(pki: &Pki, tls: &ServerTls, client: &Client) -> Result<(ClientConnection, ServerConnection), rustls::Error> {
+    connect_with(client_config(pki, client), tls.for_core(2))
+}
+
+fn connect_with(
+    client: Arc<ClientConfig>,
+    server: Arc<rustls::ServerConfig>,
+) -> Result<(ClientConnection, ServerConnection), rustls::Error> {
     let name = ServerName::try_from("mail.example.test").unwrap();
-    let mut c = ClientConnection::new(client_config(pki, client), name).unwrap();
-    let mut s = ServerConnection::new(tls.for_core(2)).unwrap();
+    let mut c = ClientConnection::new(client, name).unwrap();
+    let mut s = ServerConnection::new(server).unwrap();
     drive(&mut c, &mut s)?;
     Ok((c, s))
 }
@@ -429,6 +436,47 @@ fn backend_verification() {
     );
     let lenient = backend(&pki, "proxy_ssl_name whatever.example;");
     assert_eq!(backend_connect(&pki, &lenient), Ok(()));
+}
+
+/// Tickets, the per-core cache, or neither: whether a second connection
+/// from the same client resumes, in each TLS version.
+#[test]
+fn session_resumption() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let pki = Pki::new("resume");
+    let rows: &[(&str, bool, rustls::HandshakeKind)] = &[
+        ("", false, Resumed),
+        ("", true, Resumed),
+        ("ssl_session_tickets off;", false, Full),
+        ("ssl_session_tickets off;", true, Full),
+        (
+            "ssl_session_tickets off; ssl_session_cache builtin:100;",
+            false,
+            Resumed,
+        ),
+        (
+            "ssl_session_tickets off; ssl_session_cache shared:SSL:1m;",
+            true,
+            Resumed,
+        ),
+        ("ssl_session_tickets off; ssl_session_cache off;", true, Full),
+    ];
+    for &(lines, tls12_only, want) in rows {
+        let tls = server_tls(&pki, lines);
+        let server = tls.for_core(2);
+        let client = client_config(
+            &pki,
+            &Client {
+                tls12_only,
+                ..Client::default()
+            },
+        );
+        let (mut c, _) = connect_with(client.clone(), server.clone()).unwrap();
+        // TLS 1.3 tickets arrive after the handshake: let the client read them.
+        c.process_new_packets().unwrap();
+        let (_, s) = connect_with(client, server).unwrap();
+        assert_eq!(s.handshake_kind(), Some(want), "{lines} tls12_only={tls12_only}");
+    }
 }
 
 #[test]
