@@ -70,8 +70,11 @@ impl ClientCertFacts {
 /// without DER's leading zero byte, `00` for zero.
 pub(crate) fn serial_hex(raw: &[u8]) -> String {
     let mut bytes = raw;
-    while bytes.len() > 1 && bytes[0] == 0 {
-        bytes = &bytes[1..];
+    while let [0, rest @ ..] = bytes {
+        if rest.is_empty() {
+            break;
+        }
+        bytes = rest;
     }
     if bytes.is_empty() {
         return "00".to_string();
@@ -188,7 +191,7 @@ fn decode_string(tag: Tag, data: &[u8]) -> Option<String> {
         Tag::BmpString => {
             let units: Vec<u16> = data
                 .chunks(2)
-                .map(|c| Some(u16::from_be_bytes([c[0], *c.get(1)?])))
+                .map(|c| Some(u16::from_be_bytes([*c.first()?, *c.get(1)?])))
                 .collect::<Option<_>>()?;
             Some(String::from_utf16_lossy(&units))
         }

@@ -213,9 +213,9 @@ pub fn select(spec: &str) -> Selection {
         if item.starts_with('@') {
             continue;
         }
-        let (op, body) = match item.as_bytes()[0] {
-            b'!' | b'-' | b'+' => (item.as_bytes()[0], &item[1..]),
-            _ => (0, item),
+        let (op, body) = match item.strip_prefix(['!', '-', '+']) {
+            Some(body) => (item.as_bytes().first().copied().unwrap_or(0), body),
+            None => (0, item),
         };
         if TLS13_NAMES.iter().any(|n| n.eq_ignore_ascii_case(body)) {
             tls13_names.push(body.to_string());

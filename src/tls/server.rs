@@ -204,14 +204,14 @@ impl ServerTls {
             .map(|s| ciphers::openssl_name(s.suite()))
             .unwrap_or_default();
         let client_cert = self.verifier.as_ref().map(|verifier| match conn.peer_certificates() {
-            Some(chain) if !chain.is_empty() => {
+            Some(chain @ [end_entity, ..]) => {
                 // The handshake verified it in every mode but optional_no_ca,
                 // whose real result is found here.
                 let verify = match verifier.mode() {
                     VerifyClient::OptionalNoCa => verifier.result(chain, UnixTime::now()),
                     _ => "SUCCESS".to_string(),
                 };
-                ClientCertFacts::of(chain[0].as_ref(), verify, pass_client_cert)
+                ClientCertFacts::of(end_entity.as_ref(), verify, pass_client_cert)
             }
             _ => ClientCertFacts::none(),
         });
