@@ -6,6 +6,7 @@ use postern::cli::Args;
 use postern::config::{self, LoadOptions};
 use postern::logging;
 use postern::runtime::{self, RuntimeOptions};
+use postern::tls;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -18,7 +19,15 @@ fn main() -> ExitCode {
         None => args.config.clone(),
     };
     let file = file.display().to_string();
-    let mut config = match config::load_with(&args.config, &load_options) {
+    // `-t` also loads every certificate, key, CA and CRL, as `nginx -t`;
+    // a start or a reload loads them where it builds its TLS.
+    let loaded = config::load_with(&args.config, &load_options);
+    let loaded = if args.test {
+        loaded.and_then(|c| tls::check(&c).map(|()| c))
+    } else {
+        loaded
+    };
+    let mut config = match loaded {
         Ok(config) => config,
         Err(e) => {
             eprintln!("postern: [emerg] {e}");
@@ -38,16 +47,6 @@ fn main() -> ExitCode {
         };
     }
     if args.test {
-        // Certificates and keys are read and checked as at a start.
-        if let Err(e) = config
-            .servers
-            .iter()
-            .try_for_each(|s| postern::session::TlsSetup::build(s).map(drop))
-        {
-            eprintln!("postern: [emerg] {e}");
-            eprintln!("postern: configuration file {file} test failed");
-            return ExitCode::FAILURE;
-        }
         for warning in &config.warnings {
             eprintln!("postern: [warn] {warning}");
         }

@@ -46,8 +46,9 @@ fn errors_name_file_and_line() {
             "unknown directive \"imap_capabilitie\" in {path}:3",
         ),
         (
-            "mail {\n    auth_http 127.0.0.1:9000/auth;\n\n    starttls on;\n}\n",
-            "\"starttls\" directive is not supported yet in {path}:4",
+            "mail {\n    auth_http 127.0.0.1:9000/auth;\n\n    ssl_session_ticket_key k;\n}\n",
+            "\"ssl_session_ticket_key\" directive is not supported: rustls makes and rotates its own ticket \
+             keys in {path}:4",
         ),
         (
             "http {\n}\n",

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use super::AuthRequest;
+use crate::tls::TlsFacts;
 
 /// Connection facts the request carries beside the credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +20,8 @@ pub struct RequestContext<'a> {
     pub client_host: Option<&'a str>,
     /// `auth_http_keepalive`: ask the server to keep the connection.
     pub keep_alive: bool,
-    /// The client side's TLS (STUB until the tlsconf branch: not sent yet).
-    pub tls: Option<&'a crate::tls::TlsFacts>,
+    /// The client connection's TLS, when it has it: the `Auth-SSL*` headers.
+    pub tls: Option<&'a TlsFacts>,
 }
 
 /// The request bytes, headers in nginx's order. User and password are
@@ -66,6 +67,9 @@ pub fn build(req: &AuthRequest, ctx: &RequestContext<'_>) -> Vec<u8> {
             out.extend_from_slice(b"\r\n");
         }
     }
+    if let Some(tls) = ctx.tls {
+        ssl_headers(tls, &mut out);
+    }
     if ctx.keep_alive {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
@@ -77,6 +81,50 @@ pub fn build(req: &AuthRequest, ctx: &RequestContext<'_>) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// nginx's `Auth-SSL*` headers, in its order, after the SMTP envelope;
+/// empty values are left out, as nginx does. The certificate PEM is
+/// escaped as Auth-User; the other values that come from the client
+/// (subject, issuer) are already escaped by their RFC 2253 form, and go
+/// through [`escape_controls`] as well, so no value can ever end a line.
+fn ssl_headers(tls: &TlsFacts, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"Auth-SSL: on\r\n");
+    let header = |name: &[u8], value: &str, out: &mut Vec<u8>| {
+        if !value.is_empty() {
+            out.extend_from_slice(name);
+            escape_controls(value.as_bytes(), out);
+            out.extend_from_slice(b"\r\n");
+        }
+    };
+    header(b"Auth-SSL-Protocol: ", tls.protocol, out);
+    header(b"Auth-SSL-Cipher: ", &tls.cipher, out);
+    let Some(cert) = &tls.client_cert else {
+        return;
+    };
+    header(b"Auth-SSL-Verify: ", &cert.verify, out);
+    header(b"Auth-SSL-Subject: ", &cert.subject, out);
+    header(b"Auth-SSL-Issuer: ", &cert.issuer, out);
+    header(b"Auth-SSL-Serial: ", &cert.serial, out);
+    header(b"Auth-SSL-Fingerprint: ", &cert.fingerprint, out);
+    if let Some(pem) = cert.pem.as_deref().filter(|pem| !pem.is_empty()) {
+        out.extend_from_slice(b"Auth-SSL-Cert: ");
+        escape(pem.as_bytes(), out);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Percent-encodes only the control bytes (0x00-0x1F, 0x7F): the last
+/// guard for values whose own form should never hold one.
+fn escape_controls(input: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in input {
+        if b < 0x20 || b == 0x7f {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        } else {
+            out.push(b);
+        }
+    }
 }
 
 /// Percent-encodes (uppercase hex) what nginx encodes in Auth-User and
@@ -160,6 +208,132 @@ mod tests {
              Auth-SMTP-From: MAIL%20FROM:<a@b>%20SIZE=10\r\nAuth-SMTP-To: RCPT%20TO:<c@d>\r\n\
              Connection: keep-alive\r\n\r\n"
         );
+    }
+
+    fn plain_imap() -> AuthRequest {
+        AuthRequest {
+            method: AuthMethod::Plain,
+            user: b"bob".to_vec(),
+            pass: Secret::new(b"pw".to_vec()),
+            protocol: Protocol::Imap,
+            attempt: 1,
+            salt: None,
+            envelope: None,
+        }
+    }
+
+    fn ctx_with(tls: &TlsFacts) -> RequestContext<'_> {
+        RequestContext {
+            uri: "/auth",
+            host: "localhost",
+            client_ip: Some("192.0.2.42".parse().unwrap()),
+            headers: &[],
+            client_host: None,
+            keep_alive: false,
+            tls: Some(tls),
+        }
+    }
+
+    const HEAD: &str = "GET /auth HTTP/1.0\r\nHost: localhost\r\nAuth-Method: plain\r\nAuth-User: bob\r\n\
+                        Auth-Pass: pw\r\nAuth-Protocol: imap\r\nAuth-Login-Attempt: 1\r\nClient-IP: 192.0.2.42\r\n";
+
+    #[test]
+    fn tls_without_client_certificate() {
+        let tls = TlsFacts {
+            protocol: "TLSv1.3",
+            cipher: "TLS_AES_256_GCM_SHA384".to_string(),
+            client_cert: None,
+        };
+        assert_eq!(
+            String::from_utf8(build(&plain_imap(), &ctx_with(&tls))).unwrap(),
+            format!(
+                "{HEAD}Auth-SSL: on\r\nAuth-SSL-Protocol: TLSv1.3\r\nAuth-SSL-Cipher: TLS_AES_256_GCM_SHA384\r\n\r\n"
+            )
+        );
+    }
+
+    /// nginx's documented example, with the PEM passed.
+    #[test]
+    fn tls_with_client_certificate_in_nginx_order() {
+        let tls = TlsFacts {
+            protocol: "TLSv1.2",
+            cipher: "ECDHE-RSA-AES128-GCM-SHA256".to_string(),
+            client_cert: Some(crate::tls::ClientCertFacts {
+                verify: "SUCCESS".to_string(),
+                subject: "CN=example.com".to_string(),
+                issuer: "CN=Example CA,O=Example\\, Inc".to_string(),
+                serial: "C07AD56B846B5BFF".to_string(),
+                fingerprint: "29d6a80a123d13355ed16b4b04605e29cb55a5ad".to_string(),
+                pem: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_string()),
+            }),
+        };
+        let mut ctx = ctx_with(&tls);
+        let extra = [("X-Auth-Key".to_string(), "k".to_string())];
+        ctx.headers = &extra;
+        ctx.keep_alive = true;
+        assert_eq!(
+            String::from_utf8(build(&plain_imap(), &ctx)).unwrap(),
+            format!(
+                "{HEAD}Auth-SSL: on\r\nAuth-SSL-Protocol: TLSv1.2\r\nAuth-SSL-Cipher: ECDHE-RSA-AES128-GCM-SHA256\r\n\
+                 Auth-SSL-Verify: SUCCESS\r\nAuth-SSL-Subject: CN=example.com\r\n\
+                 Auth-SSL-Issuer: CN=Example CA,O=Example\\, Inc\r\nAuth-SSL-Serial: C07AD56B846B5BFF\r\n\
+                 Auth-SSL-Fingerprint: 29d6a80a123d13355ed16b4b04605e29cb55a5ad\r\n\
+                 Auth-SSL-Cert: -----BEGIN%20CERTIFICATE-----%0AMIIB%0A-----END%20CERTIFICATE-----%0A\r\n\
+                 Connection: keep-alive\r\nX-Auth-Key: k\r\n\r\n"
+            )
+        );
+    }
+
+    /// A certificate was asked for and none sent: only Verify, as nginx
+    /// leaves out the empty values.
+    #[test]
+    fn tls_with_no_certificate_sent() {
+        let tls = TlsFacts {
+            protocol: "TLSv1.3",
+            cipher: "TLS_AES_128_GCM_SHA256".to_string(),
+            client_cert: Some(crate::tls::ClientCertFacts {
+                verify: "NONE".to_string(),
+                subject: String::new(),
+                issuer: String::new(),
+                serial: String::new(),
+                fingerprint: String::new(),
+                pem: None,
+            }),
+        };
+        assert_eq!(
+            String::from_utf8(build(&plain_imap(), &ctx_with(&tls))).unwrap(),
+            format!(
+                "{HEAD}Auth-SSL: on\r\nAuth-SSL-Protocol: TLSv1.3\r\nAuth-SSL-Cipher: TLS_AES_128_GCM_SHA256\r\n\
+                 Auth-SSL-Verify: NONE\r\n\r\n"
+            )
+        );
+    }
+
+    /// Whatever a client puts in its certificate, no value adds a header.
+    #[test]
+    fn client_values_cannot_add_headers() {
+        let evil = "x\r\nAuth-Status: OK\0\x7f".to_string();
+        let tls = TlsFacts {
+            protocol: "TLSv1.3",
+            cipher: "TLS_AES_128_GCM_SHA256".to_string(),
+            client_cert: Some(crate::tls::ClientCertFacts {
+                verify: evil.clone(),
+                subject: evil.clone(),
+                issuer: evil.clone(),
+                serial: evil.clone(),
+                fingerprint: evil.clone(),
+                pem: Some(evil),
+            }),
+        };
+        let out = build(&plain_imap(), &ctx_with(&tls));
+        let text = String::from_utf8(out).unwrap();
+        let body = text.strip_suffix("\r\n\r\n").unwrap();
+        for line in body.split("\r\n") {
+            assert!(!line.starts_with("Auth-Status"), "{line:?}");
+            assert!(!line.bytes().any(|b| b < 0x20 || b == 0x7f), "{line:?}");
+        }
+        assert!(text.contains("Auth-SSL-Subject: x%0D%0AAuth-Status: OK%00%7F\r\n"));
+        assert!(text.contains("Auth-SSL-Cert: x%0D%0AAuth-Status:%20OK%00%7F\r\n"));
     }
 
     #[test]

@@ -21,10 +21,10 @@ use super::address::Resolver;
 use super::directives::{self, Contexts, Row, Setter, Status, TABLE};
 use super::model::{
     AuthHttp, AuthMethod, Config, ErrorLog, ImapSettings, Listen, ListenAddr, Location, MainConfig, Pop3Settings,
-    Protocol, ProxyTls, RunAs, ServerConfig, SessionCache, SmtpSettings, Starttls, TlsSettings, TlsVersion,
-    VerifyClient, Workers,
+    Protocol, RunAs, ServerConfig, SessionCache, SmtpSettings, Starttls, TlsVersion, VerifyClient, Workers,
 };
 use super::parser::{self, Directive};
+use super::ssl;
 use super::{files, ConfigError, LoadOptions};
 
 /// How many files deep `include` may go (the main file is level 0); a
@@ -40,6 +40,10 @@ pub(crate) struct Env {
     pub(crate) resolver: Resolver,
     listening: HashSet<SocketAddr>,
     listening_unix: HashSet<PathBuf>,
+    /// Said at start-up and by `-t`. A `mail`-level directive's setter runs
+    /// once to check it and once per server inheriting it, so a warning is
+    /// kept once.
+    warnings: Vec<String>,
 }
 
 impl Env {
@@ -60,6 +64,14 @@ impl Env {
             resolver: Resolver::default(),
             listening: HashSet::new(),
             listening_unix: HashSet::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A whole message, its `in file:line` included.
+    pub(crate) fn warn(&mut self, message: String) {
+        if !self.warnings.contains(&message) {
+            self.warnings.push(message);
         }
     }
 
@@ -134,6 +146,29 @@ pub(crate) struct ServerDraft {
     pub(crate) smtp_greeting_delay: Option<Duration>,
     pub(crate) xclient: Option<bool>,
     pub(crate) proxy_smtp_auth: Option<bool>,
+    pub(crate) starttls: Option<Starttls>,
+    /// Where `starttls` was set, for nginx's "no ssl_certificate" message.
+    pub(crate) starttls_at: Option<Location>,
+    pub(crate) ssl_certificates: Option<Vec<(PathBuf, Location)>>,
+    pub(crate) ssl_certificate_keys: Option<Vec<(PathBuf, Location)>>,
+    pub(crate) ssl_protocols: Option<Vec<TlsVersion>>,
+    pub(crate) ssl_ciphers: Option<(String, Location)>,
+    pub(crate) ssl_prefer_server_ciphers: Option<bool>,
+    pub(crate) ssl_ecdh_curve: Option<String>,
+    pub(crate) ssl_session_cache: Option<SessionCache>,
+    pub(crate) ssl_session_tickets: Option<bool>,
+    pub(crate) ssl_session_timeout: Option<Duration>,
+    pub(crate) ssl_verify_client: Option<VerifyClient>,
+    pub(crate) ssl_verify_depth: Option<u32>,
+    pub(crate) ssl_client_certificate: Option<(PathBuf, Location)>,
+    pub(crate) ssl_trusted_certificate: Option<(PathBuf, Location)>,
+    pub(crate) ssl_crl: Option<(PathBuf, Location)>,
+    pub(crate) auth_http_pass_client_cert: Option<bool>,
+    pub(crate) proxy_ssl: Option<bool>,
+    pub(crate) proxy_ssl_verify: Option<bool>,
+    pub(crate) proxy_ssl_verify_at: Option<Location>,
+    pub(crate) proxy_ssl_trusted_certificate: Option<(PathBuf, Location)>,
+    pub(crate) proxy_ssl_name: Option<String>,
 }
 
 /// A `server {}` block after step 1.
@@ -187,6 +222,7 @@ pub(crate) fn build(
         main.error_log.target = error_log_option(target, &builder.env)?;
     }
     let servers = builder.finish_servers()?;
+    builder.warnings.append(&mut builder.env.warnings);
     Ok(Config {
         file: file.to_path_buf(),
         main,
@@ -419,13 +455,17 @@ impl Builder<'_> {
 
 /// The checks nginx makes when merging a server, then the typed result.
 fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
-    let ServerBlock { location, draft, .. } = server;
+    let ServerBlock {
+        location, mut draft, ..
+    } = server;
     let protocol = server_protocol(&draft, &location)?;
+    let listen = std::mem::take(&mut draft.listen);
+    let tls = ssl::finish(&mut draft, &listen, &location)?;
     let auth_http = draft
         .auth_http
         .ok_or_else(|| ConfigError::at("no \"auth_http\" is defined for server", location.clone()))?;
     Ok(ServerConfig {
-        listen: draft.listen,
+        listen,
         protocol,
         server_name: required(draft.server_name, "server_name", &location)?,
         timeout: required(draft.timeout, "timeout", &location)?,
@@ -462,31 +502,10 @@ fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
             xclient: required(draft.xclient, "xclient", &location)?,
             proxy_smtp_auth: required(draft.proxy_smtp_auth, "proxy_smtp_auth", &location)?,
         },
-        // The ssl_* and proxy_ssl* directives are not read yet: TLS off.
-        starttls: Starttls::Off,
-        ssl: TlsSettings {
-            certificates: Vec::new(),
-            certificate_keys: Vec::new(),
-            protocols: vec![TlsVersion::V1_2, TlsVersion::V1_3],
-            ciphers: "HIGH:!aNULL:!MD5".to_string(),
-            prefer_server_ciphers: false,
-            ecdh_curve: "auto".to_string(),
-            session_cache: SessionCache::None,
-            session_tickets: true,
-            session_timeout: Duration::from_secs(300),
-            verify_client: VerifyClient::Off,
-            verify_depth: 1,
-            client_certificate: None,
-            trusted_certificate: None,
-            crl: None,
-        },
-        auth_http_pass_client_cert: false,
-        proxy_ssl: ProxyTls {
-            enabled: false,
-            verify: false,
-            trusted_certificate: None,
-            name: None,
-        },
+        starttls: tls.starttls,
+        ssl: tls.ssl,
+        auth_http_pass_client_cert: tls.auth_http_pass_client_cert,
+        proxy_ssl: tls.proxy_ssl,
         location,
     })
 }

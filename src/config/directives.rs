@@ -16,6 +16,7 @@ use super::build::{Env, MainDraft, ServerDraft};
 use super::listen;
 use super::model::{AuthMethod, ErrorLog, Listen, ListenAddr, LogLevel, LogTarget, Protocol, RunAs, Workers};
 use super::parser::Directive;
+use super::ssl::*;
 use super::values::{self, invalid_flag, invalid_value};
 
 /// The blocks a directive may appear in, as bit flags.
@@ -265,29 +266,81 @@ pub(crate) static TABLE: &[Row] = &[
     Row::server("proxy_smtp_auth", MAIL_SERVER, Flag, set_proxy_smtp_auth).default("off"),
     Row::not_yet("error_log", MAIL_SERVER),
     Row::not_yet("resolver_timeout", MAIL_SERVER),
-    Row::not_yet("auth_http_pass_client_cert", MAIL_SERVER),
     Row::not_yet("proxy_protocol", MAIL_SERVER),
     Row::not_yet("set_real_ip_from", MAIL_SERVER),
-    Row::not_yet("ssl", MAIL_SERVER),
-    Row::not_yet("starttls", MAIL_SERVER),
-    Row::not_yet("ssl_certificate", MAIL_SERVER),
-    Row::not_yet("ssl_certificate_key", MAIL_SERVER),
-    Row::not_yet("ssl_password_file", MAIL_SERVER),
-    Row::not_yet("ssl_dhparam", MAIL_SERVER),
-    Row::not_yet("ssl_ecdh_curve", MAIL_SERVER),
-    Row::not_yet("ssl_protocols", MAIL_SERVER),
-    Row::not_yet("ssl_ciphers", MAIL_SERVER),
-    Row::not_yet("ssl_prefer_server_ciphers", MAIL_SERVER),
-    Row::not_yet("ssl_session_cache", MAIL_SERVER),
-    Row::not_yet("ssl_session_tickets", MAIL_SERVER),
-    Row::not_yet("ssl_session_ticket_key", MAIL_SERVER),
-    Row::not_yet("ssl_session_timeout", MAIL_SERVER),
-    Row::not_yet("ssl_verify_client", MAIL_SERVER),
-    Row::not_yet("ssl_verify_depth", MAIL_SERVER),
-    Row::not_yet("ssl_client_certificate", MAIL_SERVER),
-    Row::not_yet("ssl_trusted_certificate", MAIL_SERVER),
-    Row::not_yet("ssl_crl", MAIL_SERVER),
-    Row::not_yet("ssl_conf_command", MAIL_SERVER),
+    // TLS (nginx's ngx_mail_ssl_module); `tls::ServerTls` builds them.
+    Row::server("starttls", MAIL_SERVER, Exact(1), set_starttls).default("off"),
+    // Certificates and keys pair up in order; a server's own replace the
+    // `mail` level's as a whole (nginx's array merge, the generic one here).
+    Row::server("ssl_certificate", MAIL_SERVER, Exact(1), set_ssl_certificate).repeatable(),
+    Row::server("ssl_certificate_key", MAIL_SERVER, Exact(1), set_ssl_certificate_key).repeatable(),
+    Row::server("ssl_protocols", MAIL_SERVER, AtLeast(1), set_ssl_protocols).default("TLSv1.2 TLSv1.3"),
+    Row::server("ssl_ciphers", MAIL_SERVER, Exact(1), set_ssl_ciphers).default("HIGH:!aNULL:!MD5"),
+    Row::server(
+        "ssl_prefer_server_ciphers",
+        MAIL_SERVER,
+        Flag,
+        set_ssl_prefer_server_ciphers,
+    )
+    .default("off"),
+    Row::server("ssl_ecdh_curve", MAIL_SERVER, Exact(1), set_ssl_ecdh_curve).default("auto"),
+    Row::server("ssl_session_cache", MAIL_SERVER, Range(1, 2), set_ssl_session_cache).default("none"),
+    Row::server("ssl_session_tickets", MAIL_SERVER, Flag, set_ssl_session_tickets).default("on"),
+    Row::server("ssl_session_timeout", MAIL_SERVER, Exact(1), set_ssl_session_timeout).default("5m"),
+    Row::server("ssl_verify_client", MAIL_SERVER, Exact(1), set_ssl_verify_client).default("off"),
+    Row::server("ssl_verify_depth", MAIL_SERVER, Exact(1), set_ssl_verify_depth).default("1"),
+    Row::server(
+        "ssl_client_certificate",
+        MAIL_SERVER,
+        Exact(1),
+        set_ssl_client_certificate,
+    ),
+    Row::server(
+        "ssl_trusted_certificate",
+        MAIL_SERVER,
+        Exact(1),
+        set_ssl_trusted_certificate,
+    ),
+    Row::server("ssl_crl", MAIL_SERVER, Exact(1), set_ssl_crl),
+    Row::server(
+        "auth_http_pass_client_cert",
+        MAIL_SERVER,
+        Flag,
+        set_auth_http_pass_client_cert,
+    )
+    .default("off"),
+    Row::ignored(
+        "ssl_dhparam",
+        MAIL_SERVER,
+        Exact(1),
+        "rustls offers no DHE cipher suites, so the file is not needed",
+    ),
+    Row::refused("ssl", MAIL_SERVER, "use \"listen ... ssl\""),
+    Row::refused(
+        "ssl_password_file",
+        MAIL_SERVER,
+        "encrypted private keys are not supported: decrypt the key",
+    ),
+    Row::refused(
+        "ssl_session_ticket_key",
+        MAIL_SERVER,
+        "rustls makes and rotates its own ticket keys",
+    ),
+    Row::refused(
+        "ssl_conf_command",
+        MAIL_SERVER,
+        "it passes commands to OpenSSL and Postern uses rustls",
+    ),
+    // Postern's own: TLS to the backend (nginx's mail module has none).
+    Row::server("proxy_ssl", MAIL_SERVER, Flag, set_proxy_ssl).default("off"),
+    Row::server("proxy_ssl_verify", MAIL_SERVER, Flag, set_proxy_ssl_verify).default("off"),
+    Row::server(
+        "proxy_ssl_trusted_certificate",
+        MAIL_SERVER,
+        Exact(1),
+        set_proxy_ssl_trusted_certificate,
+    ),
+    Row::server("proxy_ssl_name", MAIL_SERVER, Exact(1), set_proxy_ssl_name),
 ];
 
 /// The row for `d` in `context`, or nginx's error: `unknown directive` when
@@ -336,25 +389,25 @@ pub(crate) fn check_form(row: &Row, d: &Directive) -> Result<(), String> {
     Ok(())
 }
 
-fn invalid_arguments(d: &Directive) -> String {
+pub(super) fn invalid_arguments(d: &Directive) -> String {
     format!("invalid number of arguments in \"{}\" directive", d.name)
 }
 
 /// The only argument; the table's arity has been checked, so the error is a
 /// table mistake, reported rather than panicking.
-fn only(d: &Directive) -> Result<&str, String> {
+pub(super) fn only(d: &Directive) -> Result<&str, String> {
     match d.args.as_slice() {
         [one] => Ok(one),
         _ => Err(invalid_arguments(d)),
     }
 }
 
-fn time_arg(d: &Directive) -> Result<std::time::Duration, String> {
+pub(super) fn time_arg(d: &Directive) -> Result<std::time::Duration, String> {
     let value = only(d)?;
     values::parse_time(value).ok_or_else(|| invalid_value(value, &d.name))
 }
 
-fn flag_arg(d: &Directive) -> Result<bool, String> {
+pub(super) fn flag_arg(d: &Directive) -> Result<bool, String> {
     let value = only(d)?;
     values::parse_flag(value).ok_or_else(|| invalid_flag(value, &d.name))
 }
@@ -849,6 +902,26 @@ mod tests {
             ("smtp_greeting_delay", SERVER),
             ("xclient", MAIL),
             ("proxy_smtp_auth", SERVER),
+            ("starttls", MAIL),
+            ("ssl_certificate", SERVER),
+            ("ssl_certificate_key", MAIL),
+            ("ssl_protocols", SERVER),
+            ("ssl_ciphers", MAIL),
+            ("ssl_prefer_server_ciphers", SERVER),
+            ("ssl_ecdh_curve", MAIL),
+            ("ssl_session_cache", SERVER),
+            ("ssl_session_tickets", MAIL),
+            ("ssl_session_timeout", SERVER),
+            ("ssl_verify_client", MAIL),
+            ("ssl_verify_depth", SERVER),
+            ("ssl_client_certificate", MAIL),
+            ("ssl_trusted_certificate", SERVER),
+            ("ssl_crl", MAIL),
+            ("auth_http_pass_client_cert", SERVER),
+            ("proxy_ssl", MAIL),
+            ("proxy_ssl_verify", SERVER),
+            ("proxy_ssl_trusted_certificate", MAIL),
+            ("proxy_ssl_name", SERVER),
         ];
         for &(name, context) in rows {
             let d = Directive {

@@ -8,7 +8,7 @@ use super::values::{parse_flag, parse_number, parse_seconds, parse_size};
 
 /// Parameters nginx has that Postern does not do yet: refused, never run
 /// without.
-const NOT_YET: &[&str] = &["ssl", "proxy_protocol", "multipath"];
+const NOT_YET: &[&str] = &["proxy_protocol", "multipath"];
 
 /// The parameters of one `listen`, nginx's defaults for those not given; a
 /// parameter given twice keeps the last value, as nginx.
@@ -23,6 +23,7 @@ pub(crate) fn params(words: &[String]) -> Result<ListenParams, String> {
 fn param(params: &mut ListenParams, word: &str) -> Result<(), String> {
     match word {
         "bind" => params.bind = true,
+        "ssl" => params.ssl = true,
         // Every Postern listener is already one SO_REUSEPORT socket per core.
         "reuseport" => {}
         _ if NOT_YET.contains(&word) => return Err(format!("\"listen ... {word}\" is not supported yet")),
@@ -136,6 +137,7 @@ mod tests {
         let rows: Vec<(&str, ListenParams)> = vec![
             ("bind", ListenParams { bind: true, ..d() }),
             ("reuseport", d()),
+            ("ssl", ListenParams { ssl: true, ..d() }),
             ("backlog=1", ListenParams { backlog: 1, ..d() }),
             ("backlog=4096", ListenParams { backlog: 4096, ..d() }),
             (
@@ -237,7 +239,6 @@ mod tests {
     #[test]
     fn refused() {
         let rows: &[(&str, &str)] = &[
-            ("ssl", "\"listen ... ssl\" is not supported yet"),
             ("proxy_protocol", "\"listen ... proxy_protocol\" is not supported yet"),
             ("multipath", "\"listen ... multipath\" is not supported yet"),
             ("backlog=0", "invalid backlog \"backlog=0\""),

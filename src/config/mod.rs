@@ -17,6 +17,7 @@ mod lexer;
 mod listen;
 pub mod model;
 mod parser;
+mod ssl;
 #[cfg(test)]
 mod tests;
 mod values;

@@ -350,9 +350,11 @@ pub struct TlsSettings {
     pub session_timeout: Duration,
     pub verify_client: VerifyClient,
     pub verify_depth: u32,
-    pub client_certificate: Option<PathBuf>,
-    pub trusted_certificate: Option<PathBuf>,
-    pub crl: Option<PathBuf>,
+    /// `ssl_client_certificate`, `ssl_trusted_certificate`, `ssl_crl`, each
+    /// with the directive's location for errors found when loading it.
+    pub client_certificate: Option<(PathBuf, Location)>,
+    pub trusted_certificate: Option<(PathBuf, Location)>,
+    pub crl: Option<(PathBuf, Location)>,
 }
 
 /// TLS to the backend (`proxy_ssl*`, Postern's own).
@@ -365,7 +367,7 @@ pub struct ProxyTls {
     pub verify: bool,
     /// `proxy_ssl_trusted_certificate`: the CAs the backend's certificate
     /// must chain to; the system's roots are not read.
-    pub trusted_certificate: Option<PathBuf>,
+    pub trusted_certificate: Option<(PathBuf, Location)>,
     /// `proxy_ssl_name`: the name checked and sent as SNI; by default the
     /// backend's address (Auth-Server).
     pub name: Option<String>,

@@ -583,8 +583,9 @@ fn errors_with_file_and_line() {
             "unknown directive \"tiemout\" in /etc/postern/postern.conf:2",
         ),
         (
-            "mail {\n  ssl_certificate /etc/cert.pem;\n}",
-            "\"ssl_certificate\" directive is not supported yet in /etc/postern/postern.conf:2",
+            "mail {\n  ssl_password_file /etc/pass;\n}",
+            "\"ssl_password_file\" directive is not supported: encrypted private keys are not supported: \
+             decrypt the key in /etc/postern/postern.conf:2",
         ),
         (
             "listen 143;",
@@ -1027,7 +1028,7 @@ fn errors_with_file_and_line() {
         // listen
         (
             "mail {\n server {\n  listen 993 ssl;\n }\n}",
-            "\"listen ... ssl\" is not supported yet in /etc/postern/postern.conf:3",
+            "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in /etc/postern/postern.conf:3",
         ),
         (
             "mail {\n server {\n  listen 143 proxy_protocol;\n }\n}",
@@ -1936,4 +1937,253 @@ fn offline_and_syntax_only() {
     assert!(check_syntax("mail { server { nonsense 1 2; } }", file).is_ok());
     let e = check_syntax("mail { server {", file).unwrap_err().to_string();
     assert!(e.starts_with("unexpected end of file"), "{e}");
+}
+
+fn etc(file: &str) -> PathBuf {
+    Path::new("/etc/postern").join(file)
+}
+
+#[test]
+fn ssl_directives_are_read() {
+    let s = one_server(
+        "",
+        "listen 993 ssl; starttls only; ssl_certificate rsa.pem; ssl_certificate_key rsa.key; \
+         ssl_certificate /abs/ec.pem; ssl_certificate_key ec.key; ssl_protocols TLSv1.3; \
+         ssl_ciphers ECDHE+AESGCM; ssl_prefer_server_ciphers on; ssl_ecdh_curve X25519:prime256v1; \
+         ssl_session_cache builtin:1000 shared:SSL:10m; ssl_session_tickets off; ssl_session_timeout 10m; \
+         ssl_verify_client optional; ssl_verify_depth 3; ssl_client_certificate ca.pem; \
+         ssl_trusted_certificate more.pem; ssl_crl crl.pem; auth_http_pass_client_cert on; \
+         proxy_ssl on; proxy_ssl_verify on; proxy_ssl_trusted_certificate backend-ca.pem; \
+         proxy_ssl_name imap.internal;",
+    );
+    assert!(s.listen[1].params.ssl);
+    assert!(!s.listen[0].params.ssl);
+    assert_eq!(s.starttls, Starttls::Only);
+    let paths = |list: &[(PathBuf, Location)]| list.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        paths(&s.ssl.certificates),
+        [etc("rsa.pem"), PathBuf::from("/abs/ec.pem")]
+    );
+    assert_eq!(paths(&s.ssl.certificate_keys), [etc("rsa.key"), etc("ec.key")]);
+    assert_eq!(s.ssl.certificates[0].1, at(5));
+    assert_eq!(s.ssl.protocols, [TlsVersion::V1_3]);
+    assert_eq!(s.ssl.ciphers, "ECDHE+AESGCM");
+    assert!(s.ssl.prefer_server_ciphers);
+    assert_eq!(s.ssl.ecdh_curve, "X25519:prime256v1");
+    assert_eq!(s.ssl.session_cache, SessionCache::Sessions(1000 + 40000));
+    assert!(!s.ssl.session_tickets);
+    assert_eq!(s.ssl.session_timeout, Duration::from_secs(600));
+    assert_eq!(s.ssl.verify_client, VerifyClient::Optional);
+    assert_eq!(s.ssl.verify_depth, 3);
+    assert_eq!(s.ssl.client_certificate, Some((etc("ca.pem"), at(5))));
+    assert_eq!(s.ssl.trusted_certificate, Some((etc("more.pem"), at(5))));
+    assert_eq!(s.ssl.crl, Some((etc("crl.pem"), at(5))));
+    assert!(s.auth_http_pass_client_cert);
+    assert_eq!(
+        s.proxy_ssl,
+        ProxyTls {
+            enabled: true,
+            verify: true,
+            trusted_certificate: Some((etc("backend-ca.pem"), at(5))),
+            name: Some("imap.internal".to_string()),
+        }
+    );
+}
+
+/// nginx's array merge: a server's own certificates replace the `mail`
+/// level's as a whole; without any, it inherits them all.
+#[test]
+fn ssl_certificates_inherit_as_a_whole() {
+    let mail = "ssl_certificate a.pem; ssl_certificate_key a.key; ssl_certificate b.pem; ssl_certificate_key b.key;";
+    let s = one_server(mail, "starttls on;");
+    let paths = |list: &[(PathBuf, Location)]| list.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(paths(&s.ssl.certificates), [etc("a.pem"), etc("b.pem")]);
+    assert_eq!(s.ssl.certificates[0].1, at(7));
+    let s = one_server(mail, "starttls on; ssl_certificate c.pem; ssl_certificate_key c.key;");
+    assert_eq!(paths(&s.ssl.certificates), [etc("c.pem")]);
+    assert_eq!(paths(&s.ssl.certificate_keys), [etc("c.key")]);
+    let s = one_server(
+        "ssl_protocols TLSv1.2; starttls on; ssl_verify_client optional_no_ca;",
+        mail,
+    );
+    assert_eq!(s.ssl.protocols, [TlsVersion::V1_2]);
+    assert_eq!(s.starttls, Starttls::On);
+    assert_eq!(s.ssl.verify_client, VerifyClient::OptionalNoCa);
+}
+
+#[test]
+fn ssl_session_cache_forms() {
+    let rows: &[(&str, SessionCache)] = &[
+        ("off", SessionCache::Off),
+        ("none", SessionCache::None),
+        ("builtin", SessionCache::Sessions(20480)),
+        ("builtin:100", SessionCache::Sessions(100)),
+        ("shared:SSL:1m", SessionCache::Sessions(4000)),
+        ("shared:SSL:512k", SessionCache::Sessions(2000)),
+        ("shared:SSL:32k", SessionCache::Sessions(125)),
+        ("builtin:10 shared:x:1m", SessionCache::Sessions(4010)),
+        ("shared:x:1m none", SessionCache::None),
+        ("builtin off", SessionCache::Off),
+        ("builtin:0", SessionCache::Sessions(0)),
+    ];
+    for &(value, ref want) in rows {
+        let s = one_server(&format!("ssl_session_cache {value};"), "");
+        assert_eq!(&s.ssl.session_cache, want, "{value}");
+    }
+}
+
+#[test]
+fn ssl_warnings() {
+    let text = "mail {\n auth_http 127.0.0.1:9000;\n ssl_protocols SSLv3 TLSv1 TLSv1.2;\n \
+                ssl_ciphers HIGH:AES256-SHA:!aNULL;\n ssl_dhparam dh.pem;\n \
+                server {\n  listen 143;\n }\n server {\n  listen 110;\n }\n}\n";
+    let config = ok(text);
+    assert_eq!(config.servers[0].ssl.protocols, [TlsVersion::V1_2]);
+    assert_eq!(
+        config.warnings,
+        [
+            "\"ssl_dhparam\" directive is ignored: rustls offers no DHE cipher suites, so the file is not \
+             needed in /etc/postern/postern.conf:5",
+            "\"ssl_protocols\": SSLv3, TLSv1 not offered: rustls has TLSv1.2 and TLSv1.3 only in \
+             /etc/postern/postern.conf:3",
+            "\"ssl_ciphers\": \"AES256-SHA\" not offered by rustls, ignored in /etc/postern/postern.conf:4",
+        ]
+    );
+}
+
+#[test]
+fn ssl_errors() {
+    let server =
+        |lines: &str| format!("mail {{\n auth_http 127.0.0.1:9000;\n server {{\n  listen 143;\n  {lines}\n }}\n}}\n");
+    let cert = "ssl_certificate a.pem; ssl_certificate_key a.key;";
+    let rows: Vec<(String, String)> = vec![
+        (
+            server("ssl on;"),
+            "\"ssl\" directive is not supported: use \"listen ... ssl\" in /etc/postern/postern.conf:5".into(),
+        ),
+        (
+            server("ssl_session_ticket_key k;"),
+            "\"ssl_session_ticket_key\" directive is not supported: rustls makes and rotates its own ticket keys \
+             in /etc/postern/postern.conf:5"
+                .into(),
+        ),
+        (
+            server("ssl_conf_command Options x;"),
+            "\"ssl_conf_command\" directive is not supported: it passes commands to OpenSSL and Postern uses \
+             rustls in /etc/postern/postern.conf:5"
+                .into(),
+        ),
+        (
+            server("starttls yes;"),
+            "invalid value \"yes\" in \"starttls\" directive in /etc/postern/postern.conf:5".into(),
+        ),
+        (
+            server("starttls on;"),
+            "no \"ssl_certificate\" is defined for the \"starttls\" directive in /etc/postern/postern.conf:5".into(),
+        ),
+        (
+            server("starttls on; ssl_certificate a.pem;"),
+            "no \"ssl_certificate_key\" is defined for the \"starttls\" directive in /etc/postern/postern.conf:5"
+                .into(),
+        ),
+        (
+            server("starttls only; ssl_certificate a.pem; ssl_certificate_key a.key; ssl_certificate b.pem;"),
+            "no \"ssl_certificate_key\" is defined for certificate \"/etc/postern/b.pem\" and the \"starttls\" \
+             directive in /etc/postern/postern.conf:5"
+                .into(),
+        ),
+        (
+            server("starttls on; ssl_certificate a.pem; ssl_certificate_key a.key; ssl_certificate_key b.key;"),
+            "no \"ssl_certificate\" is defined for certificate key \"/etc/postern/b.key\" in \
+             /etc/postern/postern.conf:5"
+                .into(),
+        ),
+        (
+            server(&format!("starttls on; {cert} ssl_verify_client on;")),
+            "no ssl_client_certificate or ssl_trusted_certificate for ssl_verify_client in \
+             /etc/postern/postern.conf:3"
+                .into(),
+        ),
+        (
+            server(&format!("starttls on; {cert} ssl_verify_client optional;")),
+            "no ssl_client_certificate or ssl_trusted_certificate for ssl_verify_client in \
+             /etc/postern/postern.conf:3"
+                .into(),
+        ),
+        (
+            server("ssl_verify_client maybe;"),
+            "invalid value \"maybe\" in \"ssl_verify_client\" directive in /etc/postern/postern.conf:5".into(),
+        ),
+        (
+            server("ssl_verify_depth -1;"),
+            "invalid value \"-1\" in \"ssl_verify_depth\" directive in /etc/postern/postern.conf:5".into(),
+        ),
+        (
+            server("ssl_protocols TLSv1 TLSv1.1;"),
+            "\"ssl_protocols\" enables no version rustls offers: it has TLSv1.2 and TLSv1.3 only in \
+             /etc/postern/postern.conf:5"
+                .into(),
+        ),
+        (
+            server("ssl_protocols TLSv1.4;"),
+            "invalid value \"TLSv1.4\" in \"ssl_protocols\" directive in /etc/postern/postern.conf:5".into(),
+        ),
+        (
+            server("ssl_ecdh_curve secp521r1;"),
+            "curve \"secp521r1\" is not offered by rustls (X25519, prime256v1, secp384r1) in \"ssl_ecdh_curve\" \
+             directive in /etc/postern/postern.conf:5"
+                .into(),
+        ),
+        (
+            server(&format!(
+                "starttls on; {cert}\n  ssl_ciphers AES256-SHA:DHE-RSA-AES256-GCM-SHA384;"
+            )),
+            "\"ssl_ciphers\" \"AES256-SHA:DHE-RSA-AES256-GCM-SHA384\" leaves no cipher suite rustls offers for \
+             TLSv1.2: change it or drop TLSv1.2 from \"ssl_protocols\" in /etc/postern/postern.conf:6"
+                .into(),
+        ),
+        (
+            server("ssl_session_cache shared:SSL:1k;"),
+            "session cache \"shared:SSL:1k\" is too small in /etc/postern/postern.conf:5".into(),
+        ),
+        (
+            server("ssl_session_cache shared:SSL;"),
+            "invalid session cache \"shared:SSL\" in /etc/postern/postern.conf:5".into(),
+        ),
+        (
+            server("ssl_session_cache builtin:x;"),
+            "invalid session cache \"builtin:x\" in /etc/postern/postern.conf:5".into(),
+        ),
+        (
+            server("ssl_session_cache lots;"),
+            "invalid session cache \"lots\" in /etc/postern/postern.conf:5".into(),
+        ),
+        (
+            server("proxy_ssl on;\n  proxy_ssl_verify on;"),
+            "no proxy_ssl_trusted_certificate for proxy_ssl_verify in /etc/postern/postern.conf:6".into(),
+        ),
+        (
+            server("proxy_ssl_name \"bad name\";"),
+            "invalid value \"bad name\" in \"proxy_ssl_name\" directive in /etc/postern/postern.conf:5".into(),
+        ),
+        (
+            server("ssl_certificate data:xyz;"),
+            "\"ssl_certificate\" with \"data:\" is not supported: give a PEM file in /etc/postern/postern.conf:5"
+                .into(),
+        ),
+    ];
+    for (text, want) in rows {
+        assert_eq!(err(&text), want, "{text}");
+    }
+}
+
+/// TLS 1.3 alone needs no TLS 1.2 suite, so an empty cipher list is fine.
+#[test]
+fn empty_ciphers_with_tls13_only() {
+    let s = one_server(
+        "",
+        "starttls on; ssl_certificate a.pem; ssl_certificate_key a.key; ssl_protocols TLSv1.3; \
+         ssl_ciphers DHE-RSA-AES256-GCM-SHA384;",
+    );
+    assert_eq!(s.ssl.protocols, [TlsVersion::V1_3]);
 }

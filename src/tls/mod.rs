@@ -1,72 +1,81 @@
-//! STUB until the tlsconf branch lands: the interface the session driver
-//! uses. Replaced wholesale by the real module.
-#![allow(dead_code, unused_variables)]
+//! TLS with rustls (ring provider): the client side of a server block
+//! (`listen ... ssl`, `starttls`, the `ssl_*` directives) and the backend
+//! side (`proxy_ssl*`, Postern's own).
+//!
+//! Everything here is built once, when the configuration is loaded, and
+//! then only read: `ServerTls::for_core` gives each core its own rustls
+//! config, sharing certificates, keys and ticket keys but with its own
+//! session cache, so no lock is shared between cores on the hot path.
+//!
+//! - `server`: `ServerTls`, the client-facing config, and `TlsFacts` for the
+//!   auth request.
+//! - `backend`: `BackendTls`, the config for connections to backends.
+//! - `client_verify`: `ssl_verify_client` and `ssl_verify_depth`.
+//! - `ciphers`: OpenSSL cipher strings mapped to rustls suites.
+//! - `kx`: `ssl_ecdh_curve` to key-exchange groups.
+//! - `files`: PEM files, with errors naming them.
+//! - `cert_info`: what nginx tells the auth server about a client certificate.
 
-use std::net::SocketAddr;
+mod backend;
+pub(crate) mod cert_info;
+pub mod ciphers;
+mod client_verify;
+mod files;
+pub mod kx;
+mod server;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testutil;
+
 use std::sync::Arc;
 
-use crate::config::{ConfigError, ServerConfig};
+pub use backend::BackendTls;
+pub use cert_info::ClientCertFacts;
+pub use server::{ServerTls, TlsFacts};
 
-pub struct ServerTls {
-    config: Arc<rustls::ServerConfig>,
+/// Loads every server's certificates, keys, CAs and CRLs and builds its
+/// rustls configs, as `nginx -t` loads them: a file that is missing or
+/// wrong is found when the configuration is read, not at the first client.
+pub fn check(config: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+    for server in &config.servers {
+        ServerTls::build(server)?;
+        BackendTls::build(server)?;
+    }
+    Ok(())
 }
 
-impl ServerTls {
-    pub fn build(server: &ServerConfig) -> Result<Option<ServerTls>, ConfigError> {
-        Ok(None)
-    }
-    pub fn for_core(&self, cores: usize) -> Arc<rustls::ServerConfig> {
-        self.config.clone()
-    }
-    pub fn facts(&self, conn: &rustls::ServerConnection, pass_client_cert: bool) -> TlsFacts {
-        TlsFacts {
-            protocol: "TLSv1.3",
-            cipher: String::new(),
-            client_cert: None,
-        }
-    }
+/// Whether a server asks for TLS on the client side.
+pub fn wanted(server: &crate::config::ServerConfig) -> bool {
+    server.starttls != crate::config::Starttls::Off || server.listen.iter().any(|l| l.params.ssl)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFacts {
-    pub protocol: &'static str,
-    pub cipher: String,
-    pub client_cert: Option<ClientCertFacts>,
-}
+/// Where the kernel lists its upper-layer protocols.
+const AVAILABLE_ULP: &str = "/proc/sys/net/ipv4/tcp_available_ulp";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCertFacts {
-    pub verify: String,
-    pub subject: String,
-    pub issuer: String,
-    pub serial: String,
-    pub fingerprint: String,
-    pub pem: Option<String>,
-}
-
-pub struct BackendTls {
-    config: Arc<rustls::ClientConfig>,
-}
-
-impl BackendTls {
-    pub fn build(server: &ServerConfig) -> Result<BackendTls, ConfigError> {
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ConfigError::at(e.to_string(), server.location.clone()))?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-        Ok(BackendTls {
-            config: Arc::new(config),
-        })
-    }
-    pub fn config(&self) -> Arc<rustls::ClientConfig> {
-        self.config.clone()
-    }
-    pub fn server_name(&self, addr: SocketAddr) -> rustls_pki_types::ServerName<'static> {
-        rustls_pki_types::ServerName::IpAddress(addr.ip().into())
-    }
-}
-
+/// Whether the kernel offers kernel TLS (the `tls` word in
+/// /proc/sys/net/ipv4/tcp_available_ulp). A missing or unreadable file is a
+/// kernel without it.
 pub fn ktls_available() -> bool {
-    false
+    std::fs::read_to_string(AVAILABLE_ULP).is_ok_and(|ulps| ulps.split_whitespace().any(|ulp| ulp == "tls"))
+}
+
+/// The ring provider with the given TLS 1.2 suites (the TLS 1.3 ones are
+/// always all there, as OpenSSL's cipher list leaves them alone) and
+/// key-exchange groups (`None`: ring's defaults).
+fn provider(
+    tls12: Option<&[rustls::SupportedCipherSuite]>,
+    kx_groups: Option<Vec<&'static dyn rustls::crypto::SupportedKxGroup>>,
+) -> Arc<rustls::crypto::CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(tls12) = tls12 {
+        provider
+            .cipher_suites
+            .retain(|s| s.version() == &rustls::version::TLS13);
+        provider.cipher_suites.extend_from_slice(tls12);
+    }
+    if let Some(groups) = kx_groups {
+        provider.kx_groups = groups;
+    }
+    Arc::new(provider)
 }
