@@ -783,3 +783,51 @@ fn auth_server_turns_backend_tls_on() {
     c.expect("b LOGOUT\r\n", &["* BYE logging out\r\n"]);
     assert!(s.postern.proc.wait_for("session done").contains("(tls)"));
 }
+
+/// SIGHUP with other certificates: new connections get them, a TLS session
+/// in flight goes on with its own; a certificate that does not load fails
+/// the reload and the running ones stay.
+#[test]
+fn reload_swaps_certificates_and_keeps_sessions() {
+    let s = stack(StackSpec::default());
+    let config = client_config(&s.pki.ca, None, &[]);
+    let mut before = TlsClient::connect(s.postern.addr, config.clone()).unwrap();
+    assert!(before.line().starts_with("* OK"));
+    before.expect(
+        "a LOGIN bob secret\r\n",
+        &["a OK [CAPABILITY IMAP4rev1 LITERAL+] LOGIN completed\r\n"],
+    );
+    let ecdsa = certs(&s.pki.server_cert)[0].clone();
+    assert_eq!(before.conn().peer_certificates().unwrap()[0], ecdsa);
+
+    let conf = s.dir.path("postern.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let swapped = text
+        .replace(&path_text(&s.pki.server_cert), &path_text(&s.pki.server_rsa_cert))
+        .replace(&path_text(&s.pki.server_key), &path_text(&s.pki.server_rsa_key));
+    std::fs::write(&conf, &swapped).unwrap();
+    let hup = |pid: u32| {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGHUP) }, 0);
+    };
+    hup(s.postern.proc.pid());
+    s.postern.proc.wait_for_count(": reconfigured, 1 listener(s)", 2);
+    let mut after = TlsClient::connect(s.postern.addr, config.clone()).unwrap();
+    assert!(after.line().starts_with("* OK"));
+    let rsa = certs(&s.pki.server_rsa_cert)[0].clone();
+    assert_eq!(after.conn().peer_certificates().unwrap()[0], rsa);
+    // The session from before the reload still relays.
+    before.expect("b NOOP\r\n", &["b OK NOOP completed\r\n"]);
+
+    // A key that does not match its certificate: the reload is refused.
+    std::fs::write(
+        &conf,
+        swapped.replace(&path_text(&s.pki.server_rsa_key), &path_text(&s.pki.server_key)),
+    )
+    .unwrap();
+    hup(s.postern.proc.pid());
+    s.postern.proc.wait_for("reload failed");
+    let mut still = TlsClient::connect(s.postern.addr, config).unwrap();
+    assert!(still.line().starts_with("* OK"));
+    assert_eq!(still.conn().peer_certificates().unwrap()[0], rsa);
+}
