@@ -94,7 +94,10 @@ fn stack(spec: StackSpec<'_>) -> Stack {
 
 fn start_tls_postern(dir: &TempDir, pki: &TestPki, auth: &Companion, spec: &StackSpec<'_>) -> Postern {
     let port = free_port();
-    let server = spec.server.replace("{ca}", &path_text(&pki.ca));
+    let server = spec
+        .server
+        .replace("{ca}", &path_text(&pki.ca))
+        .replace("{crl}", &path_text(&pki.crl));
     let conf = format!(
         "worker_processes 2;\nerror_log stderr info;\nmail {{\n    auth_http {}/auth;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    server {{\n        listen 127.0.0.1:{port}{};\n        protocol {};\n{server}\n    }}\n}}\n",
         auth.addr,
@@ -830,4 +833,38 @@ fn reload_swaps_certificates_and_keeps_sessions() {
     let mut still = TlsClient::connect(s.postern.addr, config).unwrap();
     assert!(still.line().starts_with("* OK"));
     assert_eq!(still.conn().peer_certificates().unwrap()[0], rsa);
+}
+
+/// `ssl_crl`: a certificate the CA revoked is refused in the handshake;
+/// one it did not revoke is served.
+#[test]
+fn revoked_client_certificate_refused() {
+    let s = stack(StackSpec {
+        server: "        ssl_verify_client on;\n        ssl_client_certificate {ca};\n        ssl_crl {crl};",
+        ..StackSpec::default()
+    });
+    let revoked = client_config(&s.pki.ca, Some((&s.pki.revoked_cert, &s.pki.revoked_key)), &[]);
+    let refused = TlsClient::connect(s.postern.addr, revoked).and_then(|mut c| {
+        let mut byte = [0u8; 1];
+        c.inner.read(&mut byte).map(|_| c)
+    });
+    assert!(refused.is_err(), "a revoked certificate was served");
+    let good = client_config(&s.pki.ca, Some((&s.pki.client_cert, &s.pki.client_key)), &[]);
+    let mut c = TlsClient::connect(s.postern.addr, good).unwrap();
+    assert!(c.line().starts_with("* OK"));
+}
+
+/// A client that connects to a TLS port and never starts the handshake is
+/// closed after `timeout`, like one that never sends a command.
+#[test]
+fn silent_client_on_a_tls_port_times_out() {
+    let s = stack(StackSpec {
+        server: "        timeout 1s;",
+        ..StackSpec::default()
+    });
+    let mut c = Client::connect(s.postern.addr);
+    let started = std::time::Instant::now();
+    assert_eq!(c.read_to_close(), b"");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    assert!(s.postern.proc.wait_for("TLS handshake").contains("timed out"));
 }
