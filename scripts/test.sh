@@ -11,3 +11,6 @@ need_cargo
 
 cargo build --workspace --all-targets
 cargo test --workspace "$@"
+
+# What an operator installs: install.sh, the unit, the Debian package.
+scripts/package-check.sh
