@@ -380,3 +380,35 @@ fn auth_http_keepalive_reuses_the_connection() {
         );
     }
 }
+
+/// What a Thunderbird-style client says in ID before logging in reaches the
+/// auth server as `Auth-ID`, with Client-Port, Server-IP and Server-Port,
+/// and `auth_http_header` values with variables filled in (all Postern's
+/// own); a CR/LF in an ID value stays inside the escaped header.
+#[test]
+fn id_and_connection_details_reach_the_auth_server() {
+    let s = stack_with(
+        &["bob:secret"],
+        &[],
+        "error_log stderr info;",
+        "    auth_http_header X-Who \"$remote_addr:$remote_port to $server_addr:$server_port ($protocol)\";",
+    );
+    let mut c = Client::imap(s.postern.addr);
+    c.expect(
+        "a ID (\"name\" \"Thunderbird\" \"version\" \"115.3.1\" \"os\" \"Linux\" \"vendor\" {7}\r\n",
+        &["+ OK\r\n"],
+    );
+    c.expect("Mo\r\nzil)\r\n", &["* ID NIL\r\n", "a OK completed\r\n"]);
+    c.expect("b LOGIN bob secret\r\n", &[&ok("b")]);
+    let port = c.stream.local_addr().unwrap().port();
+    let requests = s.auth_requests();
+    for want in [
+        format!("Client-Port: {port}\r\n"),
+        "Server-IP: 127.0.0.1\r\n".to_string(),
+        format!("Server-Port: {}\r\n", s.postern.addr.port()),
+        "Auth-ID: (\"name\"%20\"Thunderbird\"%20\"version\"%20\"115.3.1\"%20\"os\"%20\"Linux\"%20\"vendor\"%20\"Mo%0D%0Azil\")\r\n".to_string(),
+        format!("X-Who: 127.0.0.1:{port} to {} (imap)\r\n", s.postern.addr),
+    ] {
+        assert!(requests.contains(&want), "no {want:?} in {requests}");
+    }
+}

@@ -1,10 +1,16 @@
 //! Builds the HTTP/1.0 request of nginx's auth_http protocol. Pure: the
 //! caller supplies the client address and configuration.
 
-use std::net::IpAddr;
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 
 use super::AuthRequest;
+use crate::protocol::imap::ClientId;
 use crate::tls::TlsFacts;
+
+/// The most bytes of a client's IMAP ID list sent as `Auth-ID` (before
+/// escaping); pairs that do not fit are left out whole.
+pub const MAX_AUTH_ID: usize = 1024;
 
 /// Connection facts the request carries beside the credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +28,15 @@ pub struct RequestContext<'a> {
     pub keep_alive: bool,
     /// The client connection's TLS, when it has it: the `Auth-SSL*` headers.
     pub tls: Option<&'a TlsFacts>,
+    /// `Client-Port` (Postern's own); `None` on a unix socket.
+    pub client_port: Option<u16>,
+    /// `Server-IP` and `Server-Port` (Postern's own): the address the client
+    /// connected to; `None` on a unix socket.
+    pub server_addr: Option<SocketAddr>,
+    /// `server_name`, for `$server_name` in `auth_http_header` values.
+    pub server_name: &'a str,
+    /// The client's IMAP ID parameters, sent as `Auth-ID` (Postern's own).
+    pub client_id: Option<&'a ClientId>,
 }
 
 /// The request bytes, headers in nginx's order. User and password are
@@ -70,17 +85,118 @@ pub fn build(req: &AuthRequest, ctx: &RequestContext<'_>) -> Vec<u8> {
     if let Some(tls) = ctx.tls {
         ssl_headers(tls, &mut out);
     }
+    // Postern's own: what nginx's users have long asked the auth server to
+    // be told, after every header nginx sends.
+    if let Some(port) = ctx.client_port {
+        out.extend_from_slice(format!("Client-Port: {port}\r\n").as_bytes());
+    }
+    if let Some(server) = ctx.server_addr {
+        out.extend_from_slice(format!("Server-IP: {}\r\nServer-Port: {}\r\n", server.ip(), server.port()).as_bytes());
+    }
+    if let Some(id) = ctx.client_id {
+        out.extend_from_slice(b"Auth-ID: ");
+        escape(&id_list(id), &mut out);
+        out.extend_from_slice(b"\r\n");
+    }
     if ctx.keep_alive {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     for (name, value) in ctx.headers {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        // The variables' values are addresses, numbers and configured
+        // names: none can hold CR or LF.
+        out.extend_from_slice(expand(value, req, ctx).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// The client's ID parameters as an IMAP list, `("name" "value" "os" NIL)`,
+/// at most `MAX_AUTH_ID` bytes: a pair that would pass the bound is left out
+/// with every pair after it, so the list stays well formed.
+fn id_list(id: &ClientId) -> Vec<u8> {
+    let quoted = |text: &[u8], out: &mut Vec<u8>| {
+        out.push(b'"');
+        for &b in text {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    };
+    let mut list = b"(".to_vec();
+    for (field, value) in id {
+        let mut pair = Vec::new();
+        if list.len() > 1 {
+            pair.push(b' ');
+        }
+        quoted(field, &mut pair);
+        pair.push(b' ');
+        match value {
+            Some(value) => quoted(value, &mut pair),
+            None => pair.extend_from_slice(b"NIL"),
+        }
+        if list.len() + pair.len() + 1 > MAX_AUTH_ID {
+            break;
+        }
+        list.extend_from_slice(&pair);
+    }
+    list.push(b')');
+    list
+}
+
+/// `auth_http_header` values with Postern's variables replaced: `$remote_addr`,
+/// `$remote_port`, `$server_addr`, `$server_port`, `$protocol`,
+/// `$server_name` (also as `${name}`). Any other `$` stays as written, so a
+/// value nginx would send literally (a key holding `$`) still does.
+fn expand<'v>(value: &'v str, req: &AuthRequest, ctx: &RequestContext<'_>) -> Cow<'v, str> {
+    if !value.contains('$') {
+        return Cow::Borrowed(value);
+    }
+    let lookup = |name: &str| -> Option<String> {
+        Some(match name {
+            "remote_addr" => ctx.client_ip.map_or_else(|| "unix:".to_string(), |ip| ip.to_string()),
+            "remote_port" => ctx.client_port.map_or_else(String::new, |p| p.to_string()),
+            "server_addr" => ctx.server_addr.map_or_else(String::new, |a| a.ip().to_string()),
+            "server_port" => ctx.server_addr.map_or_else(String::new, |a| a.port().to_string()),
+            "protocol" => req.protocol.name().to_string(),
+            "server_name" => ctx.server_name.to_string(),
+            _ => return None,
+        })
+    };
+    let mut out = String::with_capacity(value.len() + 16);
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, used) = match after
+            .strip_prefix('{')
+            .and_then(|b| b.find('}').map(|end| (&b[..end], end + 2)))
+        {
+            Some(braced) => braced,
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        match lookup(name) {
+            Some(v) => {
+                out.push_str(&v);
+                rest = &after[used..];
+            }
+            None => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// nginx's `Auth-SSL*` headers, in its order, after the SMTP envelope;
@@ -167,6 +283,10 @@ mod tests {
             client_host: None,
             keep_alive: false,
             tls: None,
+            client_port: None,
+            server_addr: None,
+            server_name: "mail.example",
+            client_id: None,
         };
         assert_eq!(
             String::from_utf8(build(&req, &ctx)).unwrap(),
@@ -199,6 +319,10 @@ mod tests {
             client_host: Some("[UNAVAILABLE]"),
             keep_alive: true,
             tls: None,
+            client_port: None,
+            server_addr: None,
+            server_name: "mail.example",
+            client_id: None,
         };
         assert_eq!(
             String::from_utf8(build(&req, &ctx)).unwrap(),
@@ -231,6 +355,10 @@ mod tests {
             client_host: None,
             keep_alive: false,
             tls: Some(tls),
+            client_port: None,
+            server_addr: None,
+            server_name: "mail.example",
+            client_id: None,
         }
     }
 
@@ -352,5 +480,62 @@ mod tests {
             escape(input, &mut out);
             assert_eq!(&out, want, "input {:?}", input);
         }
+    }
+
+    /// Client-Port, Server-IP/-Port and Auth-ID after nginx's headers, and
+    /// the variables of `auth_http_header` values.
+    #[test]
+    fn client_details_and_variables() {
+        let id: ClientId = vec![
+            (b"name".to_vec(), Some(b"Thunderbird".to_vec())),
+            (b"version".to_vec(), Some(b"115.3.1".to_vec())),
+            (b"os".to_vec(), None),
+            (b"vendor".to_vec(), Some(b"say \"hi\"\r\nX-Evil: 1".to_vec())),
+        ];
+        let headers = [
+            ("X-Client".to_string(), "$remote_addr:${remote_port}".to_string()),
+            (
+                "X-Server".to_string(),
+                "$protocol://$server_name@$server_addr:$server_port".to_string(),
+            ),
+            ("X-Key".to_string(), "pa$$word $unknown".to_string()),
+        ];
+        let ctx = RequestContext {
+            uri: "/auth",
+            host: "localhost",
+            client_ip: Some("192.0.2.7".parse().unwrap()),
+            headers: &headers,
+            client_host: None,
+            keep_alive: false,
+            tls: None,
+            client_port: Some(50123),
+            server_addr: Some("198.51.100.1:993".parse().unwrap()),
+            server_name: "mail.example",
+            client_id: Some(&id),
+        };
+        assert_eq!(
+            String::from_utf8(build(&plain_imap(), &ctx)).unwrap(),
+            "GET /auth HTTP/1.0\r\nHost: localhost\r\nAuth-Method: plain\r\nAuth-User: bob\r\n\
+             Auth-Pass: pw\r\nAuth-Protocol: imap\r\nAuth-Login-Attempt: 1\r\nClient-IP: 192.0.2.7\r\n\
+             Client-Port: 50123\r\nServer-IP: 198.51.100.1\r\nServer-Port: 993\r\n\
+             Auth-ID: (\"name\"%20\"Thunderbird\"%20\"version\"%20\"115.3.1\"%20\"os\"%20NIL%20\
+             \"vendor\"%20\"say%20\\\"hi\\\"%0D%0AX-Evil:%201\")\r\n\
+             X-Client: 192.0.2.7:50123\r\nX-Server: imap://mail.example@198.51.100.1:993\r\n\
+             X-Key: pa$$word $unknown\r\n\r\n"
+        );
+    }
+
+    /// Auth-ID stays within its bound by whole pairs, and stays a list.
+    #[test]
+    fn auth_id_is_bounded() {
+        let id: ClientId = (0..30)
+            .map(|i| (format!("field{i:02}").into_bytes(), Some(vec![b'v'; 100])))
+            .collect();
+        let list = id_list(&id);
+        assert!(list.len() <= MAX_AUTH_ID, "{}", list.len());
+        assert!(list.starts_with(b"(\"field00\" \"") && list.ends_with(b"\")"));
+        // Whole pairs: 9 of 112 bytes fit in 1,024.
+        assert_eq!(list.iter().filter(|&&b| b == b'"').count(), 9 * 4);
+        assert_eq!(id_list(&Vec::new()), b"()");
     }
 }

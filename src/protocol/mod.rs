@@ -221,6 +221,14 @@ impl FrontEnd {
         each!(self, m => m.on_shutdown())
     }
 
+    /// The client's IMAP ID parameters, if it sent ID before logging in.
+    pub fn client_id(&self) -> Option<&imap::ClientId> {
+        match self {
+            FrontEnd::Imap(m) => m.client_id(),
+            _ => None,
+        }
+    }
+
     /// The STARTTLS handshake completed: the session is now private.
     pub fn on_tls_started(&mut self) {
         each!(self, m => m.on_tls_started())

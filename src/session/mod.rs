@@ -173,6 +173,8 @@ impl FrontSettings {
 struct Trace {
     id: u64,
     client: Option<SocketAddr>,
+    /// The address the client connected to (`Server-IP`/`Server-Port`).
+    server: Option<SocketAddr>,
     started: Instant,
     user: Option<Vec<u8>>,
     backend: Option<SocketAddr>,
@@ -206,6 +208,8 @@ pub fn serve(
     let trace = Trace {
         id,
         client: peer,
+        // A unix-socket client has no address to tell.
+        server: peer.and_then(|_| client.local_addr().ok()),
         started: Instant::now(),
         user: None,
         backend: None,
@@ -352,7 +356,8 @@ async fn dialogue(
                     .map_err(|e| io_reason("writing to client", &e))?,
                 Step::Authenticate(request) => {
                     trace.user = Some(request.user.clone());
-                    let reply = ask_auth_server(&request, tls_facts.as_ref(), ctx, trace).await;
+                    let client_id = front.client_id().cloned();
+                    let reply = ask_auth_server(&request, tls_facts.as_ref(), client_id.as_ref(), ctx, trace).await;
                     if let Ok(auth::AuthReply::Accept {
                         backend_tls: Some(on), ..
                     }) = &reply
@@ -465,6 +470,7 @@ async fn dialogue(
 async fn ask_auth_server(
     request: &auth::AuthRequest,
     tls_facts: Option<&tls::TlsFacts>,
+    client_id: Option<&crate::protocol::imap::ClientId>,
     ctx: &ServerContext,
     trace: &Trace,
 ) -> Result<auth::AuthReply, auth::AuthError> {
@@ -490,6 +496,10 @@ async fn ask_auth_server(
             client_host: (ctx.server.protocol == Protocol::Smtp).then_some("[UNAVAILABLE]"),
             keep_alive: ctx.auth_pool.is_some(),
             tls: tls_facts,
+            client_port: trace.client.map(|a| a.port()),
+            server_addr: trace.server,
+            server_name: &ctx.server.server_name,
+            client_id,
         },
     );
     let reply = auth::client::ask(
