@@ -412,3 +412,31 @@ fn id_and_connection_details_reach_the_auth_server() {
         assert!(requests.contains(&want), "no {want:?} in {requests}");
     }
 }
+
+/// `auth_fail_limit 2 per 1m`: after the auth server refused an address
+/// twice, its next login, even with the right password, gets the temporary
+/// failure from Postern and the auth server is not asked.
+#[test]
+fn auth_fail_limit_answers_without_the_auth_server() {
+    let s = stack_with(
+        &["bob:secret"],
+        &[],
+        "error_log stderr info;\nworker_processes 1;",
+        "    auth_fail_limit 2 per 1m;",
+    );
+    for tag in ["a", "b"] {
+        let mut c = Client::imap(s.postern.addr);
+        c.expect(
+            &format!("{tag} LOGIN bob wrong\r\n"),
+            &[&format!("{tag} NO Invalid login or password\r\n")],
+        );
+    }
+    let mut c = Client::imap(s.postern.addr);
+    c.expect(
+        "c LOGIN bob secret\r\n",
+        &["c NO [UNAVAILABLE] Too many failed logins, try again later\r\n"],
+    );
+    assert_eq!(c.read_to_close(), b"");
+    assert_eq!(s.auth_requests().matches("GET ").count(), 2);
+    s.postern.proc.wait_for("auth_fail_limit reached");
+}

@@ -134,6 +134,7 @@ pub(crate) struct ServerDraft {
     pub(crate) client_preauth_limit: Option<usize>,
     pub(crate) auth_http_concurrency: Option<usize>,
     pub(crate) auth_http_queue: Option<usize>,
+    pub(crate) auth_fail_limit: Option<Option<(u32, Duration)>>,
     pub(crate) imap_capabilities: Option<Vec<String>>,
     pub(crate) imap_auth: Option<Vec<AuthMethod>>,
     pub(crate) imap_client_buffer: Option<usize>,
@@ -483,6 +484,7 @@ fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
         client_preauth_limit: required(draft.client_preauth_limit, "client_preauth_limit", &location)?,
         auth_http_concurrency: required(draft.auth_http_concurrency, "auth_http_concurrency", &location)?,
         auth_http_queue: required(draft.auth_http_queue, "auth_http_queue", &location)?,
+        auth_fail_limit: required(draft.auth_fail_limit, "auth_fail_limit", &location)?,
         imap: ImapSettings {
             capabilities: required(draft.imap_capabilities, "imap_capabilities", &location)?,
             auth: required(draft.imap_auth, "imap_auth", &location)?,

@@ -232,6 +232,7 @@ pub(crate) static TABLE: &[Row] = &[
     )
     .default("0"),
     Row::server("auth_http_queue", MAIL_SERVER, Exact(1), set_auth_http_queue).default("128"),
+    Row::server("auth_fail_limit", MAIL_SERVER, Range(1, 3), set_auth_fail_limit).default("off"),
     Row::server(
         "proxy_pass_error_message",
         MAIL_SERVER,
@@ -688,6 +689,25 @@ fn set_proxy_dead_peer_timeout(s: &mut ServerDraft, d: &Directive, _: &mut Env) 
             Some(t) if t >= std::time::Duration::from_secs(1) => Some(t),
             _ => return Err(invalid_value(value, &d.name)),
         }
+    });
+    Ok(())
+}
+
+/// `off`, or `N per TIME` (TIME at least one second).
+fn set_auth_fail_limit(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.auth_fail_limit = Some(match d.args.as_slice() {
+        [off] if off == "off" => None,
+        [count, per, window] if per == "per" => {
+            let count = values::parse_number(count)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|&n| n > 0)
+                .ok_or_else(|| invalid_value(count, &d.name))?;
+            let window = values::parse_time(window)
+                .filter(|&t| t >= std::time::Duration::from_secs(1))
+                .ok_or_else(|| invalid_value(window, &d.name))?;
+            Some((count, window))
+        }
+        _ => return Err(invalid_arguments(d)),
     });
     Ok(())
 }

@@ -274,6 +274,10 @@ pub struct ServerConfig {
     /// `auth_http_queue N` (Postern's, 128): logins that may wait for an
     /// auth slot; past it they get the protocol's temporary failure.
     pub auth_http_queue: usize,
+    /// `auth_fail_limit N per T` (Postern's, `None` is `off`): a client
+    /// address the auth server refused N times within T gets the protocol's
+    /// temporary failure without the auth server being asked.
+    pub auth_fail_limit: Option<(u32, Duration)>,
     pub imap: ImapSettings,
     pub pop3: Pop3Settings,
     pub smtp: SmtpSettings,

@@ -124,6 +124,7 @@ fn minimal_config_gets_exactly_the_defaults() {
                 client_preauth_limit: 0,
                 auth_http_concurrency: 0,
                 auth_http_queue: 128,
+                auth_fail_limit: None,
                 imap: ImapSettings {
                     capabilities: vec!["IMAP4".to_string(), "IMAP4rev1".to_string(), "UIDPLUS".to_string()],
                     auth: vec![AuthMethod::Plain],
@@ -289,6 +290,10 @@ fn server_directives() {
         ("client_preauth_limit 3;", |s| s.client_preauth_limit == 3),
         ("auth_http_concurrency 16;", |s| s.auth_http_concurrency == 16),
         ("auth_http_queue 0;", |s| s.auth_http_queue == 0),
+        ("auth_fail_limit 5 per 1m;", |s| {
+            s.auth_fail_limit == Some((5, Duration::from_secs(60)))
+        }),
+        ("auth_fail_limit off;", |s| s.auth_fail_limit.is_none()),
         ("proxy_dead_peer_timeout off;", |s| s.proxy_dead_peer_timeout.is_none()),
         ("proxy_dead_peer_timeout 90s;", |s| {
             s.proxy_dead_peer_timeout == Some(Duration::from_secs(90))
@@ -731,6 +736,14 @@ fn errors_with_file_and_line() {
         (
             "mail {\n server {\n  auth_http_concurrency many;\n }\n}",
             "invalid value \"many\" in \"auth_http_concurrency\" directive in /etc/postern/postern.conf:3",
+        ),
+        (
+            "mail {\n auth_fail_limit 5 in 1m;\n}",
+            "invalid number of arguments in \"auth_fail_limit\" directive in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n auth_fail_limit 0 per 1m;\n}",
+            "invalid value \"0\" in \"auth_fail_limit\" directive in /etc/postern/postern.conf:2",
         ),
         (
             "mail {\n auth_http_queue 1k;\n}",

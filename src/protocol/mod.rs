@@ -339,6 +339,24 @@ pub fn busy_auth_reply(protocol: crate::config::Protocol) -> crate::auth::AuthRe
     }
 }
 
+/// What the front end is told when `auth_fail_limit` refuses a login
+/// without asking the auth server: the protocol's temporary failure, and the
+/// session closes (no Auth-Wait: a client refused this often is not invited
+/// to go on).
+pub fn throttled_auth_reply(protocol: crate::config::Protocol) -> crate::auth::AuthReply {
+    use crate::config::Protocol;
+    let (message, error_code): (&[u8], Option<&[u8]>) = match protocol {
+        Protocol::Imap => (b"[UNAVAILABLE] Too many failed logins, try again later", None),
+        Protocol::Pop3 => (b"[SYS/TEMP] Too many failed logins, try again later", None),
+        Protocol::Smtp => (b"Too many failed logins, try again later", Some(b"454 4.7.0")),
+    };
+    crate::auth::AuthReply::Reject {
+        message: message.to_vec(),
+        wait: None,
+        error_code: error_code.map(<[u8]>::to_vec),
+    }
+}
+
 /// The first property of every front-end machine, shared by their tests:
 /// however the client's bytes are split across reads, the steps are the same.
 #[cfg(test)]

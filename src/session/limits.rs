@@ -9,7 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::sync::{Permit, Semaphore};
 
@@ -135,9 +135,111 @@ impl AuthLimit {
     }
 }
 
+/// The most client addresses `FailLimit` remembers per core and listener:
+/// about 64 bytes each, so a bot cycling through addresses costs at most
+/// about half a megabyte.
+const FAIL_LIMIT_ADDRESSES: usize = 8192;
+
+/// `auth_fail_limit N per T`: client addresses whose logins the auth server
+/// refused N times within T are answered "try later" without asking it,
+/// until T has passed since the first of those failures. Approximate by
+/// design: a fixed window per address, per core, and when the table is
+/// full the stalest addresses are forgotten first.
+#[derive(Debug)]
+pub struct FailLimit {
+    max: u32,
+    window: Duration,
+    failures: RefCell<HashMap<IpAddr, Failures>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    since: Instant,
+    count: u32,
+}
+
+impl FailLimit {
+    pub fn new(max: u32, window: Duration) -> Self {
+        FailLimit {
+            max,
+            window,
+            failures: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Whether logins from `ip` are refused without asking the auth server.
+    pub fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
+        self.failures
+            .borrow()
+            .get(&ip)
+            .is_some_and(|f| now.duration_since(f.since) < self.window && f.count >= self.max)
+    }
+
+    /// The auth server refused a login from `ip`.
+    pub fn failed(&self, ip: IpAddr, now: Instant) {
+        let mut failures = self.failures.borrow_mut();
+        if !failures.contains_key(&ip) && failures.len() >= FAIL_LIMIT_ADDRESSES {
+            let window = self.window;
+            failures.retain(|_, f| now.duration_since(f.since) < window);
+            if failures.len() >= FAIL_LIMIT_ADDRESSES {
+                // Still full of live windows: the oldest one goes. A scan,
+                // but only when a new address meets a full table.
+                if let Some(oldest) = failures.iter().min_by_key(|(_, f)| f.since).map(|(ip, _)| *ip) {
+                    failures.remove(&oldest);
+                }
+            }
+        }
+        let entry = failures.entry(ip).or_insert(Failures { since: now, count: 0 });
+        if now.duration_since(entry.since) >= self.window {
+            *entry = Failures { since: now, count: 0 };
+        }
+        entry.count = entry.count.saturating_add(1);
+    }
+
+    #[cfg(test)]
+    fn addresses(&self) -> usize {
+        self.failures.borrow().len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fail_limit_blocks_within_the_window_and_forgets_after() {
+        let limit = FailLimit::new(3, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        for i in 0..3 {
+            assert!(!limit.blocked(a, t0), "blocked after {i} failures");
+            limit.failed(a, t0 + Duration::from_secs(i));
+        }
+        assert!(limit.blocked(a, t0 + Duration::from_secs(10)));
+        assert!(!limit.blocked(b, t0 + Duration::from_secs(10)), "another address");
+        // The window counts from the first failure.
+        assert!(!limit.blocked(a, t0 + Duration::from_secs(60)));
+        limit.failed(a, t0 + Duration::from_secs(61));
+        assert!(
+            !limit.blocked(a, t0 + Duration::from_secs(62)),
+            "a new window starts at 1"
+        );
+    }
+
+    #[test]
+    fn fail_limit_memory_is_bounded() {
+        let limit = FailLimit::new(1, Duration::from_secs(60));
+        let t0 = Instant::now();
+        for i in 0..(FAIL_LIMIT_ADDRESSES as u32 + 100) {
+            limit.failed(IpAddr::from(i.to_be_bytes()), t0 + Duration::from_millis(u64::from(i)));
+        }
+        assert_eq!(limit.addresses(), FAIL_LIMIT_ADDRESSES);
+        // The oldest went first; the newest is remembered.
+        assert!(!limit.blocked(IpAddr::from(0u32.to_be_bytes()), t0 + Duration::from_secs(30)));
+        let newest = FAIL_LIMIT_ADDRESSES as u32 + 99;
+        assert!(limit.blocked(IpAddr::from(newest.to_be_bytes()), t0 + Duration::from_secs(30)));
+    }
 
     #[test]
     fn preauth_limit_counts_per_address_and_forgets_empty_ones() {

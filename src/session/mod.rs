@@ -96,6 +96,8 @@ pub struct ServerContext {
     pub preauth: Option<Rc<limits::PreauthLimit>>,
     /// `auth_http_concurrency` and `auth_http_queue`, when enabled.
     pub auth_limit: Option<limits::AuthLimit>,
+    /// `auth_fail_limit`, when enabled.
+    pub fail_limit: Option<limits::FailLimit>,
 }
 
 impl ServerContext {
@@ -126,6 +128,9 @@ impl ServerContext {
             (server.client_preauth_limit > 0).then(|| Rc::new(limits::PreauthLimit::new(server.client_preauth_limit)));
         let auth_limit = (server.auth_http_concurrency > 0)
             .then(|| limits::AuthLimit::new(server.auth_http_concurrency, server.auth_http_queue));
+        let fail_limit = server
+            .auth_fail_limit
+            .map(|(max, window)| limits::FailLimit::new(max, window));
         ServerContext {
             front: FrontSettings::from_server(&server),
             client_tls,
@@ -138,6 +143,7 @@ impl ServerContext {
             auth_pool: (server_keepalive > 0).then(|| auth::client::KeepAlive::new(server_keepalive)),
             preauth,
             auth_limit,
+            fail_limit,
         }
     }
 }
@@ -474,6 +480,19 @@ async fn ask_auth_server(
     ctx: &ServerContext,
     trace: &Trace,
 ) -> Result<auth::AuthReply, auth::AuthError> {
+    // auth_fail_limit: an address the auth server keeps refusing is not
+    // worth asking about until its window has passed.
+    let client_ip = trace.client.map(|a| a.ip());
+    if let (Some(limit), Some(ip)) = (&ctx.fail_limit, client_ip) {
+        if limit.blocked(ip, Instant::now()) {
+            log::info!(
+                "*{} auth_fail_limit reached, login refused without asking the auth server, {}",
+                trace.id,
+                trace.who()
+            );
+            return Ok(crate::protocol::throttled_auth_reply(ctx.server.protocol));
+        }
+    }
     // auth_http_concurrency: the slot is held for the whole round trip.
     let _slot = match &ctx.auth_limit {
         Some(limit) => match limit.slot(ctx.server.auth_http_timeout).await {
@@ -511,6 +530,9 @@ async fn ask_auth_server(
     .await;
     if let Err(e) = &reply {
         log::error!("*{} {e} while in http auth state, {}", trace.id, trace.who());
+    }
+    if let (Some(limit), Some(ip), Ok(auth::AuthReply::Reject { .. })) = (&ctx.fail_limit, client_ip, &reply) {
+        limit.failed(ip, Instant::now());
     }
     reply
 }
