@@ -237,12 +237,12 @@ fn auth_http_header_is_sent() {
     );
     let mut c = Client::imap(s.postern.addr);
     c.expect("a LOGIN bob secret\r\n", &[&ok("a")]);
-    assert!(
-        s.auth_requests()
-            .ends_with("Client-IP: 127.0.0.1\r\nX-Auth-Key: secret key\r\nX-Node: n1\r\n\r\n"),
-        "{}",
-        s.auth_requests()
+    // The operator's headers come last, after the connection details.
+    let tail = format!(
+        "Server-IP: 127.0.0.1\r\nServer-Port: {}\r\nX-Auth-Key: secret key\r\nX-Node: n1\r\n\r\n",
+        s.postern.addr.port()
     );
+    assert!(s.auth_requests().ends_with(&tail), "{}", s.auth_requests());
 }
 
 fn bad_auth_reply(reply: &[u8], extra_mail: &str) -> String {
