@@ -14,6 +14,8 @@ fn settings() -> ImapFrontSettings {
         pass_error_message: false,
         cram_md5: true,
         external: true,
+        oauth: vec![OAuthMechanism::OAuthBearer, OAuthMechanism::XOAuth2],
+        max_token: 100,
         server_name: "mx.postern.test".to_string(),
     }
 }
@@ -169,6 +171,7 @@ fn cram_md5_and_the_rule_for_auth_pass() {
         user: None,
         pass: None,
         backend_tls: None,
+        backend_method: None,
     }));
     assert_eq!(
         drain(&mut m),
@@ -315,6 +318,7 @@ fn accept_connects_with_overrides() {
         user: Some(b"robert".to_vec()),
         pass: None,
         backend_tls: None,
+        backend_method: None,
     }));
     let Some(Step::ConnectBackend(mut plan)) = m.poll() else {
         panic!("expected a backend plan")
@@ -350,6 +354,7 @@ fn backend_failure_gives_internal_error_or_its_line() {
         user: None,
         pass: None,
         backend_tls: None,
+        backend_method: None,
     }));
     let _ = drain(&mut m);
     m.on_backend(BackendOutcome::Failed { client_reply: None });
@@ -364,6 +369,7 @@ fn backend_failure_gives_internal_error_or_its_line() {
         user: None,
         pass: None,
         backend_tls: None,
+        backend_method: None,
     }));
     let _ = drain(&mut m);
     m.on_backend(BackendOutcome::Failed {
@@ -379,6 +385,7 @@ fn reject_without_wait_closes() {
         message: b"Invalid login".to_vec(),
         wait: None,
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(
         drain(&mut m),
@@ -393,6 +400,7 @@ fn reject_with_wait_lets_the_client_retry() {
         message: b"Try later".to_vec(),
         wait: Some(Duration::from_secs(2)),
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["wait 2000ms", "send t1 NO Try later\r\n"]);
     assert!(m.wants_input());
@@ -411,6 +419,7 @@ fn wait_status_asks_again() {
         message: b"no".to_vec(),
         wait: None,
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["send t1 NO no\r\n", "close LoginRefused"]);
 }
@@ -672,6 +681,11 @@ mod props {
         b"h AUTHENTICATE EXTERNAL =\r\n",
         b"i LOGOUT\r\n",
         b"s STARTTLS\r\n",
+        b"j AUTHENTICATE XOAUTH2\r\n",
+        b"dXNlcj1ib2IBYXV0aD1CZWFyZXIgVE9LRU4BAQ==\r\n",
+        b"k AUTHENTICATE OAUTHBEARER bixhPWJvYiwBYXV0aD1CZWFyZXIgVE9LRU4BAQ==\r\n",
+        b"l AUTHENTICATE OAUTHBEARER ",
+        b"AQ==\r\n",
     ];
 
     /// Drains, refusing each login with Auth-Wait so the dialogue goes on
@@ -689,6 +703,7 @@ mod props {
                 message: b"no".to_vec(),
                 wait: Some(Duration::from_secs(1)),
                 error_code: None,
+                sasl_error: None,
             }));
         }
     }
@@ -705,7 +720,7 @@ mod props {
             feed: ImapFront::feed,
             render: &drain_refusing,
             reading: ImapFront::wants_input,
-            limit: settings().client_buffer,
+            limit: oauth::line_limit(settings().client_buffer, settings().max_token),
         };
         prop_assert_eq!(split.steps(script, cuts), split.steps(script, &[]));
         Ok(())

@@ -27,6 +27,8 @@ fn settings() -> Pop3FrontSettings {
         apop: false,
         cram_md5: false,
         external: false,
+        oauth: vec![OAuthMechanism::OAuthBearer, OAuthMechanism::XOAuth2],
+        max_token: 100,
         server_name: "mail.example".to_string(),
     }
 }
@@ -423,6 +425,7 @@ fn accept(user: Option<&[u8]>, pass: Option<&[u8]>) -> Result<AuthReply, AuthErr
         user: user.map(<[u8]>::to_vec),
         pass: pass.map(|p| Secret::new(p.to_vec())),
         backend_tls: None,
+        backend_method: None,
     })
 }
 
@@ -534,6 +537,7 @@ fn reject_without_wait_closes() {
         message: b"Invalid login".to_vec(),
         wait: None,
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["send -ERR Invalid login\r\n", "close LoginRefused"]);
 }
@@ -545,6 +549,7 @@ fn reject_with_wait_starts_over() {
         message: b"Try later".to_vec(),
         wait: Some(Duration::from_secs(2)),
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["wait 2000ms", "send -ERR Try later\r\n"]);
     assert!(m.wants_input());
@@ -567,6 +572,7 @@ fn wait_status_asks_again() {
         message: b"no".to_vec(),
         wait: None,
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["send -ERR no\r\n", "close LoginRefused"]);
 }
@@ -634,9 +640,13 @@ fn replies_from_config() {
 }
 
 /// `want` with the limits of `got`, which come from defaults the test does
-/// not pin (they belong to the config module).
+/// not pin (they belong to the config module), and its OAuth mechanisms,
+/// which this file's settings enable beyond the configuration's (their
+/// advertising is checked in `oauth_from_config`).
 fn settings_with_limits(want: Pop3FrontSettings, got: &Pop3FrontSettings) -> Pop3FrontSettings {
     Pop3FrontSettings {
+        oauth: got.oauth.clone(),
+        max_token: got.max_token,
         client_buffer: got.client_buffer,
         max_errors: got.max_errors,
         proxy_buffer: got.proxy_buffer,
@@ -881,6 +891,11 @@ mod props {
         b"APOP bob b913a602c7eda7a495b4e6e7334d3890\r\n",
         b"QUIT\r\n",
         b"STLS\r\n",
+        b"AUTH XOAUTH2\r\n",
+        b"dXNlcj1ib2IBYXV0aD1CZWFyZXIgVE9LRU4BAQ==\r\n",
+        b"AUTH OAUTHBEARER bixhPWJvYiwBYXV0aD1CZWFyZXIgVE9LRU4BAQ==\r\n",
+        b"AUTH OAUTHBEARER ",
+        b"AQ==\r\n",
         b"\r\n",
         b"\n",
         b" ",
@@ -902,6 +917,7 @@ mod props {
                 message: b"no".to_vec(),
                 wait: Some(Duration::from_secs(1)),
                 error_code: None,
+                sasl_error: None,
             }));
         }
     }
@@ -918,7 +934,7 @@ mod props {
             feed: Pop3Front::feed,
             render: &drain_refusing,
             reading: Pop3Front::wants_input,
-            limit: settings_all().client_buffer,
+            limit: oauth::line_limit(settings_all().client_buffer, settings_all().max_token),
         };
         prop_assert_eq!(split.steps(script, cuts), split.steps(script, &[]));
         Ok(())

@@ -14,6 +14,8 @@ fn settings() -> SmtpFrontSettings {
         greeting_delay: Duration::ZERO,
         cram_md5: true,
         external: false,
+        oauth: vec![OAuthMechanism::OAuthBearer, OAuthMechanism::XOAuth2],
+        max_token: 100,
         none: false,
         xclient: true,
         proxy_smtp_auth: false,
@@ -177,6 +179,7 @@ fn smtp_auth_none_sends_the_envelope() {
         user: None,
         pass: None,
         backend_tls: None,
+        backend_method: None,
     }));
     let Some(Step::ConnectBackend(mut plan)) = m.poll() else {
         panic!("no plan")
@@ -213,6 +216,7 @@ fn auth_replies() {
         message: b"Go away".to_vec(),
         wait: None,
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["send 535 5.7.0 Go away\r\n", "close LoginRefused"]);
 
@@ -221,6 +225,7 @@ fn auth_replies() {
         message: b"Try later".to_vec(),
         wait: Some(Duration::from_secs(1)),
         error_code: Some(b"451 4.3.0".to_vec()),
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["wait 1000ms", "send 451 4.3.0 Try later\r\n"]);
     m.feed(b"AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n");
@@ -239,6 +244,7 @@ fn auth_replies() {
         user: None,
         pass: None,
         backend_tls: None,
+        backend_method: None,
     }));
     assert_eq!(drain(&mut m), vec!["connect 10.0.0.1:25 as bob"]);
     m.on_backend(BackendOutcome::LoggedIn {
@@ -622,6 +628,11 @@ mod props {
         b"NOOP\r\n",
         b"QUIT\r\n",
         b"STARTTLS\r\n",
+        b"AUTH XOAUTH2\r\n",
+        b"dXNlcj1ib2IBYXV0aD1CZWFyZXIgVE9LRU4BAQ==\r\n",
+        b"AUTH OAUTHBEARER bixhPWJvYiwBYXV0aD1CZWFyZXIgVE9LRU4BAQ==\r\n",
+        b"AUTH OAUTHBEARER ",
+        b"AQ==\r\n",
         b"\r\n",
         b"\n",
         b" ",
@@ -643,6 +654,7 @@ mod props {
                 message: b"no".to_vec(),
                 wait: Some(Duration::from_secs(1)),
                 error_code: None,
+                sasl_error: None,
             }));
         }
     }
@@ -653,7 +665,7 @@ mod props {
             feed: SmtpFront::feed,
             render: &drain_refusing,
             reading: SmtpFront::wants_input,
-            limit: settings().client_buffer,
+            limit: oauth::line_limit(settings().client_buffer, settings().max_token),
         };
         prop_assert_eq!(split.steps(script, cuts), split.steps(script, &[]));
         Ok(())
