@@ -439,6 +439,84 @@ mod tests {
         }
     }
 
+    fn oauth(mechanism: OAuthMechanism) -> ImapBackend {
+        backend(b"bob", b"TOKEN").with_oauth(Some(mechanism))
+    }
+
+    #[test]
+    fn oauth_with_sasl_ir() {
+        let steps = run(
+            &mut oauth(OAuthMechanism::XOAuth2),
+            &[
+                b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] hi\r\n",
+                b"a1 OK in\r\n",
+            ],
+        );
+        let message = BASE64.encode(b"user=bob\x01auth=Bearer TOKEN\x01\x01");
+        assert_eq!(
+            steps,
+            vec![
+                send(format!("a1 AUTHENTICATE XOAUTH2 {message}\r\n").as_bytes()),
+                BackendStep::Done(BackendOutcome::LoggedIn {
+                    client_reply: b"a1 OK in\r\n".to_vec()
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn oauth_without_sasl_ir_waits_for_the_continuation() {
+        let steps = run(
+            &mut oauth(OAuthMechanism::OAuthBearer),
+            &[b"* OK ready\r\n", b"+ \r\n", b"a1 OK in\r\n"],
+        );
+        let message = BASE64.encode(b"n,a=bob,\x01auth=Bearer TOKEN\x01\x01");
+        assert_eq!(
+            steps,
+            vec![
+                send(b"a1 AUTHENTICATE OAUTHBEARER\r\n"),
+                send(format!("{message}\r\n").as_bytes()),
+                BackendStep::Done(BackendOutcome::LoggedIn {
+                    client_reply: b"a1 OK in\r\n".to_vec()
+                }),
+            ]
+        );
+    }
+
+    /// RFC 7628 3.2.3: the error challenge gets the dummy response, then
+    /// the NO is the outcome.
+    #[test]
+    fn oauth_refusal_answers_the_challenge() {
+        for (mechanism, dummy) in [
+            (OAuthMechanism::OAuthBearer, &b"AQ==\r\n"[..]),
+            (OAuthMechanism::XOAuth2, b"\r\n"),
+        ] {
+            let mut m = oauth(mechanism);
+            m.pass_error_message = true;
+            let steps = run(
+                &mut m,
+                &[
+                    b"* OK [CAPABILITY SASL-IR] hi\r\n",
+                    b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n",
+                    b"a1 NO bad token\r\n",
+                ],
+            );
+            assert_eq!(steps[1], send(dummy), "{mechanism:?}");
+            assert_eq!(
+                steps[2],
+                BackendStep::Done(BackendOutcome::Failed {
+                    client_reply: Some(b"a1 NO bad token\r\n".to_vec())
+                })
+            );
+        }
+        // A continuation to a LOGIN is no challenge.
+        let steps = run(&mut backend(b"u", b"p"), &[b"* OK\r\n", b"+ what\r\n"]);
+        assert_eq!(
+            steps.last(),
+            Some(&BackendStep::Done(BackendOutcome::Failed { client_reply: None }))
+        );
+    }
+
     /// The split property for generated backend replies and cut points,
     /// and the bound on what the login leaves to the driver until it is done.
     mod props {

@@ -326,6 +326,49 @@ mod tests {
         assert_eq!(collect(&every_byte), whole);
     }
 
+    fn oauth(token: &[u8]) -> Pop3Backend {
+        Pop3Backend::new(b"bob".to_vec(), Secret::new(token.to_vec()), 4096, true)
+            .with_oauth(Some(OAuthMechanism::XOAuth2))
+    }
+
+    #[test]
+    fn oauth_login() {
+        let steps = run(&mut oauth(b"TOKEN"), &[b"+OK hi\r\n", b"+OK in\r\n"]);
+        let message = BASE64.encode(b"user=bob\x01auth=Bearer TOKEN\x01\x01");
+        assert_eq!(
+            steps,
+            vec![
+                send(format!("AUTH XOAUTH2 {message}\r\n").as_bytes()),
+                BackendStep::Done(BackendOutcome::LoggedIn {
+                    client_reply: b"+OK in\r\n".to_vec()
+                }),
+            ]
+        );
+    }
+
+    /// RFC 5034 4: past 255 octets the response waits for the `+`.
+    #[test]
+    fn oauth_long_token_after_the_continuation() {
+        let token = vec![b'T'; 300];
+        let steps = run(&mut oauth(&token), &[b"+OK hi\r\n", b"+ \r\n", b"+OK in\r\n"]);
+        let mut message = b"user=bob\x01auth=Bearer ".to_vec();
+        message.extend_from_slice(&token);
+        message.extend_from_slice(b"\x01\x01");
+        assert_eq!(steps[0], send(b"AUTH XOAUTH2\r\n"));
+        assert_eq!(steps[1], send(format!("{}\r\n", BASE64.encode(message)).as_bytes()));
+        assert!(matches!(steps[2], BackendStep::Done(BackendOutcome::LoggedIn { .. })));
+    }
+
+    #[test]
+    fn oauth_refusal_answers_the_challenge() {
+        let steps = run(
+            &mut oauth(b"TOKEN"),
+            &[b"+OK hi\r\n", b"+ eyJ9\r\n", b"-ERR [AUTH] no\r\n"],
+        );
+        assert_eq!(steps[1], send(b"\r\n"));
+        assert_eq!(steps[2], failed(Some(b"-ERR [AUTH] no\r\n")));
+    }
+
     /// The split property for generated backend replies and cut points,
     /// and the bound on what the login leaves to the driver until it is done.
     mod props {

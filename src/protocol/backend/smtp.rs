@@ -334,6 +334,52 @@ mod tests {
     }
 
     #[test]
+    fn oauth_with_proxy_smtp_auth() {
+        let oauth = || SmtpLogin {
+            xclient: false,
+            proxy_smtp_auth: true,
+            user: b"bob".to_vec(),
+            pass: Secret::new(b"TOKEN".to_vec()),
+            oauth: Some(OAuthMechanism::OAuthBearer),
+            pass_error_message: true,
+            ..login()
+        };
+        let message = BASE64.encode(b"n,a=bob,\x01auth=Bearer TOKEN\x01\x01");
+        let out = run(oauth(), &["220 mx\r\n", "250 mx\r\n", "235 2.7.0 ok\r\n"]);
+        assert_eq!(
+            out,
+            vec![
+                "EHLO mx.postern.test\r\n".to_string(),
+                format!("AUTH OAUTHBEARER {message}\r\n"),
+                logged_in("235 2.0.0 OK\r\n"),
+            ]
+        );
+        // RFC 7628 3.2.3: the challenge gets `AQ==`, the 535 is the outcome.
+        let out = run(
+            oauth(),
+            &["220 mx\r\n", "250 mx\r\n", "334 eyJ9\r\n", "535 5.7.8 no\r\n"],
+        );
+        assert_eq!(out[2], "AQ==\r\n");
+        assert_eq!(
+            out[3],
+            format!(
+                "{:?}",
+                BackendOutcome::Failed {
+                    client_reply: Some(b"535 5.7.8 no\r\n".to_vec())
+                }
+            )
+        );
+        // A token too long for one AUTH line goes after the 334.
+        let long = SmtpLogin {
+            pass: Secret::new(vec![b'T'; MAX_AUTH_LINE]),
+            ..oauth()
+        };
+        let out = run(long, &["220 mx\r\n", "250 mx\r\n", "334 \r\n"]);
+        assert_eq!(out[1], "AUTH OAUTHBEARER\r\n");
+        assert!(out[2].len() > MAX_AUTH_LINE, "{}", out[2].len());
+    }
+
+    #[test]
     fn xclient_flow() {
         let out = run(
             login(),
