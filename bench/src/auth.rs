@@ -129,6 +129,8 @@ pub struct Config {
     pub error: String,
     /// `Auth-Error-Code` of failed-login replies.
     pub error_code: Option<String>,
+    /// `Auth-Error-SASL` of failed-login replies.
+    pub error_sasl: Option<String>,
     /// Leave `Auth-Pass` out of the OK replies to `apop`, `cram-md5` and
     /// `external` logins (`--no-backend-pass`).
     pub no_backend_pass: bool,
@@ -340,12 +342,17 @@ pub fn respond(config: &Config, head: &[u8]) -> Vec<u8> {
         ),
         b"external" => (known.is_some(), true),
         b"none" => (true, false),
+        // A bearer token is checked as the user's password would be.
+        b"oauthbearer" | b"xoauth2" => (known == Some(&pass[..]), false),
         _ => return BAD_REQUEST.to_vec(),
     };
     if !good {
         let mut reply = format!("HTTP/1.0 200 OK\r\nAuth-Status: {}\r\n", config.error);
         if let Some(code) = &config.error_code {
             reply.push_str(&format!("Auth-Error-Code: {code}\r\n"));
+        }
+        if let Some(json) = &config.error_sasl {
+            reply.push_str(&format!("Auth-Error-SASL: {json}\r\n"));
         }
         if let Some(wait) = config.wait {
             reply.push_str(&format!("Auth-Wait: {wait}\r\n"));

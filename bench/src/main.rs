@@ -67,6 +67,10 @@ struct AuthArgs {
     /// Add `Auth-Error-Code: CODE` to failed-login replies (e.g. "454 4.7.0").
     #[arg(long, value_name = "CODE")]
     error_code: Option<String>,
+    /// Add `Auth-Error-SASL: JSON` to failed-login replies (the OAuth error
+    /// challenge Postern gives OAUTHBEARER / XOAUTH2 clients).
+    #[arg(long, value_name = "JSON")]
+    error_sasl: Option<String>,
     /// Leave Auth-Pass out of OK replies to apop, cram-md5 and external logins.
     #[arg(long)]
     no_backend_pass: bool,
@@ -340,6 +344,9 @@ fn run_auth(args: AuthArgs) -> Result<(), String> {
     if args.error_code.as_ref().is_some_and(|c| c.contains(['\r', '\n'])) {
         return Err("--error-code must not contain CR or LF".into());
     }
+    if args.error_sasl.as_ref().is_some_and(|c| c.contains(['\r', '\n'])) {
+        return Err("--error-sasl must not contain CR or LF".into());
+    }
     let users = Users::load(&user_bytes(&args.user), args.users.as_deref())?;
     let overrides = args
         .overrides
@@ -360,6 +367,7 @@ fn run_auth(args: AuthArgs) -> Result<(), String> {
         wait: args.wait,
         error: args.error,
         error_code: args.error_code,
+        error_sasl: args.error_sasl,
         no_backend_pass: args.no_backend_pass,
         ok_headers: args.ok_headers,
         delay: Duration::from_millis(args.delay_ms),

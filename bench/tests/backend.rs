@@ -75,7 +75,8 @@ impl Client {
     }
 }
 
-const GREETING: &str = "* OK [CAPABILITY IMAP4rev1 LITERAL+] postern-bench backend ready\r\n";
+const GREETING: &str =
+    "* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR AUTH=OAUTHBEARER AUTH=XOAUTH2] postern-bench backend ready\r\n";
 const LOGGED_IN: &str = "OK [CAPABILITY IMAP4rev1 LITERAL+] LOGIN completed\r\n";
 
 #[test]

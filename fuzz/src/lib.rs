@@ -267,6 +267,7 @@ fn auth_answer(rng: &mut Rng, answers: u32) -> Result<AuthReply, AuthError> {
             user: None,
             pass: None,
             backend_tls: None,
+            backend_method: None,
         },
         2 => AuthReply::Accept {
             backend,
@@ -274,12 +275,14 @@ fn auth_answer(rng: &mut Rng, answers: u32) -> Result<AuthReply, AuthError> {
             user: Some(b"al\"ice {3}\r\n".to_vec()),
             pass: Some(Secret::new(b"p\\w\0\r\nx".to_vec())),
             backend_tls: None,
+            backend_method: None,
         },
         3 => AuthReply::Accept {
             backend,
             user: None,
             pass: Some(Secret::new(b"backend-pw".to_vec())),
             backend_tls: None,
+            backend_method: None,
         },
         4 => AuthReply::Reject {
             message: b"Invalid login or password".to_vec(),
@@ -290,6 +293,7 @@ fn auth_answer(rng: &mut Rng, answers: u32) -> Result<AuthReply, AuthError> {
             message: b"Try later".to_vec(),
             wait: Some(Duration::from_secs(1)),
             error_code: None,
+            sasl_error: None,
         },
         6 => AuthReply::Retry {
             wait: Duration::from_millis(10),

@@ -44,6 +44,18 @@ pub enum AuthMethod {
     External,
     /// SMTP with `smtp_auth none`: no credentials, the envelope instead.
     None,
+    /// OAUTHBEARER or XOAUTH2: Auth-Pass is the client's bearer token.
+    OAuth(OAuthMechanism),
+}
+
+/// The SASL mechanisms that carry an OAuth 2.0 bearer token
+/// (`protocol::oauth` parses and builds their messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthMechanism {
+    /// RFC 7628.
+    OAuthBearer,
+    /// Google's XOAUTH2, which Microsoft and most clients also speak.
+    XOAuth2,
 }
 
 impl AuthMethod {
@@ -54,6 +66,8 @@ impl AuthMethod {
             AuthMethod::CramMd5 => "cram-md5",
             AuthMethod::External => "external",
             AuthMethod::None => "none",
+            AuthMethod::OAuth(OAuthMechanism::OAuthBearer) => "oauthbearer",
+            AuthMethod::OAuth(OAuthMechanism::XOAuth2) => "xoauth2",
         }
     }
 
@@ -103,6 +117,10 @@ pub enum AuthReply {
         /// `Auth-SSL-Backend: on|off` (Postern's own): TLS to this backend
         /// or not, whatever `proxy_ssl` says.
         backend_tls: Option<bool>,
+        /// `Auth-Method: oauthbearer|xoauth2` (Postern's own): log in to the
+        /// backend with this mechanism, the password being the token,
+        /// instead of as a password login.
+        backend_method: Option<OAuthMechanism>,
     },
     /// Any other status: tell the client `message`. With `wait` the client may
     /// try again after that delay; without it the session ends.
@@ -112,6 +130,9 @@ pub enum AuthReply {
         message: Vec<u8>,
         wait: Option<Duration>,
         error_code: Option<Vec<u8>>,
+        /// `Auth-Error-SASL` (Postern's own), base64, printable: the error
+        /// challenge of a failed OAUTHBEARER / XOAUTH2 exchange.
+        sasl_error: Option<Vec<u8>>,
     },
     /// `Auth-Status: WAIT`: ask again, with the same request, after the delay.
     Retry { wait: Duration },

@@ -5,7 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::{AuthError, AuthReply, Secret};
+use super::{AuthError, AuthReply, OAuthMechanism, Secret};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 
 /// Largest reply head accepted. nginx reads the reply into 1 KiB; Postern
 /// allows 4 KiB so longer error texts fit, and still refuses a server that
@@ -18,6 +20,11 @@ const MAX_HEADERS: usize = 32;
 /// The longest `Auth-Wait` honoured: a misconfigured server must not park a
 /// session for days.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// The longest `Auth-Error-SASL` JSON kept (before base64): RFC 7628's
+/// error has three short members; more is an auth server's mistake, and
+/// the challenge goes to a client that reads it into a line buffer.
+const MAX_SASL_ERROR: usize = 1024;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
@@ -92,6 +99,7 @@ pub fn parse_framed(buf: &[u8]) -> Result<Option<(AuthReply, Framing)>, AuthErro
                 user: find("Auth-User").map(<[u8]>::to_vec),
                 pass: find("Auth-Pass").map(|p| Secret::new(p.to_vec())),
                 backend_tls: find("Auth-SSL-Backend").map(parse_on_off).transpose()?,
+                backend_method: find("Auth-Method").map(parse_backend_method).transpose()?.flatten(),
             }
         }
         b"WAIT" => AuthReply::Retry {
@@ -101,6 +109,7 @@ pub fn parse_framed(buf: &[u8]) -> Result<Option<(AuthReply, Framing)>, AuthErro
             message: client_safe(message),
             wait,
             error_code: find("Auth-Error-Code").map(client_safe),
+            sasl_error: find("Auth-Error-SASL").map(parse_sasl_error).transpose()?,
         },
     };
     let framing = Framing {
@@ -128,6 +137,40 @@ fn parse_on_off(value: &[u8]) -> Result<bool, AuthError> {
         Some(v) if v.eq_ignore_ascii_case("off") => Ok(false),
         _ => Err(malformed("Auth-SSL-Backend is neither on nor off")),
     }
+}
+
+/// `Auth-Method` in an OK reply: how to log in to the backend. `plain` (or
+/// `login`) is the password login nginx does, as without the header.
+fn parse_backend_method(value: &[u8]) -> Result<Option<OAuthMechanism>, AuthError> {
+    match ascii(value).map(str::to_ascii_lowercase).as_deref() {
+        // An auth server that echoes the request's method means no
+        // pass-through.
+        Some("plain" | "login" | "apop" | "cram-md5" | "external" | "none") => Ok(None),
+        Some("oauthbearer") => Ok(Some(OAuthMechanism::OAuthBearer)),
+        Some("xoauth2") => Ok(Some(OAuthMechanism::XOAuth2)),
+        _ => Err(malformed("Auth-Method is none of plain, login, oauthbearer, xoauth2")),
+    }
+}
+
+/// `Auth-Error-SASL`: the JSON of RFC 7628 3.2.2, written either as JSON
+/// (`{...}`, what an auth server script most easily prints) or already
+/// base64 (what goes on the wire). Either way the result is the base64 to
+/// send, checked: printable ASCII JSON within `MAX_SASL_ERROR`, so the
+/// auth server cannot make Postern send a client control bytes.
+fn parse_sasl_error(value: &[u8]) -> Result<Vec<u8>, AuthError> {
+    let value = value.trim_ascii();
+    let json = if value.starts_with(b"{") {
+        value.to_vec()
+    } else {
+        BASE64
+            .decode(value)
+            .map_err(|_| malformed("Auth-Error-SASL is neither JSON nor base64"))?
+    };
+    let printable = json.iter().all(|&b| (0x20..0x7f).contains(&b));
+    if json.is_empty() || json.len() > MAX_SASL_ERROR || !printable || !json.starts_with(b"{") {
+        return Err(malformed("Auth-Error-SASL is not a short printable JSON object"));
+    }
+    Ok(BASE64.encode(json).into_bytes())
 }
 
 fn parse_wait(value: &[u8]) -> Result<Duration, AuthError> {
@@ -163,6 +206,7 @@ mod tests {
                 user: user.map(<[u8]>::to_vec),
                 pass: pass.map(|p| Secret::new(p.to_vec())),
                 backend_tls: None,
+                backend_method: None,
             }))
         };
         let rows: Vec<(&str, Result<Parsed, AuthError>)> = vec![
@@ -181,6 +225,7 @@ mod tests {
                     message: b"Invalid login".to_vec(),
                     wait: None,
                     error_code: None,
+                    sasl_error: None,
                 })),
             ),
             (
@@ -189,6 +234,7 @@ mod tests {
                     message: b"Invalid login".to_vec(),
                     wait: Some(Duration::from_secs(3)),
                     error_code: Some(b"450 4.7.1".to_vec()),
+                    sasl_error: None,
                 })),
             ),
             (
@@ -249,6 +295,40 @@ mod tests {
             parse_framed(unknown.as_bytes()).unwrap().unwrap().1.reusable_end(),
             None
         );
+    }
+
+    #[test]
+    fn oauth_headers() {
+        let ok = "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 10.0.0.1\r\nAuth-Port: 143\r\n";
+        let method = |value: &str| match reply(&format!("{ok}Auth-Method: {value}\r\n\r\n")) {
+            Ok(Parsed::Complete(AuthReply::Accept { backend_method, .. })) => Ok(backend_method),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(method("XOAUTH2"), Ok(Some(OAuthMechanism::XOAuth2)));
+        assert_eq!(method("oauthbearer"), Ok(Some(OAuthMechanism::OAuthBearer)));
+        assert_eq!(method("plain"), Ok(None));
+        assert!(matches!(method("kerberos"), Err(AuthError::Malformed(_))));
+
+        let no = "HTTP/1.0 200 OK\r\nAuth-Status: Invalid token\r\n";
+        let sasl = |value: &str| match reply(&format!("{no}Auth-Error-SASL: {value}\r\n\r\n")) {
+            Ok(Parsed::Complete(AuthReply::Reject { sasl_error, .. })) => Ok(sasl_error.map(String::from_utf8)),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        let json = r#"{"status":"invalid_token","scope":"mail"}"#;
+        let encoded = BASE64.encode(json);
+        // Raw JSON is encoded; base64 is checked and kept.
+        assert_eq!(sasl(json), Ok(Some(Ok(encoded.clone()))));
+        assert_eq!(sasl(&encoded), Ok(Some(Ok(encoded.clone()))));
+        for bad in [
+            "not base64!",
+            &BASE64.encode("{\"a\":\"\x1b\"}"),
+            &BASE64.encode("[]"),
+            &"{".repeat(1025),
+        ] {
+            assert!(matches!(sasl(bad), Err(AuthError::Malformed(_))), "{bad:?}");
+        }
     }
 
     #[test]

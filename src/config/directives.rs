@@ -248,6 +248,9 @@ pub(crate) static TABLE: &[Row] = &[
         .repeatable()
         .default("plain"),
     Row::server("imap_client_buffer", MAIL_SERVER, Exact(1), set_imap_client_buffer).default("4k"),
+    // Postern's own: real bearer tokens (JWTs) run past a page; a line
+    // carrying one may exceed the client buffer by this much, no more.
+    Row::server("oauth_max_token_size", MAIL_SERVER, Exact(1), set_oauth_max_token_size).default("64k"),
     Row::server("pop3_capabilities", MAIL_SERVER, AtLeast(1), set_pop3_capabilities)
         .repeatable()
         .default("TOP USER UIDL"),
@@ -745,6 +748,8 @@ const IMAP_AUTH_METHODS: &[(&str, AuthMethod)] = &[
     ("login", AuthMethod::Login),
     ("cram-md5", AuthMethod::CramMd5),
     ("external", AuthMethod::External),
+    ("oauthbearer", AuthMethod::OAuthBearer),
+    ("xoauth2", AuthMethod::XOAuth2),
 ];
 
 /// nginx has no `login` for POP3: it advertises SASL LOGIN whenever
@@ -754,6 +759,8 @@ const POP3_AUTH_METHODS: &[(&str, AuthMethod)] = &[
     ("apop", AuthMethod::Apop),
     ("cram-md5", AuthMethod::CramMd5),
     ("external", AuthMethod::External),
+    ("oauthbearer", AuthMethod::OAuthBearer),
+    ("xoauth2", AuthMethod::XOAuth2),
 ];
 
 const SMTP_AUTH_METHODS: &[(&str, AuthMethod)] = &[
@@ -761,6 +768,8 @@ const SMTP_AUTH_METHODS: &[(&str, AuthMethod)] = &[
     ("login", AuthMethod::Login),
     ("cram-md5", AuthMethod::CramMd5),
     ("external", AuthMethod::External),
+    ("oauthbearer", AuthMethod::OAuthBearer),
+    ("xoauth2", AuthMethod::XOAuth2),
     ("none", AuthMethod::None),
 ];
 
@@ -794,6 +803,11 @@ fn add_capabilities(capabilities: &mut Option<Vec<String>>, d: &Directive) {
 
 fn set_imap_auth(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
     add_auth_methods(&mut s.imap_auth, IMAP_AUTH_METHODS, d)
+}
+
+fn set_oauth_max_token_size(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.oauth_max_token_size = Some(buffer_size_arg(d)?);
+    Ok(())
 }
 
 fn set_imap_client_buffer(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {

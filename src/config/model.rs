@@ -220,6 +220,10 @@ pub enum AuthMethod {
     /// SMTP only (`smtp_auth none`): no authentication; the envelope goes to
     /// the auth server instead.
     None,
+    /// OAuth 2.0 bearer tokens (Postern's own): SASL OAUTHBEARER (RFC 7628)
+    /// and XOAUTH2.
+    OAuthBearer,
+    XOAuth2,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -255,6 +259,10 @@ pub struct ServerConfig {
     pub so_keepalive: bool,
     /// `max_errors` (5): invalid commands before the session is closed.
     pub max_errors: u32,
+    /// `oauth_max_token_size` (Postern's, 64k): the longest bearer token
+    /// an OAUTHBEARER / XOAUTH2 client may send; its line may exceed the
+    /// client buffer by that much.
+    pub oauth_max_token_size: usize,
     /// `proxy_buffer` (4k): the longest backend line during login.
     pub proxy_buffer: usize,
     /// `proxy_timeout` (24h): an idle relay is closed after this.

@@ -118,6 +118,7 @@ fn minimal_config_gets_exactly_the_defaults() {
                 proxy_pass_error_message: false,
                 so_keepalive: false,
                 max_errors: 5,
+                oauth_max_token_size: 65536,
                 proxy_buffer: 4096,
                 proxy_timeout: Duration::from_secs(24 * 3600),
                 proxy_dead_peer_timeout: Some(Duration::from_secs(300)),
@@ -392,6 +393,14 @@ fn server_directives() {
         ("so_keepalive off;", |s| !s.so_keepalive),
         ("max_errors 1;", |s| s.max_errors == 1),
         ("max_errors 100;", |s| s.max_errors == 100),
+        ("oauth_max_token_size 1m;", |s| s.oauth_max_token_size == 1 << 20),
+        ("imap_auth xoauth2 plain OAUTHBEARER;", |s| {
+            s.imap.auth == [AuthMethod::Plain, AuthMethod::OAuthBearer, AuthMethod::XOAuth2]
+        }),
+        ("pop3_auth xoauth2;", |s| s.pop3.auth == [AuthMethod::XOAuth2]),
+        ("smtp_auth none oauthbearer;", |s| {
+            s.smtp.auth == [AuthMethod::OAuthBearer, AuthMethod::None]
+        }),
         ("resolver off;", |s| s.max_errors == 5),
         ("proxy_buffer 16k;", |s| s.proxy_buffer == 16384),
         ("proxy_buffer 1;", |s| s.proxy_buffer == 1),

@@ -44,16 +44,32 @@ pub(crate) fn feed_lines<M>(
     on_line: fn(&mut M, &[u8]),
     too_long: fn(&mut M),
 ) -> usize {
+    let too_long = |m: &mut M, _: &[u8]| too_long(m);
+    feed_lines_sized(machine, input, |_, _| limit, more, on_line, too_long)
+}
+
+/// `feed_lines` for a machine whose limit depends on its state and on the
+/// line's first bytes (a SASL line carrying an OAuth token): `limit` and
+/// `too_long` see the unread input, starting with the line at hand.
+pub(crate) fn feed_lines_sized<M>(
+    machine: &mut M,
+    input: &[u8],
+    limit: impl Fn(&M, &[u8]) -> usize,
+    more: fn(&M) -> bool,
+    on_line: fn(&mut M, &[u8]),
+    too_long: impl Fn(&mut M, &[u8]),
+) -> usize {
     let mut used = 0;
     while more(machine) {
-        match next_line(&input[used..], limit) {
+        let rest = &input[used..];
+        match next_line(rest, limit(machine, rest)) {
             Line::Complete { line, consumed } => {
                 used += consumed;
                 on_line(machine, line);
             }
             Line::Partial => break,
             Line::TooLong => {
-                too_long(machine);
+                too_long(machine, rest);
                 break;
             }
         }

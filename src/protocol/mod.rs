@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod imap;
 pub mod line;
+pub mod oauth;
 pub mod pop3;
 pub mod sasl;
 pub mod smtp;
@@ -336,6 +337,7 @@ pub fn busy_auth_reply(protocol: crate::config::Protocol) -> crate::auth::AuthRe
         message: message.to_vec(),
         wait: Some(Duration::ZERO),
         error_code: error_code.map(<[u8]>::to_vec),
+        sasl_error: None,
     }
 }
 
@@ -354,6 +356,7 @@ pub fn throttled_auth_reply(protocol: crate::config::Protocol) -> crate::auth::A
         message: message.to_vec(),
         wait: None,
         error_code: error_code.map(<[u8]>::to_vec),
+        sasl_error: None,
     }
 }
 

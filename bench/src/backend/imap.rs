@@ -10,7 +10,11 @@ use super::{Config, Mailbox};
 use crate::net::Stream;
 use command::{read_command, Arg, Command, ReadError, LIMITS};
 
-pub const GREETING: &[u8] = b"* OK [CAPABILITY IMAP4rev1 LITERAL+] postern-bench backend ready\r\n";
+/// SASL-IR and the OAuth mechanisms: a proxy may pass a bearer token on
+/// (`AUTHENTICATE XOAUTH2 <initial response>`); the token is checked as the
+/// user's password.
+pub const GREETING: &[u8] =
+    b"* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR AUTH=OAUTHBEARER AUTH=XOAUTH2] postern-bench backend ready\r\n";
 const CAPABILITY: &[u8] = b"* CAPABILITY IMAP4rev1 LITERAL+\r\n";
 
 /// Runs one client connection to completion.
@@ -111,6 +115,7 @@ impl Session<'_> {
             }
             "CAPABILITY" | "NOOP" | "LOGOUT" => "BAD unexpected arguments".to_string(),
             "LOGIN" => self.login(&cmd.args),
+            "AUTHENTICATE" => self.authenticate(&cmd.args),
             "SELECT" | "EXAMINE" => self.select(name, &cmd.args, out)?,
             "FETCH" => self.fetch(&cmd.args, false, out)?,
             "UID" => match cmd.args.first().and_then(Arg::atom) {
@@ -140,6 +145,45 @@ impl Session<'_> {
         }
         self.state = State::Authenticated;
         "OK [CAPABILITY IMAP4rev1 LITERAL+] LOGIN completed".into()
+    }
+
+    /// `AUTHENTICATE OAUTHBEARER|XOAUTH2 <initial response>` only: the
+    /// user and bearer token of the message, checked as user and password.
+    fn authenticate(&mut self, args: &[Arg]) -> String {
+        if self.state != State::NotAuthenticated {
+            return "BAD already authenticated".into();
+        }
+        let (Some(mechanism), Some(ir), 2) = (
+            args.first().and_then(Arg::atom),
+            args.get(1).and_then(Arg::atom),
+            args.len(),
+        ) else {
+            return "BAD AUTHENTICATE expects a mechanism and an initial response".into();
+        };
+        let Some(message) = super::smtp::base64::decode(ir) else {
+            return "BAD invalid base64".into();
+        };
+        let fields: Vec<&[u8]> = message.split(|&b| b == 1).collect();
+        let field = |key: &[u8]| fields.iter().find_map(|f| f.strip_prefix(key));
+        let user = if mechanism.eq_ignore_ascii_case(b"XOAUTH2") {
+            field(b"user=")
+        } else if mechanism.eq_ignore_ascii_case(b"OAUTHBEARER") {
+            // `n,a=user,` then the pairs: the authzid is the user.
+            fields
+                .first()
+                .and_then(|gs2| gs2.strip_prefix(b"n,a="))
+                .and_then(|rest| rest.strip_suffix(b","))
+        } else {
+            return "NO [CANNOT] unsupported mechanism".into();
+        };
+        let token = field(b"auth=Bearer ");
+        match (user, token) {
+            (Some(user), Some(token)) if self.config.login_ok(user, token) => {
+                self.state = State::Authenticated;
+                "OK [CAPABILITY IMAP4rev1 LITERAL+] AUTHENTICATE completed".into()
+            }
+            _ => "NO [AUTHENTICATIONFAILED] Invalid credentials".into(),
+        }
     }
 
     fn select<W: Write>(&mut self, name: &str, args: &[Arg], out: &mut W) -> io::Result<String> {

@@ -6,11 +6,20 @@
 //! `"` and `\`), else as non-synchronizing literals when the greeting
 //! advertises LITERAL+, and only else as nginx does. In every form no byte of
 //! either can be read as IMAP syntax.
+//!
+//! When the auth server asks for it (`Auth-Method: oauthbearer|xoauth2`),
+//! the password is a bearer token and goes with AUTHENTICATE instead: as an
+//! initial response when the greeting advertises SASL-IR, else after the
+//! backend's `+`. A refusal comes as an error challenge, which gets the
+//! mechanism's dummy response before the tagged NO.
 
 use std::collections::VecDeque;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
 use super::BackendStep;
-use crate::auth::Secret;
+use crate::auth::{OAuthMechanism, Secret};
 use crate::protocol::BackendOutcome;
 
 /// `ImapBackend` drives one login.
@@ -28,6 +37,8 @@ pub struct ImapBackend {
     /// (`proxy_buffer`).
     line_limit: usize,
     pass_error_message: bool,
+    /// Log in with this SASL mechanism, `pass` being the token.
+    oauth: Option<OAuthMechanism>,
     phase: Phase,
     steps: VecDeque<BackendStep>,
 }
@@ -37,6 +48,13 @@ enum Phase {
     ExpectGreeting,
     ExpectUserContinuation,
     ExpectPassContinuation,
+    /// AUTHENTICATE without SASL-IR: the message goes after the `+`.
+    ExpectSaslContinuation {
+        mechanism: OAuthMechanism,
+    },
+    /// The dummy response to an OAuth error challenge is sent: the tagged
+    /// NO follows.
+    ExpectSaslFailure,
     /// Untagged lines (`* CAPABILITY ...`) before the tagged reply are kept
     /// and forwarded with it.
     ExpectLoginResult {
@@ -53,9 +71,17 @@ impl ImapBackend {
             pass,
             line_limit,
             pass_error_message,
+            oauth: None,
             phase: Phase::ExpectGreeting,
             steps: VecDeque::new(),
         }
+    }
+
+    /// Log in with AUTHENTICATE and this mechanism (the auth server's
+    /// `Auth-Method`) rather than LOGIN; `None` keeps LOGIN.
+    pub fn with_oauth(mut self, mechanism: Option<OAuthMechanism>) -> Self {
+        self.oauth = mechanism;
+        self
     }
 
     #[must_use]
@@ -74,6 +100,25 @@ impl ImapBackend {
     fn on_line(&mut self, line: &[u8]) {
         let tagged_ok = self.is_tagged_ok(line);
         match &mut self.phase {
+            Phase::ExpectGreeting if line.starts_with(b"* OK") && self.oauth.is_some() => self.authenticate(line),
+            &mut Phase::ExpectSaslContinuation { mechanism } if line.starts_with(b"+") => {
+                let mut response = self.oauth_response(mechanism);
+                response.extend_from_slice(b"\r\n");
+                self.send(response);
+                self.phase = Phase::ExpectLoginResult { untagged: Vec::new() };
+            }
+            Phase::ExpectLoginResult { .. } if line.starts_with(b"+") => match self.oauth {
+                // RFC 7628 3.2.3: the error challenge wants a dummy answer
+                // before the server says NO.
+                Some(mechanism) => {
+                    let mut dummy = mechanism.dummy_response().to_vec();
+                    dummy.extend_from_slice(b"\r\n");
+                    self.send(dummy);
+                    self.phase = Phase::ExpectSaslFailure;
+                }
+                None => self.fail(line),
+            },
+            Phase::ExpectSaslFailure if line.starts_with(b"* ") => {}
             Phase::ExpectGreeting if line.starts_with(b"* OK") => {
                 let mut cmd = self.tag.clone();
                 cmd.extend_from_slice(b" LOGIN ");
@@ -84,7 +129,7 @@ impl ImapBackend {
                     push_quoted(&mut cmd, pass);
                     cmd.extend_from_slice(b"\r\n");
                     self.phase = Phase::ExpectLoginResult { untagged: Vec::new() };
-                } else if greeting_has_literal_plus(line) {
+                } else if greeting_has(line, b"LITERAL+") {
                     cmd.extend_from_slice(format!("{{{}+}}\r\n", self.user.len()).as_bytes());
                     cmd.extend_from_slice(&self.user);
                     cmd.extend_from_slice(format!(" {{{}+}}\r\n", pass.len()).as_bytes());
@@ -127,6 +172,31 @@ impl ImapBackend {
         }
     }
 
+    /// `tag AUTHENTICATE MECH [initial response]`.
+    fn authenticate(&mut self, greeting: &[u8]) {
+        let Some(mechanism) = self.oauth else {
+            return self.fail(greeting);
+        };
+        let mut cmd = self.tag.clone();
+        cmd.extend_from_slice(b" AUTHENTICATE ");
+        cmd.extend_from_slice(mechanism.sasl_name().as_bytes());
+        if greeting_has(greeting, b"SASL-IR") {
+            cmd.push(b' ');
+            cmd.extend_from_slice(&self.oauth_response(mechanism));
+            self.phase = Phase::ExpectLoginResult { untagged: Vec::new() };
+        } else {
+            self.phase = Phase::ExpectSaslContinuation { mechanism };
+        }
+        cmd.extend_from_slice(b"\r\n");
+        self.send(cmd);
+    }
+
+    /// The mechanism's message for the user and token, in base64.
+    fn oauth_response(&self, mechanism: OAuthMechanism) -> Vec<u8> {
+        let message = mechanism.message(&self.user, self.pass.expose());
+        BASE64.encode(message).into_bytes()
+    }
+
     fn is_tagged_ok(&self, line: &[u8]) -> bool {
         line.strip_prefix(self.tag.as_slice())
             .and_then(|rest| rest.strip_prefix(b" "))
@@ -166,16 +236,17 @@ fn push_quoted(out: &mut Vec<u8>, value: &[u8]) {
     out.push(b'"');
 }
 
-/// LITERAL+ (RFC 7888) in a `[CAPABILITY ...]` response code of the
-/// greeting. Without it literals must wait for the backend's continuation.
-fn greeting_has_literal_plus(line: &[u8]) -> bool {
+/// A capability in a `[CAPABILITY ...]` response code of the greeting:
+/// LITERAL+ (RFC 7888), without which literals must wait for the backend's
+/// continuation; SASL-IR (RFC 4959), without which so must a SASL response.
+fn greeting_has(line: &[u8], capability: &[u8]) -> bool {
     let Some(rest) = line.strip_prefix(b"* OK [") else {
         return false;
     };
     let code = rest.split(|&b| b == b']').next().unwrap_or_default();
     let mut words = code.split(|&b| b == b' ');
     words.next().is_some_and(|w| w.eq_ignore_ascii_case(b"CAPABILITY"))
-        && words.any(|w| w.eq_ignore_ascii_case(b"LITERAL+"))
+        && words.any(|w| w.eq_ignore_ascii_case(capability))
 }
 
 #[cfg(test)]
@@ -366,6 +437,84 @@ mod tests {
             }
             assert_eq!(steps, whole, "cut at {cut}");
         }
+    }
+
+    fn oauth(mechanism: OAuthMechanism) -> ImapBackend {
+        backend(b"bob", b"TOKEN").with_oauth(Some(mechanism))
+    }
+
+    #[test]
+    fn oauth_with_sasl_ir() {
+        let steps = run(
+            &mut oauth(OAuthMechanism::XOAuth2),
+            &[
+                b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] hi\r\n",
+                b"a1 OK in\r\n",
+            ],
+        );
+        let message = BASE64.encode(b"user=bob\x01auth=Bearer TOKEN\x01\x01");
+        assert_eq!(
+            steps,
+            vec![
+                send(format!("a1 AUTHENTICATE XOAUTH2 {message}\r\n").as_bytes()),
+                BackendStep::Done(BackendOutcome::LoggedIn {
+                    client_reply: b"a1 OK in\r\n".to_vec()
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn oauth_without_sasl_ir_waits_for_the_continuation() {
+        let steps = run(
+            &mut oauth(OAuthMechanism::OAuthBearer),
+            &[b"* OK ready\r\n", b"+ \r\n", b"a1 OK in\r\n"],
+        );
+        let message = BASE64.encode(b"n,a=bob,\x01auth=Bearer TOKEN\x01\x01");
+        assert_eq!(
+            steps,
+            vec![
+                send(b"a1 AUTHENTICATE OAUTHBEARER\r\n"),
+                send(format!("{message}\r\n").as_bytes()),
+                BackendStep::Done(BackendOutcome::LoggedIn {
+                    client_reply: b"a1 OK in\r\n".to_vec()
+                }),
+            ]
+        );
+    }
+
+    /// RFC 7628 3.2.3: the error challenge gets the dummy response, then
+    /// the NO is the outcome.
+    #[test]
+    fn oauth_refusal_answers_the_challenge() {
+        for (mechanism, dummy) in [
+            (OAuthMechanism::OAuthBearer, &b"AQ==\r\n"[..]),
+            (OAuthMechanism::XOAuth2, b"\r\n"),
+        ] {
+            let mut m = oauth(mechanism);
+            m.pass_error_message = true;
+            let steps = run(
+                &mut m,
+                &[
+                    b"* OK [CAPABILITY SASL-IR] hi\r\n",
+                    b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n",
+                    b"a1 NO bad token\r\n",
+                ],
+            );
+            assert_eq!(steps[1], send(dummy), "{mechanism:?}");
+            assert_eq!(
+                steps[2],
+                BackendStep::Done(BackendOutcome::Failed {
+                    client_reply: Some(b"a1 NO bad token\r\n".to_vec())
+                })
+            );
+        }
+        // A continuation to a LOGIN is no challenge.
+        let steps = run(&mut backend(b"u", b"p"), &[b"* OK\r\n", b"+ what\r\n"]);
+        assert_eq!(
+            steps.last(),
+            Some(&BackendStep::Done(BackendOutcome::Failed { client_reply: None }))
+        );
     }
 
     /// The split property for generated backend replies and cut points,

@@ -1,10 +1,19 @@
 //! Logs in to a POP3 backend on the client's behalf, as nginx's
 //! `ngx_mail_proxy_pop3_handler` does: USER, then PASS, each after a `+OK`.
+//! When the auth server asks for it (`Auth-Method: oauthbearer|xoauth2`),
+//! the password is a bearer token and goes with AUTH (RFC 5034) instead.
 
 use std::collections::VecDeque;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
 use super::BackendStep;
-use crate::auth::Secret;
+use crate::auth::{OAuthMechanism, Secret};
+
+/// RFC 5034 4: an AUTH command with its initial response may not exceed
+/// 255 octets; a longer one sends the response after the `+`.
+const MAX_AUTH_LINE: usize = 255;
 use crate::protocol::BackendOutcome;
 
 /// `Pop3Backend` drives one login.
@@ -20,6 +29,8 @@ pub struct Pop3Backend {
     /// Longest backend line (`proxy_buffer`).
     line_limit: usize,
     pass_error_message: bool,
+    /// Log in with AUTH and this mechanism, `pass` being the token.
+    oauth: Option<OAuthMechanism>,
     phase: Phase,
     steps: VecDeque<BackendStep>,
 }
@@ -29,6 +40,16 @@ enum Phase {
     ExpectGreeting,
     ExpectUserOk,
     ExpectPassOk,
+    /// `AUTH MECH` without an initial response: the message goes after `+`.
+    ExpectSaslContinuation {
+        mechanism: OAuthMechanism,
+    },
+    /// The message is sent: `+OK`, or an error challenge.
+    ExpectAuthOk {
+        mechanism: OAuthMechanism,
+    },
+    /// The dummy response to an error challenge is sent: `-ERR` follows.
+    ExpectSaslFailure,
     Done,
 }
 
@@ -39,6 +60,7 @@ impl Pop3Backend {
             pass,
             line_limit,
             pass_error_message,
+            oauth: None,
             phase: Phase::ExpectGreeting,
             steps: VecDeque::new(),
         };
@@ -55,6 +77,13 @@ impl Pop3Backend {
         login
     }
 
+    /// Log in with AUTH and this mechanism (the auth server's
+    /// `Auth-Method`) rather than USER/PASS; `None` keeps USER/PASS.
+    pub fn with_oauth(mut self, mechanism: Option<OAuthMechanism>) -> Self {
+        self.oauth = mechanism;
+        self
+    }
+
     #[must_use]
     pub fn poll(&mut self) -> Option<BackendStep> {
         self.steps.pop_front()
@@ -69,6 +98,30 @@ impl Pop3Backend {
     }
 
     fn on_line(&mut self, line: &[u8]) {
+        let challenge = line == b"+" || line.starts_with(b"+ ");
+        match (&self.phase, self.oauth) {
+            (Phase::ExpectGreeting, Some(mechanism)) if line.starts_with(b"+OK") => {
+                return self.authenticate(mechanism)
+            }
+            (&Phase::ExpectSaslContinuation { mechanism }, _) if challenge => {
+                let mut response = oauth_response(mechanism, &self.user, &self.pass);
+                response.extend_from_slice(b"\r\n");
+                self.send(response);
+                self.phase = Phase::ExpectAuthOk { mechanism };
+                return;
+            }
+            // RFC 7628 3.2.3: the error challenge wants a dummy answer
+            // before the server's -ERR.
+            (&Phase::ExpectAuthOk { mechanism }, _) if challenge => {
+                let mut dummy = mechanism.dummy_response().to_vec();
+                dummy.extend_from_slice(b"\r\n");
+                self.send(dummy);
+                self.phase = Phase::ExpectSaslFailure;
+                return;
+            }
+            (Phase::ExpectSaslFailure, _) => return self.fail(line),
+            _ => {}
+        }
         // nginx checks the three bytes `+OK`, case and all.
         if !line.starts_with(b"+OK") {
             return self.fail(line);
@@ -88,13 +141,30 @@ impl Pop3Backend {
                 self.send(cmd);
                 self.phase = Phase::ExpectPassOk;
             }
-            Phase::ExpectPassOk => {
+            Phase::ExpectPassOk | Phase::ExpectAuthOk { .. } => {
                 let mut reply = line.to_vec();
                 reply.extend_from_slice(b"\r\n");
                 self.finish(BackendOutcome::LoggedIn { client_reply: reply });
             }
+            Phase::ExpectSaslContinuation { .. } | Phase::ExpectSaslFailure => self.fail(line),
             Phase::Done => {}
         }
+    }
+
+    /// `AUTH MECH [initial response]`.
+    fn authenticate(&mut self, mechanism: OAuthMechanism) {
+        let mut cmd = b"AUTH ".to_vec();
+        cmd.extend_from_slice(mechanism.sasl_name().as_bytes());
+        let response = oauth_response(mechanism, &self.user, &self.pass);
+        if cmd.len() + 1 + response.len() + 2 <= MAX_AUTH_LINE {
+            cmd.push(b' ');
+            cmd.extend_from_slice(&response);
+            self.phase = Phase::ExpectAuthOk { mechanism };
+        } else {
+            self.phase = Phase::ExpectSaslContinuation { mechanism };
+        }
+        cmd.extend_from_slice(b"\r\n");
+        self.send(cmd);
     }
 
     fn fail(&mut self, line: &[u8]) {
@@ -109,6 +179,11 @@ impl Pop3Backend {
         self.phase = Phase::Done;
         self.steps.push_back(BackendStep::Done(outcome));
     }
+}
+
+/// The mechanism's message for the user and token, in base64.
+fn oauth_response(mechanism: OAuthMechanism, user: &[u8], token: &Secret) -> Vec<u8> {
+    BASE64.encode(mechanism.message(user, token.expose())).into_bytes()
 }
 
 #[cfg(test)]
@@ -249,6 +324,49 @@ mod tests {
         }
         let every_byte: Vec<usize> = (1..script.len()).collect();
         assert_eq!(collect(&every_byte), whole);
+    }
+
+    fn oauth(token: &[u8]) -> Pop3Backend {
+        Pop3Backend::new(b"bob".to_vec(), Secret::new(token.to_vec()), 4096, true)
+            .with_oauth(Some(OAuthMechanism::XOAuth2))
+    }
+
+    #[test]
+    fn oauth_login() {
+        let steps = run(&mut oauth(b"TOKEN"), &[b"+OK hi\r\n", b"+OK in\r\n"]);
+        let message = BASE64.encode(b"user=bob\x01auth=Bearer TOKEN\x01\x01");
+        assert_eq!(
+            steps,
+            vec![
+                send(format!("AUTH XOAUTH2 {message}\r\n").as_bytes()),
+                BackendStep::Done(BackendOutcome::LoggedIn {
+                    client_reply: b"+OK in\r\n".to_vec()
+                }),
+            ]
+        );
+    }
+
+    /// RFC 5034 4: past 255 octets the response waits for the `+`.
+    #[test]
+    fn oauth_long_token_after_the_continuation() {
+        let token = vec![b'T'; 300];
+        let steps = run(&mut oauth(&token), &[b"+OK hi\r\n", b"+ \r\n", b"+OK in\r\n"]);
+        let mut message = b"user=bob\x01auth=Bearer ".to_vec();
+        message.extend_from_slice(&token);
+        message.extend_from_slice(b"\x01\x01");
+        assert_eq!(steps[0], send(b"AUTH XOAUTH2\r\n"));
+        assert_eq!(steps[1], send(format!("{}\r\n", BASE64.encode(message)).as_bytes()));
+        assert!(matches!(steps[2], BackendStep::Done(BackendOutcome::LoggedIn { .. })));
+    }
+
+    #[test]
+    fn oauth_refusal_answers_the_challenge() {
+        let steps = run(
+            &mut oauth(b"TOKEN"),
+            &[b"+OK hi\r\n", b"+ eyJ9\r\n", b"-ERR [AUTH] no\r\n"],
+        );
+        assert_eq!(steps[1], send(b"\r\n"));
+        assert_eq!(steps[2], failed(Some(b"-ERR [AUTH] no\r\n")));
     }
 
     /// The split property for generated backend replies and cut points,

@@ -1,7 +1,9 @@
 //! Logs in to an SMTP backend on the client's behalf, as nginx does: EHLO
 //! with our name, XCLIENT to hand over the client's address and login (or a
 //! HELO/EHLO mirroring the client's), AUTH PLAIN with `proxy_smtp_auth`, and
-//! with `smtp_auth none` the client's MAIL and RCPT replayed.
+//! with `smtp_auth none` the client's MAIL and RCPT replayed. With
+//! `proxy_smtp_auth` and the auth server's `Auth-Method: oauthbearer|xoauth2`,
+//! AUTH goes with that mechanism and the token instead of PLAIN.
 
 use std::collections::VecDeque;
 
@@ -9,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
 use super::BackendStep;
-use crate::auth::Secret;
+use crate::auth::{OAuthMechanism, Secret};
 use crate::protocol::BackendOutcome;
 
 /// How the client greeted us: the backend is greeted the same way.
@@ -31,6 +33,9 @@ pub struct SmtpLogin {
     pub helo: Option<Helo>,
     pub user: Vec<u8>,
     pub pass: Secret,
+    /// With `proxy_smtp_auth`: AUTH with this mechanism, `pass` being the
+    /// token, instead of AUTH PLAIN.
+    pub oauth: Option<OAuthMechanism>,
     pub xclient: bool,
     pub proxy_smtp_auth: bool,
     /// With `smtp_auth none`: the client's MAIL FROM and RCPT TO lines.
@@ -56,10 +61,18 @@ enum Phase {
     /// The reply to the client's HELO/EHLO replayed after XCLIENT.
     ExpectReplayedHelo,
     ExpectAuth,
+    /// `AUTH MECH` without an initial response: the message goes after `334`.
+    ExpectAuthContinuation,
+    /// The dummy response to an OAuth error challenge is sent: the failure
+    /// reply follows.
+    ExpectAuthFailure,
     ExpectMail,
     ExpectRcpt,
     Done,
 }
+
+/// RFC 4954 4: the longest AUTH command line a server must accept.
+const MAX_AUTH_LINE: usize = 12288;
 
 /// An SMTP reply line's code and whether it is the last line of the reply.
 fn reply_code(line: &[u8]) -> Option<(u16, bool)> {
@@ -160,6 +173,21 @@ impl SmtpBackend {
                 None => self.after_helo(),
             },
             (Phase::ExpectAuth, 235) => self.after_auth(),
+            (Phase::ExpectAuthContinuation, 334) => {
+                let mut response = self.oauth_response();
+                response.extend_from_slice(b"\r\n");
+                self.send(response);
+                self.phase = Phase::ExpectAuth;
+            }
+            // RFC 7628 3.2.3: the error challenge wants a dummy answer before
+            // the server's 535.
+            (Phase::ExpectAuth, 334) if self.login.oauth.is_some() => {
+                let dummy = self.login.oauth.map_or(&b""[..], OAuthMechanism::dummy_response);
+                let mut line = dummy.to_vec();
+                line.extend_from_slice(b"\r\n");
+                self.send(line);
+                self.phase = Phase::ExpectAuthFailure;
+            }
             (Phase::ExpectMail, 250) => {
                 let rcpt = self
                     .login
@@ -182,7 +210,22 @@ impl SmtpBackend {
     }
 
     fn after_helo(&mut self) {
-        if self.login.proxy_smtp_auth {
+        if let (true, Some(mechanism)) = (self.login.proxy_smtp_auth, self.login.oauth) {
+            let mut command = b"AUTH ".to_vec();
+            command.extend_from_slice(mechanism.sasl_name().as_bytes());
+            let response = self.oauth_response();
+            // RFC 4954 4: servers take AUTH lines of 12288 octets; a longer
+            // token goes after the 334 instead.
+            if command.len() + 1 + response.len() + 2 <= MAX_AUTH_LINE {
+                command.push(b' ');
+                command.extend_from_slice(&response);
+                self.phase = Phase::ExpectAuth;
+            } else {
+                self.phase = Phase::ExpectAuthContinuation;
+            }
+            command.extend_from_slice(b"\r\n");
+            self.send(command);
+        } else if self.login.proxy_smtp_auth {
             let mut plain = vec![0u8];
             plain.extend_from_slice(&self.login.user);
             plain.push(0);
@@ -194,6 +237,18 @@ impl SmtpBackend {
             self.phase = Phase::ExpectAuth;
         } else {
             self.after_auth();
+        }
+    }
+
+    /// The OAuth message for the user and token, in base64 (empty without
+    /// a mechanism, which `after_helo` never lets happen).
+    fn oauth_response(&self) -> Vec<u8> {
+        match self.login.oauth {
+            Some(mechanism) => {
+                let message = mechanism.message(&self.login.user, self.login.pass.expose());
+                BASE64.encode(message).into_bytes()
+            }
+            None => Vec::new(),
         }
     }
 
@@ -244,6 +299,7 @@ mod tests {
             }),
             user: b"b+o=b\xc3\xa9".to_vec(),
             pass: Secret::new(b"pw".to_vec()),
+            oauth: None,
             xclient: true,
             proxy_smtp_auth: false,
             envelope: None,
@@ -275,6 +331,52 @@ mod tests {
                 client_reply: reply.as_bytes().to_vec()
             }
         )
+    }
+
+    #[test]
+    fn oauth_with_proxy_smtp_auth() {
+        let oauth = || SmtpLogin {
+            xclient: false,
+            proxy_smtp_auth: true,
+            user: b"bob".to_vec(),
+            pass: Secret::new(b"TOKEN".to_vec()),
+            oauth: Some(OAuthMechanism::OAuthBearer),
+            pass_error_message: true,
+            ..login()
+        };
+        let message = BASE64.encode(b"n,a=bob,\x01auth=Bearer TOKEN\x01\x01");
+        let out = run(oauth(), &["220 mx\r\n", "250 mx\r\n", "235 2.7.0 ok\r\n"]);
+        assert_eq!(
+            out,
+            vec![
+                "EHLO mx.postern.test\r\n".to_string(),
+                format!("AUTH OAUTHBEARER {message}\r\n"),
+                logged_in("235 2.0.0 OK\r\n"),
+            ]
+        );
+        // RFC 7628 3.2.3: the challenge gets `AQ==`, the 535 is the outcome.
+        let out = run(
+            oauth(),
+            &["220 mx\r\n", "250 mx\r\n", "334 eyJ9\r\n", "535 5.7.8 no\r\n"],
+        );
+        assert_eq!(out[2], "AQ==\r\n");
+        assert_eq!(
+            out[3],
+            format!(
+                "{:?}",
+                BackendOutcome::Failed {
+                    client_reply: Some(b"535 5.7.8 no\r\n".to_vec())
+                }
+            )
+        );
+        // A token too long for one AUTH line goes after the 334.
+        let long = SmtpLogin {
+            pass: Secret::new(vec![b'T'; MAX_AUTH_LINE]),
+            ..oauth()
+        };
+        let out = run(long, &["220 mx\r\n", "250 mx\r\n", "334 \r\n"]);
+        assert_eq!(out[1], "AUTH OAUTHBEARER\r\n");
+        assert!(out[2].len() > MAX_AUTH_LINE, "{}", out[2].len());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The IMAP front end (RFC 3501/9051, pre-login subset as nginx serves it):
 //! greeting, CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE
-//! PLAIN/LOGIN/CRAM-MD5/EXTERNAL, and ID.
+//! PLAIN/LOGIN/CRAM-MD5/EXTERNAL/OAUTHBEARER/XOAUTH2, and ID.
 
 mod syntax;
 
@@ -9,10 +9,13 @@ use std::rc::Rc;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
+use std::time::Duration;
+
 use crate::auth::{AuthError, AuthMethod, AuthReply, AuthRequest, Secret};
 use crate::config::{self, Protocol, ServerConfig};
 use crate::protocol::backend::{BackendLogin, ImapBackend};
 use crate::protocol::line::{next_line, Line};
+use crate::protocol::oauth::{self, OAuthMechanism};
 use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
 use crate::protocol::{BackendOutcome, BackendPlan, ClientTls, CloseReason, Outbox, SessionSeed, Step};
 use syntax::{Arg, LineEnd};
@@ -57,6 +60,10 @@ pub struct ImapFrontSettings {
     /// `imap_auth` lists cram-md5 / external: only then are they accepted.
     cram_md5: bool,
     external: bool,
+    /// `imap_auth` lists oauthbearer / xoauth2: only those are accepted.
+    oauth: Vec<OAuthMechanism>,
+    /// `oauth_max_token_size`.
+    max_token: usize,
     /// For the CRAM-MD5 salt.
     server_name: String,
 }
@@ -75,6 +82,8 @@ impl ImapFrontSettings {
             (config::AuthMethod::Login, "LOGIN"),
             (config::AuthMethod::CramMd5, "CRAM-MD5"),
             (config::AuthMethod::External, "EXTERNAL"),
+            (config::AuthMethod::OAuthBearer, "OAUTHBEARER"),
+            (config::AuthMethod::XOAuth2, "XOAUTH2"),
         ] {
             if server.imap.auth.contains(&method) {
                 line.extend_from_slice(b" AUTH=");
@@ -101,6 +110,8 @@ impl ImapFrontSettings {
             pass_error_message: server.proxy_pass_error_message,
             cram_md5: server.imap.auth.contains(&config::AuthMethod::CramMd5),
             external: server.imap.auth.contains(&config::AuthMethod::External),
+            oauth: oauth::enabled(&server.imap.auth),
+            max_token: server.oauth_max_token_size,
             server_name: server.server_name.clone(),
         }
     }
@@ -136,12 +147,37 @@ pub struct ImapFront {
 #[derive(Debug)]
 enum Phase {
     ExpectCommand,
-    ExpectPlainResponse { tag: Vec<u8> },
-    ExpectLoginUser { tag: Vec<u8> },
-    ExpectLoginPass { tag: Vec<u8>, user: Vec<u8> },
-    ExpectCramMd5Response { tag: Vec<u8> },
-    ExpectExternalResponse { tag: Vec<u8> },
-    ExpectAuthReply { tag: Vec<u8>, request: AuthRequest },
+    ExpectPlainResponse {
+        tag: Vec<u8>,
+    },
+    ExpectLoginUser {
+        tag: Vec<u8>,
+    },
+    ExpectLoginPass {
+        tag: Vec<u8>,
+        user: Vec<u8>,
+    },
+    ExpectCramMd5Response {
+        tag: Vec<u8>,
+    },
+    ExpectExternalResponse {
+        tag: Vec<u8>,
+    },
+    ExpectOAuthResponse {
+        tag: Vec<u8>,
+        mechanism: OAuthMechanism,
+    },
+    /// The auth server refused a token and the error challenge is out; the
+    /// client's dummy response brings this refusal (RFC 7628 3.2.3).
+    ExpectOAuthDummy {
+        tag: Vec<u8>,
+        text: Vec<u8>,
+        wait: Option<Duration>,
+    },
+    ExpectAuthReply {
+        tag: Vec<u8>,
+        request: AuthRequest,
+    },
     ExpectBackend,
     Relaying,
     Closed,
@@ -213,6 +249,8 @@ impl ImapFront {
                     | Phase::ExpectLoginPass { .. }
                     | Phase::ExpectCramMd5Response { .. }
                     | Phase::ExpectExternalResponse { .. }
+                    | Phase::ExpectOAuthResponse { .. }
+                    | Phase::ExpectOAuthDummy { .. }
             )
     }
 
@@ -239,7 +277,11 @@ impl ImapFront {
                 used += left;
                 continue;
             }
-            let budget = self.settings.client_buffer - self.pending.as_ref().map_or(0, |p| p.size);
+            let oauth_tag = self.oauth_line(rest);
+            let budget = match oauth_tag {
+                Some(_) => oauth::line_limit(self.settings.client_buffer, self.settings.max_token),
+                None => self.settings.client_buffer - self.pending.as_ref().map_or(0, |p| p.size),
+            };
             match next_line(rest, budget) {
                 Line::Complete { line, consumed } => {
                     used += consumed;
@@ -248,8 +290,13 @@ impl ImapFront {
                 Line::Partial => break,
                 Line::TooLong => {
                     self.pending = None;
-                    self.reply(b"*", INVALID);
-                    self.close(CloseReason::CommandTooLong);
+                    match oauth_tag {
+                        Some(tag) => self.token_too_long(&tag),
+                        None => {
+                            self.reply(b"*", INVALID);
+                            self.close(CloseReason::CommandTooLong);
+                        }
+                    }
                 }
             }
         }
@@ -270,7 +317,11 @@ impl ImapFront {
                 self.close(CloseReason::AuthFailed);
             }
             Ok(AuthReply::Accept {
-                backend, user, pass, ..
+                backend,
+                user,
+                pass,
+                backend_method,
+                ..
             }) => {
                 let user = user.unwrap_or(request.user);
                 let pass = pass.unwrap_or(request.pass);
@@ -280,26 +331,30 @@ impl ImapFront {
                     pass,
                     self.settings.proxy_buffer,
                     self.settings.pass_error_message,
-                );
+                )
+                .with_oauth(backend_method);
                 self.out.push(Step::ConnectBackend(BackendPlan {
                     addr: backend,
                     user,
                     login: BackendLogin::Imap(login),
                 }));
             }
-            Ok(AuthReply::Reject { message, wait, .. }) => {
+            Ok(AuthReply::Reject {
+                message,
+                wait,
+                sasl_error,
+                ..
+            }) => {
                 let mut text = b"NO ".to_vec();
                 text.extend_from_slice(&message);
-                match wait {
-                    Some(delay) => {
-                        self.out.push(Step::Wait(delay));
-                        self.reply(&tag, &text);
-                        self.phase = Phase::ExpectCommand;
-                    }
-                    None => {
-                        self.reply(&tag, &text);
-                        self.close(CloseReason::LoginRefused);
-                    }
+                if let AuthMethod::OAuth(_) = request.method {
+                    let mut challenge = b"+ ".to_vec();
+                    challenge.extend_from_slice(&oauth::error_challenge(sasl_error.as_deref()));
+                    challenge.extend_from_slice(b"\r\n");
+                    self.out.send_owned(challenge);
+                    self.phase = Phase::ExpectOAuthDummy { tag, text, wait };
+                } else {
+                    self.refuse(&tag, &text, wait);
                 }
             }
             Ok(AuthReply::Retry { wait }) => {
@@ -310,6 +365,22 @@ impl ImapFront {
             Err(_) => {
                 self.out.send(INTERNAL_ERROR);
                 self.close(CloseReason::AuthFailed);
+            }
+        }
+    }
+
+    /// The auth server's refusal: with Auth-Wait the client may try again
+    /// after the delay, else the session ends.
+    fn refuse(&mut self, tag: &[u8], text: &[u8], wait: Option<Duration>) {
+        match wait {
+            Some(delay) => {
+                self.out.push(Step::Wait(delay));
+                self.reply(tag, text);
+                self.phase = Phase::ExpectCommand;
+            }
+            None => {
+                self.reply(tag, text);
+                self.close(CloseReason::LoginRefused);
             }
         }
     }
@@ -359,6 +430,10 @@ impl ImapFront {
                 SaslResponse::Cancel => self.reply(&tag, b"BAD authentication cancelled"),
                 _ => self.invalid(&tag),
             },
+            Phase::ExpectOAuthResponse { tag, mechanism } => self.oauth_response(tag, mechanism, line),
+            // Whatever the client answers (`AQ==`, an empty line, `*`), the
+            // exchange has failed.
+            Phase::ExpectOAuthDummy { tag, text, wait } => self.refuse(&tag, &text, wait),
             Phase::ExpectLoginPass { tag, user } => match decode_response(line) {
                 SaslResponse::Data(pass) => self.authenticate(tag, user, pass),
                 SaslResponse::Cancel => self.reply(&tag, b"BAD authentication cancelled"),
@@ -500,6 +575,19 @@ impl ImapFront {
             },
             _ => return self.invalid(&cmd.tag),
         };
+        let oauth = OAuthMechanism::from_sasl_name(&mechanism).filter(|m| self.settings.oauth.contains(m));
+        if let Some(oauth) = oauth {
+            return match initial {
+                None => {
+                    self.out.send(PROMPT_EMPTY);
+                    self.phase = Phase::ExpectOAuthResponse {
+                        tag: cmd.tag,
+                        mechanism: oauth,
+                    };
+                }
+                Some(ir) => self.oauth_response(cmd.tag, oauth, &ir),
+            };
+        }
         match (mechanism.as_slice(), initial) {
             (b"PLAIN", None) => {
                 self.out.send(PROMPT_EMPTY);
@@ -542,6 +630,51 @@ impl ImapFront {
             },
             _ => self.invalid(&cmd.tag),
         }
+    }
+
+    /// An OAUTHBEARER / XOAUTH2 message, as the initial response or after
+    /// the `+ ` prompt: the token goes to the auth server as the password.
+    fn oauth_response(&mut self, tag: Vec<u8>, mechanism: OAuthMechanism, line: &[u8]) {
+        match decode_response(line) {
+            SaslResponse::Data(data) => match mechanism.parse(&data) {
+                Ok(bearer) if bearer.token.len() > self.settings.max_token => self.token_too_long(&tag),
+                Ok(bearer) => self.authenticate_with(tag, AuthMethod::OAuth(mechanism), bearer.user, bearer.token),
+                Err(_) => self.invalid(&tag),
+            },
+            SaslResponse::Cancel => self.reply(&tag, b"BAD authentication cancelled"),
+            SaslResponse::Invalid => self.invalid(&tag),
+        }
+    }
+
+    /// The tag of a line that may carry an OAuth message, which
+    /// `oauth_max_token_size` bounds instead of the client buffer: the
+    /// response after the `+ ` prompt, or `tag AUTHENTICATE OAUTHBEARER
+    /// <initial response>`. Only the first client buffer of `rest` is
+    /// looked at, so the answer does not depend on how the line arrives.
+    fn oauth_line(&self, rest: &[u8]) -> Option<Vec<u8>> {
+        match &self.phase {
+            Phase::ExpectOAuthResponse { tag, .. } => return Some(tag.clone()),
+            Phase::ExpectCommand if self.pending.is_none() && !self.tls.must_start_first() => {}
+            _ => return None,
+        }
+        let window = &rest[..rest.len().min(self.settings.client_buffer)];
+        let space = memchr::memchr(b' ', window)?;
+        let (tag, command) = (&window[..space], &window[space + 1..]);
+        let valid_tag = !tag.is_empty()
+            && tag.len() <= 32
+            && tag
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        let authenticate = command.get(..13)?.eq_ignore_ascii_case(b"AUTHENTICATE ");
+        (valid_tag && authenticate && oauth::starts_initial_response(command, 13, &self.settings.oauth).is_some())
+            .then(|| tag.to_vec())
+    }
+
+    /// A token over `oauth_max_token_size`: refused, and the session ends,
+    /// as for any too long command (its line may not even be read whole).
+    fn token_too_long(&mut self, tag: &[u8]) {
+        self.reply(tag, b"BAD token too long");
+        self.close(CloseReason::CommandTooLong);
     }
 
     fn authenticate(&mut self, tag: Vec<u8>, user: Vec<u8>, pass: Vec<u8>) {

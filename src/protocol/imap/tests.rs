@@ -14,6 +14,8 @@ fn settings() -> ImapFrontSettings {
         pass_error_message: false,
         cram_md5: true,
         external: true,
+        oauth: vec![OAuthMechanism::OAuthBearer, OAuthMechanism::XOAuth2],
+        max_token: 100,
         server_name: "mx.postern.test".to_string(),
     }
 }
@@ -169,6 +171,7 @@ fn cram_md5_and_the_rule_for_auth_pass() {
         user: None,
         pass: None,
         backend_tls: None,
+        backend_method: None,
     }));
     assert_eq!(
         drain(&mut m),
@@ -315,6 +318,7 @@ fn accept_connects_with_overrides() {
         user: Some(b"robert".to_vec()),
         pass: None,
         backend_tls: None,
+        backend_method: None,
     }));
     let Some(Step::ConnectBackend(mut plan)) = m.poll() else {
         panic!("expected a backend plan")
@@ -350,6 +354,7 @@ fn backend_failure_gives_internal_error_or_its_line() {
         user: None,
         pass: None,
         backend_tls: None,
+        backend_method: None,
     }));
     let _ = drain(&mut m);
     m.on_backend(BackendOutcome::Failed { client_reply: None });
@@ -364,6 +369,7 @@ fn backend_failure_gives_internal_error_or_its_line() {
         user: None,
         pass: None,
         backend_tls: None,
+        backend_method: None,
     }));
     let _ = drain(&mut m);
     m.on_backend(BackendOutcome::Failed {
@@ -379,6 +385,7 @@ fn reject_without_wait_closes() {
         message: b"Invalid login".to_vec(),
         wait: None,
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(
         drain(&mut m),
@@ -393,6 +400,7 @@ fn reject_with_wait_lets_the_client_retry() {
         message: b"Try later".to_vec(),
         wait: Some(Duration::from_secs(2)),
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["wait 2000ms", "send t1 NO Try later\r\n"]);
     assert!(m.wants_input());
@@ -411,6 +419,7 @@ fn wait_status_asks_again() {
         message: b"no".to_vec(),
         wait: None,
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["send t1 NO no\r\n", "close LoginRefused"]);
 }
@@ -672,6 +681,11 @@ mod props {
         b"h AUTHENTICATE EXTERNAL =\r\n",
         b"i LOGOUT\r\n",
         b"s STARTTLS\r\n",
+        b"j AUTHENTICATE XOAUTH2\r\n",
+        b"dXNlcj1ib2IBYXV0aD1CZWFyZXIgVE9LRU4BAQ==\r\n",
+        b"k AUTHENTICATE OAUTHBEARER bixhPWJvYiwBYXV0aD1CZWFyZXIgVE9LRU4BAQ==\r\n",
+        b"l AUTHENTICATE OAUTHBEARER ",
+        b"AQ==\r\n",
     ];
 
     /// Drains, refusing each login with Auth-Wait so the dialogue goes on
@@ -689,6 +703,7 @@ mod props {
                 message: b"no".to_vec(),
                 wait: Some(Duration::from_secs(1)),
                 error_code: None,
+                sasl_error: None,
             }));
         }
     }
@@ -705,7 +720,7 @@ mod props {
             feed: ImapFront::feed,
             render: &drain_refusing,
             reading: ImapFront::wants_input,
-            limit: settings().client_buffer,
+            limit: oauth::line_limit(settings().client_buffer, settings().max_token),
         };
         prop_assert_eq!(split.steps(script, cuts), split.steps(script, &[]));
         Ok(())
@@ -724,4 +739,269 @@ mod props {
             check(&script, &cuts)?;
         }
     }
+}
+
+/// RFC 7628 4.1's initial response, verbatim, and its token.
+const RFC7628_IR: &str = "bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9MTQzAWF1dGg9QmVhcmVyIHZGOWRmdDRxbVRjMk52YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9PQEB";
+const RFC7628_TOKEN: &str = "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==";
+/// RFC 7628 4.3's error challenge.
+const RFC7628_ERROR: &str = "eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJleGFtcGxlX3Njb3BlIiwib3BlbmlkLWNvbmZpZ3VyYXRpb24iOiJodHRwczovL2V4YW1wbGUuY29tLy53ZWxsLWtub3duL29wZW5pZC1jb25maWd1cmF0aW9uIn0=";
+
+fn b64(message: &[u8]) -> String {
+    BASE64.encode(message)
+}
+
+#[test]
+fn oauth_transcripts() {
+    let xoauth2 = b64(b"user=bob\x01auth=Bearer TOKEN\x01\x01");
+    let rows: Vec<(String, Vec<String>)> = vec![
+        (
+            format!("t0 AUTHENTICATE OAUTHBEARER {RFC7628_IR}\r\n"),
+            vec![format!("auth user@example.com:{RFC7628_TOKEN} #1")],
+        ),
+        (
+            format!("a authenticate xoauth2 {xoauth2}\r\n"),
+            vec!["auth bob:TOKEN #1".to_string()],
+        ),
+        (
+            format!("a AUTHENTICATE XOAUTH2\r\n{xoauth2}\r\n"),
+            vec!["send + \r\n".to_string(), "auth bob:TOKEN #1".to_string()],
+        ),
+        (
+            "a AUTHENTICATE OAUTHBEARER\r\n*\r\n".to_string(),
+            vec!["send + \r\na BAD authentication cancelled\r\n".to_string()],
+        ),
+        (
+            format!(
+                "a AUTHENTICATE OAUTHBEARER {}\r\n",
+                b64(b"y,a=bob,\x01auth=Bearer T\x01\x01")
+            ),
+            vec!["send a BAD invalid command\r\n".to_string()],
+        ),
+        (
+            format!(
+                "a AUTHENTICATE OAUTHBEARER {}\r\n",
+                b64(b"n,a=bob,\x01auth=Basic T\x01\x01")
+            ),
+            vec!["send a BAD invalid command\r\n".to_string()],
+        ),
+        (
+            "a AUTHENTICATE XOAUTH2 !!\r\n".to_string(),
+            vec!["send a BAD invalid command\r\n".to_string()],
+        ),
+    ];
+    for (input, want) in rows {
+        let (used, steps) = run(input.as_bytes());
+        assert_eq!(steps, want, "input {input:?}");
+        assert_eq!(used, input.len(), "input {input:?}");
+    }
+    let mut m = machine();
+    m.feed(format!("t0 AUTHENTICATE OAUTHBEARER {RFC7628_IR}\r\n").as_bytes());
+    let Some(Step::Authenticate(request)) = m.poll() else {
+        panic!("no auth request")
+    };
+    assert_eq!(request.method, AuthMethod::OAuth(OAuthMechanism::OAuthBearer));
+    assert_eq!(request.method.name(), "oauthbearer");
+}
+
+/// Mechanisms not in `imap_auth` are unknown, and not advertised.
+#[test]
+fn oauth_only_when_configured() {
+    let m = ImapFront::new(
+        ImapFrontSettings {
+            oauth: vec![OAuthMechanism::XOAuth2],
+            ..settings()
+        },
+        seed(),
+    );
+    let mut m = m;
+    let _ = drain(&mut m);
+    m.feed(format!("a AUTHENTICATE OAUTHBEARER {RFC7628_IR}\r\n").as_bytes());
+    assert_eq!(
+        drain(&mut m),
+        vec!["send * BAD invalid command\r\n", "close CommandTooLong"]
+    );
+    let mut server = crate::config::parse_str(
+        "mail { auth_http 127.0.0.1:9/a; server { listen 127.0.0.1:1143; protocol imap; \
+         imap_auth plain oauthbearer xoauth2; } }",
+        std::path::Path::new("t.conf"),
+    )
+    .unwrap()
+    .servers
+    .remove(0);
+    server.starttls = config::Starttls::Only;
+    let s = ImapFrontSettings::from_server(&server);
+    assert_eq!(s.oauth, vec![OAuthMechanism::OAuthBearer, OAuthMechanism::XOAuth2]);
+    assert_eq!(
+        String::from_utf8_lossy(&s.capability_line),
+        "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN AUTH=OAUTHBEARER AUTH=XOAUTH2\r\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&s.plaintext_capability_line),
+        "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS STARTTLS LOGINDISABLED\r\n"
+    );
+    // With `starttls only`, no credentials before TLS, and no OAuth line
+    // is let past the client buffer.
+    let mut m = ImapFront::new(s, seed());
+    let _ = drain(&mut m);
+    m.feed(format!("a AUTHENTICATE OAUTHBEARER {RFC7628_IR}\r\n").as_bytes());
+    assert_eq!(drain(&mut m), vec!["send a BAD invalid command\r\n"]);
+    let mut long = b"b AUTHENTICATE OAUTHBEARER ".to_vec();
+    long.resize(4097, b'A');
+    m.feed(&long);
+    assert_eq!(
+        drain(&mut m),
+        vec!["send * BAD invalid command\r\n", "close CommandTooLong"]
+    );
+}
+
+fn oauth_request() -> ImapFront {
+    let mut m = machine();
+    m.feed(format!("t0 AUTHENTICATE OAUTHBEARER {RFC7628_IR}\r\n").as_bytes());
+    assert_eq!(drain(&mut m), vec![format!("auth user@example.com:{RFC7628_TOKEN} #1")]);
+    m
+}
+
+fn reject(wait: Option<u64>, sasl_error: Option<&str>) -> Result<AuthReply, AuthError> {
+    Ok(AuthReply::Reject {
+        message: b"not authorized".to_vec(),
+        wait: wait.map(Duration::from_secs),
+        error_code: None,
+        sasl_error: sasl_error.map(|e| e.as_bytes().to_vec()),
+    })
+}
+
+/// RFC 7628 4.3: the error challenge, the client's `AQ==`, then NO.
+#[test]
+fn oauth_failure_exchange() {
+    let mut m = oauth_request();
+    m.on_auth(reject(None, Some(RFC7628_ERROR)));
+    assert_eq!(drain(&mut m), vec![format!("send + {RFC7628_ERROR}\r\n")]);
+    assert!(m.wants_input());
+    m.feed(b"AQ==\r\n");
+    assert_eq!(
+        drain(&mut m),
+        vec!["send t0 NO not authorized\r\n", "close LoginRefused"]
+    );
+
+    // Without Auth-Error-SASL, the default JSON; XOAUTH2's empty dummy line,
+    // and Auth-Wait: the client may try again after the delay.
+    let mut m = oauth_request();
+    m.on_auth(reject(Some(2), None));
+    let challenge = b64(oauth::DEFAULT_ERROR_JSON.as_bytes());
+    assert_eq!(drain(&mut m), vec![format!("send + {challenge}\r\n")]);
+    m.feed(b"\r\n");
+    assert_eq!(drain(&mut m), vec!["wait 2000ms", "send t0 NO not authorized\r\n"]);
+    m.feed(b"t1 NOOP\r\n");
+    assert_eq!(drain(&mut m), vec!["send t1 OK completed\r\n"]);
+
+    // A cancel is as good a dummy as any.
+    let mut m = oauth_request();
+    m.on_auth(reject(None, None));
+    let _ = drain(&mut m);
+    m.feed(b"*\r\n");
+    assert_eq!(
+        drain(&mut m),
+        vec!["send t0 NO not authorized\r\n", "close LoginRefused"]
+    );
+}
+
+/// The token bound: over it the line is refused, whole or not, without
+/// reading it to its end; under it a line past the client buffer is fine.
+#[test]
+fn oauth_token_bound() {
+    let limit = oauth::line_limit(settings().client_buffer, settings().max_token);
+    let token = "T".repeat(100);
+    let fits = format!(
+        "a AUTHENTICATE XOAUTH2 {}\r\n",
+        b64(format!("user=bob\x01auth=Bearer {token}\x01\x01").as_bytes())
+    );
+    assert!(fits.len() > settings().client_buffer && fits.len() < limit);
+    assert_eq!(run(fits.as_bytes()).1, vec![format!("auth bob:{token} #1")]);
+
+    let over = format!(
+        "a AUTHENTICATE XOAUTH2 {}\r\n",
+        b64(format!("user=bob\x01auth=Bearer {token}T\x01\x01").as_bytes())
+    );
+    assert_eq!(
+        run(over.as_bytes()).1,
+        vec!["send a BAD token too long\r\n", "close CommandTooLong"]
+    );
+
+    let mut endless = b"a AUTHENTICATE OAUTHBEARER ".to_vec();
+    endless.resize(limit + 100, b'A');
+    let (used, steps) = run(&endless);
+    assert_eq!(steps, vec!["send a BAD token too long\r\n", "close CommandTooLong"]);
+    assert_eq!(used, 0, "nothing of the endless line is taken");
+    // After the prompt likewise.
+    let mut m = machine();
+    m.feed(b"a AUTHENTICATE OAUTHBEARER\r\n");
+    let _ = drain(&mut m);
+    m.feed(&vec![b'A'; limit]);
+    assert_eq!(
+        drain(&mut m),
+        vec!["send a BAD token too long\r\n", "close CommandTooLong"]
+    );
+    // Other commands keep the client buffer.
+    let mut plain = b"a AUTHENTICATE PLAIN ".to_vec();
+    plain.resize(settings().client_buffer + 1, b'A');
+    assert_eq!(
+        run(&plain).1,
+        vec!["send * BAD invalid command\r\n", "close CommandTooLong"]
+    );
+}
+
+/// `Auth-Method: xoauth2` in the reply: the backend login passes the token
+/// on with AUTHENTICATE rather than LOGIN.
+#[test]
+fn oauth_token_passed_to_the_backend() {
+    let mut m = oauth_request();
+    m.on_auth(Ok(AuthReply::Accept {
+        backend: "10.0.0.2:143".parse().unwrap(),
+        user: None,
+        pass: None,
+        backend_tls: None,
+        backend_method: Some(OAuthMechanism::XOAuth2),
+    }));
+    let Some(Step::ConnectBackend(mut plan)) = m.poll() else {
+        panic!("expected a backend plan")
+    };
+    assert_eq!(plan.user, b"user@example.com");
+    assert_eq!(plan.login.feed(b"* OK [CAPABILITY IMAP4rev1 SASL-IR] hi\r\n"), 40);
+    let want = format!(
+        "t0 AUTHENTICATE XOAUTH2 {}\r\n",
+        b64(format!("user=user@example.com\x01auth=Bearer {RFC7628_TOKEN}\x01\x01").as_bytes())
+    );
+    assert_eq!(
+        plan.login.poll(),
+        Some(crate::protocol::backend::BackendStep::Send(want.into_bytes()))
+    );
+}
+
+#[test]
+fn oauth_split_anywhere_same_steps() {
+    let ir = format!("t0 AUTHENTICATE OAUTHBEARER {RFC7628_IR}\r\n");
+    let prompt = format!(
+        "a NOOP\r\nb AUTHENTICATE XOAUTH2\r\n{}\r\n",
+        b64(b"user=bob\x01auth=Bearer TOKEN\x01\x01")
+    );
+    for script in [ir, prompt] {
+        let whole = crate::protocol::same_steps_however_split(script.as_bytes(), machine, ImapFront::feed, drain);
+        assert!(whole.contains("[auth "), "{whole}");
+    }
+    // Through the failure exchange.
+    let refusing = |m: &mut ImapFront| {
+        let steps = drain(m);
+        if steps.iter().any(|s| s.starts_with("auth ")) {
+            m.on_auth(reject(None, Some(RFC7628_ERROR)));
+            return steps.into_iter().chain(drain(m)).collect();
+        }
+        steps
+    };
+    let script = format!("t0 AUTHENTICATE OAUTHBEARER {RFC7628_IR}\r\nAQ==\r\n");
+    let whole = crate::protocol::same_steps_however_split(script.as_bytes(), machine, ImapFront::feed, refusing);
+    assert!(
+        whole.ends_with("t0 NO not authorized\r\n[close LoginRefused]"),
+        "{whole}"
+    );
 }

@@ -1,8 +1,10 @@
 //! The POP3 front end (RFC 1939, 2449, 5034; pre-login subset as nginx's
 //! `ngx_mail_pop3_handler.c` serves it): greeting, CAPA, NOOP, QUIT, STLS
-//! (RFC 2595), USER/PASS, APOP, AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL.
+//! (RFC 2595), USER/PASS, APOP, AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL/
+//! OAUTHBEARER/XOAUTH2.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -10,7 +12,8 @@ use base64::Engine as _;
 use crate::auth::{AuthError, AuthMethod, AuthReply, AuthRequest, Secret};
 use crate::config::{self, Protocol, ServerConfig};
 use crate::protocol::backend::{BackendLogin, Pop3Backend};
-use crate::protocol::line::feed_lines;
+use crate::protocol::line::feed_lines_sized;
+use crate::protocol::oauth::{self, OAuthMechanism};
 use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
 use crate::protocol::{BackendOutcome, BackendPlan, ClientTls, CloseReason, Outbox, SessionSeed, Step};
 
@@ -23,6 +26,7 @@ const SHUTDOWN: &[u8] = b"-ERR Server shutting down\r\n";
 const PROMPT_EMPTY: &[u8] = b"+ \r\n";
 const PROMPT_USERNAME: &[u8] = b"+ VXNlcm5hbWU6\r\n";
 const PROMPT_PASSWORD: &[u8] = b"+ UGFzc3dvcmQ6\r\n";
+const TOKEN_TOO_LONG: &[u8] = b"-ERR token too long\r\n";
 
 /// nginx parses at most three arguments to a command (USER and PASS take
 /// the rest of the line as one); a fourth makes the command invalid.
@@ -54,6 +58,10 @@ pub struct Pop3FrontSettings {
     apop: bool,
     cram_md5: bool,
     external: bool,
+    /// `pop3_auth` lists oauthbearer / xoauth2: only those are accepted.
+    oauth: Vec<OAuthMechanism>,
+    /// `oauth_max_token_size`.
+    max_token: usize,
     /// For the APOP / CRAM-MD5 salt.
     server_name: String,
 }
@@ -69,6 +77,8 @@ impl Pop3FrontSettings {
             (plain || auth.contains(&config::AuthMethod::Login), "LOGIN"),
             (auth.contains(&config::AuthMethod::CramMd5), "CRAM-MD5"),
             (auth.contains(&config::AuthMethod::External), "EXTERNAL"),
+            (auth.contains(&config::AuthMethod::OAuthBearer), "OAUTHBEARER"),
+            (auth.contains(&config::AuthMethod::XOAuth2), "XOAUTH2"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
@@ -125,6 +135,8 @@ impl Pop3FrontSettings {
             apop: auth.contains(&config::AuthMethod::Apop),
             cram_md5: auth.contains(&config::AuthMethod::CramMd5),
             external: auth.contains(&config::AuthMethod::External),
+            oauth: oauth::enabled(auth),
+            max_token: server.oauth_max_token_size,
             server_name: server.server_name.clone(),
         }
     }
@@ -170,6 +182,15 @@ enum Phase {
     },
     ExpectCramMd5Response,
     ExpectExternalResponse,
+    ExpectOAuthResponse {
+        mechanism: OAuthMechanism,
+    },
+    /// The auth server refused a token and the error challenge is out; the
+    /// client's dummy response brings this refusal.
+    ExpectOAuthDummy {
+        line: Vec<u8>,
+        wait: Option<Duration>,
+    },
     ExpectAuthReply {
         request: AuthRequest,
     },
@@ -239,6 +260,8 @@ impl Pop3Front {
                     | Phase::ExpectLoginPass { .. }
                     | Phase::ExpectCramMd5Response
                     | Phase::ExpectExternalResponse
+                    | Phase::ExpectOAuthResponse { .. }
+                    | Phase::ExpectOAuthDummy { .. }
             )
     }
 
@@ -249,18 +272,18 @@ impl Pop3Front {
     pub fn feed(&mut self, input: &[u8]) -> usize {
         // nginx: "client sent too long command", the invalid command line,
         // then close.
-        let too_long = |m: &mut Self| {
-            m.out.send(INVALID);
+        let too_long = |m: &mut Self, rest: &[u8]| {
+            m.out.send(if m.oauth_line(rest) { TOKEN_TOO_LONG } else { INVALID });
             m.close(CloseReason::CommandTooLong);
         };
-        feed_lines(
-            self,
-            input,
-            self.settings.client_buffer,
-            Self::wants_input,
-            Self::on_line,
-            too_long,
-        )
+        let limit = |m: &Self, rest: &[u8]| {
+            if m.oauth_line(rest) {
+                oauth::line_limit(m.settings.client_buffer, m.settings.max_token)
+            } else {
+                m.settings.client_buffer
+            }
+        };
+        feed_lines_sized(self, input, limit, Self::wants_input, Self::on_line, too_long)
     }
 
     pub fn on_auth(&mut self, reply: Result<AuthReply, AuthError>) {
@@ -277,7 +300,11 @@ impl Pop3Front {
                 self.close(CloseReason::AuthFailed);
             }
             Ok(AuthReply::Accept {
-                backend, user, pass, ..
+                backend,
+                user,
+                pass,
+                backend_method,
+                ..
             }) => {
                 let user = user.unwrap_or(request.user);
                 let pass = pass.unwrap_or(request.pass);
@@ -286,29 +313,31 @@ impl Pop3Front {
                     pass,
                     self.settings.proxy_buffer,
                     self.settings.pass_error_message,
-                );
+                )
+                .with_oauth(backend_method);
                 self.out.push(Step::ConnectBackend(BackendPlan {
                     addr: backend,
                     user,
                     login: BackendLogin::Pop3(login),
                 }));
             }
-            Ok(AuthReply::Reject { message, wait, .. }) => {
+            Ok(AuthReply::Reject {
+                message,
+                wait,
+                sasl_error,
+                ..
+            }) => {
                 let mut line = b"-ERR ".to_vec();
                 line.extend_from_slice(&message);
                 line.extend_from_slice(b"\r\n");
-                match wait {
-                    Some(delay) => {
-                        // Back to the start: the client begins again with
-                        // USER, APOP or AUTH.
-                        self.out.push(Step::Wait(delay));
-                        self.out.send_owned(line);
-                        self.phase = Phase::ExpectCommand;
-                    }
-                    None => {
-                        self.out.send_owned(line);
-                        self.close(CloseReason::LoginRefused);
-                    }
+                if let AuthMethod::OAuth(_) = request.method {
+                    let mut challenge = b"+ ".to_vec();
+                    challenge.extend_from_slice(&oauth::error_challenge(sasl_error.as_deref()));
+                    challenge.extend_from_slice(b"\r\n");
+                    self.out.send_owned(challenge);
+                    self.phase = Phase::ExpectOAuthDummy { line, wait };
+                } else {
+                    self.refuse(line, wait);
                 }
             }
             Ok(AuthReply::Retry { wait }) => {
@@ -319,6 +348,24 @@ impl Pop3Front {
             Err(_) => {
                 self.out.send(INTERNAL_ERROR);
                 self.close(CloseReason::AuthFailed);
+            }
+        }
+    }
+
+    /// The auth server's refusal: with Auth-Wait the client may try again
+    /// after the delay, else the session ends.
+    fn refuse(&mut self, line: Vec<u8>, wait: Option<Duration>) {
+        match wait {
+            Some(delay) => {
+                // Back to the start: the client begins again with USER,
+                // APOP or AUTH.
+                self.out.push(Step::Wait(delay));
+                self.out.send_owned(line);
+                self.phase = Phase::ExpectCommand;
+            }
+            None => {
+                self.out.send_owned(line);
+                self.close(CloseReason::LoginRefused);
             }
         }
     }
@@ -369,6 +416,10 @@ impl Pop3Front {
                 SaslResponse::Cancel => self.out.send(CANCELLED),
                 SaslResponse::Invalid => self.invalid(),
             },
+            Phase::ExpectOAuthResponse { mechanism } => self.oauth_response(mechanism, line),
+            // Whatever the client answers (`AQ==`, an empty line, `*`), the
+            // exchange has failed.
+            Phase::ExpectOAuthDummy { line, wait } => self.refuse(line, wait),
             other => self.phase = other,
         }
     }
@@ -471,6 +522,17 @@ impl Pop3Front {
             let reply = self.settings.auth_reply.clone();
             return self.out.send_owned(reply);
         };
+        let oauth = OAuthMechanism::from_sasl_name(mechanism).filter(|m| self.settings.oauth.contains(m));
+        if let Some(oauth) = oauth {
+            return match initial {
+                [] => {
+                    self.out.send(PROMPT_EMPTY);
+                    self.phase = Phase::ExpectOAuthResponse { mechanism: oauth };
+                }
+                [ir] => self.oauth_response(oauth, ir),
+                _ => self.invalid(),
+            };
+        }
         let initial = match initial {
             [] => None,
             [ir] => Some(decode_response(ir)),
@@ -504,6 +566,40 @@ impl Pop3Front {
             }
             (b"EXTERNAL", Some(SaslResponse::Data(user))) if self.settings.external => self.external(user),
             _ => self.invalid(),
+        }
+    }
+
+    /// An OAUTHBEARER / XOAUTH2 message, as the initial response or after
+    /// the `+ ` prompt: the token goes to the auth server as the password.
+    fn oauth_response(&mut self, mechanism: OAuthMechanism, line: &[u8]) {
+        match decode_response(line) {
+            SaslResponse::Data(data) => match mechanism.parse(&data) {
+                Ok(bearer) if bearer.token.len() > self.settings.max_token => {
+                    self.out.send(TOKEN_TOO_LONG);
+                    self.close(CloseReason::CommandTooLong);
+                }
+                Ok(bearer) => self.authenticate(AuthMethod::OAuth(mechanism), bearer.user, bearer.token),
+                Err(_) => self.invalid(),
+            },
+            SaslResponse::Cancel => self.out.send(CANCELLED),
+            SaslResponse::Invalid => self.invalid(),
+        }
+    }
+
+    /// Whether the line at the start of `rest` may carry an OAuth message,
+    /// which `oauth_max_token_size` bounds instead of the client buffer:
+    /// the response after the `+ ` prompt, or `AUTH OAUTHBEARER <initial
+    /// response>` where AUTH is allowed. Only the first client buffer of
+    /// `rest` is looked at, so the answer does not depend on the reads.
+    fn oauth_line(&self, rest: &[u8]) -> bool {
+        match self.phase {
+            Phase::ExpectOAuthResponse { .. } => true,
+            Phase::ExpectCommand if !self.tls.must_start_first() => {
+                let window = &rest[..rest.len().min(self.settings.client_buffer)];
+                window.get(..5).is_some_and(|verb| verb.eq_ignore_ascii_case(b"AUTH "))
+                    && oauth::starts_initial_response(window, 5, &self.settings.oauth).is_some()
+            }
+            _ => false,
         }
     }
 

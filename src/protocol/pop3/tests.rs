@@ -27,6 +27,8 @@ fn settings() -> Pop3FrontSettings {
         apop: false,
         cram_md5: false,
         external: false,
+        oauth: vec![OAuthMechanism::OAuthBearer, OAuthMechanism::XOAuth2],
+        max_token: 100,
         server_name: "mail.example".to_string(),
     }
 }
@@ -423,6 +425,7 @@ fn accept(user: Option<&[u8]>, pass: Option<&[u8]>) -> Result<AuthReply, AuthErr
         user: user.map(<[u8]>::to_vec),
         pass: pass.map(|p| Secret::new(p.to_vec())),
         backend_tls: None,
+        backend_method: None,
     })
 }
 
@@ -534,6 +537,7 @@ fn reject_without_wait_closes() {
         message: b"Invalid login".to_vec(),
         wait: None,
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["send -ERR Invalid login\r\n", "close LoginRefused"]);
 }
@@ -545,6 +549,7 @@ fn reject_with_wait_starts_over() {
         message: b"Try later".to_vec(),
         wait: Some(Duration::from_secs(2)),
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["wait 2000ms", "send -ERR Try later\r\n"]);
     assert!(m.wants_input());
@@ -567,6 +572,7 @@ fn wait_status_asks_again() {
         message: b"no".to_vec(),
         wait: None,
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["send -ERR no\r\n", "close LoginRefused"]);
 }
@@ -634,9 +640,13 @@ fn replies_from_config() {
 }
 
 /// `want` with the limits of `got`, which come from defaults the test does
-/// not pin (they belong to the config module).
+/// not pin (they belong to the config module), and its OAuth mechanisms,
+/// which this file's settings enable beyond the configuration's (their
+/// advertising is checked in `oauth_from_config`).
 fn settings_with_limits(want: Pop3FrontSettings, got: &Pop3FrontSettings) -> Pop3FrontSettings {
     Pop3FrontSettings {
+        oauth: got.oauth.clone(),
+        max_token: got.max_token,
         client_buffer: got.client_buffer,
         max_errors: got.max_errors,
         proxy_buffer: got.proxy_buffer,
@@ -881,6 +891,11 @@ mod props {
         b"APOP bob b913a602c7eda7a495b4e6e7334d3890\r\n",
         b"QUIT\r\n",
         b"STLS\r\n",
+        b"AUTH XOAUTH2\r\n",
+        b"dXNlcj1ib2IBYXV0aD1CZWFyZXIgVE9LRU4BAQ==\r\n",
+        b"AUTH OAUTHBEARER bixhPWJvYiwBYXV0aD1CZWFyZXIgVE9LRU4BAQ==\r\n",
+        b"AUTH OAUTHBEARER ",
+        b"AQ==\r\n",
         b"\r\n",
         b"\n",
         b" ",
@@ -902,6 +917,7 @@ mod props {
                 message: b"no".to_vec(),
                 wait: Some(Duration::from_secs(1)),
                 error_code: None,
+                sasl_error: None,
             }));
         }
     }
@@ -918,7 +934,7 @@ mod props {
             feed: Pop3Front::feed,
             render: &drain_refusing,
             reading: Pop3Front::wants_input,
-            limit: settings_all().client_buffer,
+            limit: oauth::line_limit(settings_all().client_buffer, settings_all().max_token),
         };
         prop_assert_eq!(split.steps(script, cuts), split.steps(script, &[]));
         Ok(())
@@ -936,5 +952,171 @@ mod props {
         fn bytes_split_anywhere((script, cuts) in strategy::cut(proptest::collection::vec(any::<u8>(), 0..400))) {
             check(&script, &cuts)?;
         }
+    }
+}
+
+/// RFC 7628 4.1's initial response and token, 4.3's error challenge.
+const RFC7628_IR: &str = "bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9MTQzAWF1dGg9QmVhcmVyIHZGOWRmdDRxbVRjMk52YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9PQEB";
+const RFC7628_TOKEN: &str = "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==";
+const RFC7628_ERROR: &str = "eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJleGFtcGxlX3Njb3BlIiwib3BlbmlkLWNvbmZpZ3VyYXRpb24iOiJodHRwczovL2V4YW1wbGUuY29tLy53ZWxsLWtub3duL29wZW5pZC1jb25maWd1cmF0aW9uIn0=";
+
+fn b64(message: &[u8]) -> String {
+    BASE64.encode(message)
+}
+
+#[test]
+fn oauth_transcripts() {
+    let xoauth2 = b64(b"user=bob\x01auth=Bearer TOKEN\x01\x01");
+    let rows: Vec<(String, Vec<String>)> = vec![
+        (
+            format!("AUTH OAUTHBEARER {RFC7628_IR}\r\n"),
+            vec![format!("auth oauthbearer user@example.com:{RFC7628_TOKEN} #1")],
+        ),
+        (
+            format!("auth xoauth2 {xoauth2}\r\n"),
+            vec!["auth xoauth2 bob:TOKEN #1".to_string()],
+        ),
+        (
+            format!("AUTH XOAUTH2\r\n{xoauth2}\r\n"),
+            vec!["send + \r\n".to_string(), "auth xoauth2 bob:TOKEN #1".to_string()],
+        ),
+        (
+            "AUTH OAUTHBEARER\r\n*\r\n".to_string(),
+            vec!["send + \r\n-ERR authentication cancelled\r\n".to_string()],
+        ),
+        (
+            format!(
+                "AUTH OAUTHBEARER {}\r\n",
+                b64(b"p=tls-unique,,\x01auth=Bearer T\x01\x01")
+            ),
+            vec!["send -ERR invalid command\r\n".to_string()],
+        ),
+        (
+            "AUTH XOAUTH2 x y\r\n".to_string(),
+            vec!["send -ERR invalid command\r\n".to_string()],
+        ),
+    ];
+    for (input, want) in rows {
+        let (used, steps) = run(input.as_bytes());
+        assert_eq!(steps, want, "input {input:?}");
+        assert_eq!(used, input.len(), "input {input:?}");
+    }
+}
+
+#[test]
+fn oauth_from_config() {
+    let s = Pop3FrontSettings::from_server(&server("pop3_auth plain xoauth2 oauthbearer;"));
+    assert_eq!(
+        String::from_utf8_lossy(&s.capa_reply),
+        "+OK Capability list follows\r\nTOP\r\nUSER\r\nUIDL\r\nSASL PLAIN LOGIN OAUTHBEARER XOAUTH2\r\n.\r\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&s.auth_reply),
+        "+OK methods supported:\r\nPLAIN\r\nLOGIN\r\nOAUTHBEARER\r\nXOAUTH2\r\n.\r\n"
+    );
+    let s = Pop3FrontSettings::from_server(&server(""));
+    assert!(s.oauth.is_empty());
+    assert_eq!(s.max_token, 65536);
+}
+
+fn oauth_request() -> Pop3Front {
+    let mut m = machine();
+    m.feed(format!("AUTH OAUTHBEARER {RFC7628_IR}\r\n").as_bytes());
+    let _ = drain(&mut m);
+    m
+}
+
+fn reject(wait: Option<u64>, sasl_error: Option<&str>) -> Result<AuthReply, AuthError> {
+    Ok(AuthReply::Reject {
+        message: b"[AUTH] not authorized".to_vec(),
+        wait: wait.map(Duration::from_secs),
+        error_code: None,
+        sasl_error: sasl_error.map(|e| e.as_bytes().to_vec()),
+    })
+}
+
+#[test]
+fn oauth_failure_exchange() {
+    let mut m = oauth_request();
+    m.on_auth(reject(None, Some(RFC7628_ERROR)));
+    assert_eq!(drain(&mut m), vec![format!("send + {RFC7628_ERROR}\r\n")]);
+    m.feed(b"AQ==\r\n");
+    assert_eq!(
+        drain(&mut m),
+        vec!["send -ERR [AUTH] not authorized\r\n", "close LoginRefused"]
+    );
+
+    let mut m = oauth_request();
+    m.on_auth(reject(Some(1), None));
+    let challenge = b64(oauth::DEFAULT_ERROR_JSON.as_bytes());
+    assert_eq!(drain(&mut m), vec![format!("send + {challenge}\r\n")]);
+    m.feed(b"\r\nNOOP\r\n");
+    assert_eq!(
+        drain(&mut m),
+        vec!["wait 1000ms", "send -ERR [AUTH] not authorized\r\n+OK\r\n"]
+    );
+}
+
+#[test]
+fn oauth_token_bound() {
+    let s = settings();
+    let limit = oauth::line_limit(s.client_buffer, s.max_token);
+    let token = "T".repeat(100);
+    let fits = format!(
+        "AUTH XOAUTH2 {}\r\n",
+        b64(format!("user=bob\x01auth=Bearer {token}\x01\x01").as_bytes())
+    );
+    assert!(fits.len() > s.client_buffer);
+    assert_eq!(run(fits.as_bytes()).1, vec![format!("auth xoauth2 bob:{token} #1")]);
+    let over = format!(
+        "AUTH XOAUTH2 {}\r\n",
+        b64(format!("user=bob\x01auth=Bearer {token}T\x01\x01").as_bytes())
+    );
+    assert_eq!(
+        run(over.as_bytes()).1,
+        vec!["send -ERR token too long\r\n", "close CommandTooLong"]
+    );
+    let mut endless = b"AUTH OAUTHBEARER ".to_vec();
+    endless.resize(limit, b'A');
+    assert_eq!(
+        run(&endless),
+        (
+            0,
+            vec![
+                "send -ERR token too long\r\n".to_string(),
+                "close CommandTooLong".to_string()
+            ]
+        )
+    );
+}
+
+#[test]
+fn oauth_token_passed_to_the_backend() {
+    let mut m = oauth_request();
+    m.on_auth(Ok(AuthReply::Accept {
+        backend: "10.0.0.2:110".parse().unwrap(),
+        user: None,
+        pass: Some(Secret::new(b"BACKENDTOKEN".to_vec())),
+        backend_tls: None,
+        backend_method: Some(OAuthMechanism::OAuthBearer),
+    }));
+    let Some(Step::ConnectBackend(mut plan)) = m.poll() else {
+        panic!("expected a backend plan")
+    };
+    assert_eq!(plan.login.feed(b"+OK hi\r\n"), 8);
+    let want = format!(
+        "AUTH OAUTHBEARER {}\r\n",
+        b64(b"n,a=user@example.com,\x01auth=Bearer BACKENDTOKEN\x01\x01")
+    );
+    assert_eq!(plan.login.poll(), Some(BackendStep::Send(want.into_bytes())));
+}
+
+#[test]
+fn oauth_split_anywhere_same_steps() {
+    let script = format!("CAPA\r\nAUTH OAUTHBEARER {RFC7628_IR}\r\n");
+    let prompt = format!("AUTH XOAUTH2\r\n{}\r\n", b64(b"user=bob\x01auth=Bearer TOKEN\x01\x01"));
+    for script in [script, prompt] {
+        let whole = crate::protocol::same_steps_however_split(script.as_bytes(), machine, Pop3Front::feed, drain);
+        assert!(whole.contains("[auth "), "{whole}");
     }
 }

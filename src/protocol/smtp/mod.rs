@@ -1,10 +1,12 @@
 //! The SMTP front end (RFC 5321, RFC 4954), as nginx serves it before the
 //! backend takes over: greeting (after `smtp_greeting_delay`), HELO/EHLO,
-//! STARTTLS (RFC 3207), AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL, RSET, NOOP,
+//! STARTTLS (RFC 3207), AUTH PLAIN/LOGIN/CRAM-MD5/EXTERNAL/OAUTHBEARER/
+//! XOAUTH2, RSET, NOOP,
 //! QUIT, and with `smtp_auth none` MAIL and RCPT, which go to the auth
 //! server instead.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -13,7 +15,8 @@ use crate::auth::{AuthError, AuthMethod, AuthReply, AuthRequest, Secret, SmtpEnv
 use crate::config::{self, Protocol, ServerConfig};
 use crate::protocol::backend::smtp::{Helo, SmtpBackend, SmtpLogin};
 use crate::protocol::backend::BackendLogin;
-use crate::protocol::line::feed_lines;
+use crate::protocol::line::feed_lines_sized;
+use crate::protocol::oauth::{self, OAuthMechanism};
 use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
 use crate::protocol::{BackendOutcome, BackendPlan, ClientTls, CloseReason, Outbox, SessionSeed, Step};
 
@@ -35,6 +38,8 @@ const PROMPT_USERNAME: &[u8] = b"334 VXNlcm5hbWU6\r\n";
 const PROMPT_PASSWORD: &[u8] = b"334 UGFzc3dvcmQ6\r\n";
 /// nginx's default reply code for a refused login (`Auth-Error-Code` overrides).
 const DEFAULT_ERROR_CODE: &[u8] = b"535 5.7.0";
+/// RFC 4954 6, for an OAuth line over `oauth_max_token_size`.
+const AUTH_LINE_TOO_LONG: &[u8] = b"500 5.5.6 Authentication Exchange line is too long\r\n";
 
 /// What one SMTP server block needs per session, computed once per core.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,9 +54,13 @@ pub struct SmtpFrontSettings {
     starttls: config::Starttls,
     client_buffer: usize,
     max_errors: u32,
-    greeting_delay: std::time::Duration,
+    greeting_delay: Duration,
     cram_md5: bool,
     external: bool,
+    /// `smtp_auth` lists oauthbearer / xoauth2: only those are accepted.
+    oauth: Vec<OAuthMechanism>,
+    /// `oauth_max_token_size`.
+    max_token: usize,
     /// `smtp_auth none`: MAIL/RCPT without authentication.
     none: bool,
     xclient: bool,
@@ -71,6 +80,8 @@ impl SmtpFrontSettings {
             (config::AuthMethod::Login, " LOGIN"),
             (config::AuthMethod::CramMd5, " CRAM-MD5"),
             (config::AuthMethod::External, " EXTERNAL"),
+            (config::AuthMethod::OAuthBearer, " OAUTHBEARER"),
+            (config::AuthMethod::XOAuth2, " XOAUTH2"),
         ] {
             if auth.contains(&method) {
                 mechanisms.extend_from_slice(name.as_bytes());
@@ -98,6 +109,8 @@ impl SmtpFrontSettings {
             greeting_delay: server.smtp.greeting_delay,
             cram_md5: auth.contains(&config::AuthMethod::CramMd5),
             external: auth.contains(&config::AuthMethod::External),
+            oauth: oauth::enabled(auth),
+            max_token: server.oauth_max_token_size,
             none: auth.contains(&config::AuthMethod::None),
             xclient: server.smtp.xclient,
             proxy_smtp_auth: server.smtp.proxy_smtp_auth,
@@ -136,10 +149,23 @@ enum Phase {
     ExpectCommand,
     ExpectPlainResponse,
     ExpectLoginUser,
-    ExpectLoginPass { user: Vec<u8> },
+    ExpectLoginPass {
+        user: Vec<u8>,
+    },
     ExpectCramMd5Response,
     ExpectExternalResponse,
-    ExpectAuthReply { request: AuthRequest },
+    ExpectOAuthResponse {
+        mechanism: OAuthMechanism,
+    },
+    /// The auth server refused a token and the `334` error challenge is
+    /// out; the client's dummy response brings this refusal.
+    ExpectOAuthDummy {
+        line: Vec<u8>,
+        wait: Option<Duration>,
+    },
+    ExpectAuthReply {
+        request: AuthRequest,
+    },
     ExpectBackend,
     Relaying,
     Closed,
@@ -186,6 +212,8 @@ impl SmtpFront {
                     | Phase::ExpectLoginPass { .. }
                     | Phase::ExpectCramMd5Response
                     | Phase::ExpectExternalResponse
+                    | Phase::ExpectOAuthResponse { .. }
+                    | Phase::ExpectOAuthDummy { .. }
             )
     }
 
@@ -226,18 +254,22 @@ impl SmtpFront {
             self.close(CloseReason::TalkedFirst);
             return 0;
         }
-        let too_long = |m: &mut Self| {
-            m.out.send(INVALID_COMMAND);
+        let too_long = |m: &mut Self, rest: &[u8]| {
+            m.out.send(if m.oauth_line(rest) {
+                AUTH_LINE_TOO_LONG
+            } else {
+                INVALID_COMMAND
+            });
             m.close(CloseReason::CommandTooLong);
         };
-        feed_lines(
-            self,
-            input,
-            self.settings.client_buffer,
-            Self::wants_input,
-            Self::on_line,
-            too_long,
-        )
+        let limit = |m: &Self, rest: &[u8]| {
+            if m.oauth_line(rest) {
+                oauth::line_limit(m.settings.client_buffer, m.settings.max_token)
+            } else {
+                m.settings.client_buffer
+            }
+        };
+        feed_lines_sized(self, input, limit, Self::wants_input, Self::on_line, too_long)
     }
 
     pub fn on_auth(&mut self, reply: Result<AuthReply, AuthError>) {
@@ -246,7 +278,11 @@ impl SmtpFront {
         };
         match reply {
             Ok(AuthReply::Accept {
-                backend, user, pass, ..
+                backend,
+                user,
+                pass,
+                backend_method,
+                ..
             }) => {
                 if request.method.needs_backend_pass() && pass.is_none() && self.settings.proxy_smtp_auth {
                     return self.fail_internal(CloseReason::AuthFailed);
@@ -264,6 +300,7 @@ impl SmtpFront {
                     helo: self.helo.clone(),
                     user: user.clone(),
                     pass,
+                    oauth: backend_method,
                     xclient: self.settings.xclient,
                     proxy_smtp_auth: self.settings.proxy_smtp_auth,
                     envelope: request.envelope.map(|e| (e.from, e.to)),
@@ -280,22 +317,20 @@ impl SmtpFront {
                 message,
                 wait,
                 error_code,
+                sasl_error,
             }) => {
                 let mut line = error_code.unwrap_or_else(|| DEFAULT_ERROR_CODE.to_vec());
                 line.push(b' ');
                 line.extend_from_slice(&message);
                 line.extend_from_slice(b"\r\n");
-                match wait {
-                    Some(delay) => {
-                        self.out.push(Step::Wait(delay));
-                        self.out.send_owned(line);
-                        self.mail_from = None;
-                        self.phase = Phase::ExpectCommand;
-                    }
-                    None => {
-                        self.out.send_owned(line);
-                        self.close(CloseReason::LoginRefused);
-                    }
+                if let AuthMethod::OAuth(_) = request.method {
+                    let mut challenge = b"334 ".to_vec();
+                    challenge.extend_from_slice(&oauth::error_challenge(sasl_error.as_deref()));
+                    challenge.extend_from_slice(b"\r\n");
+                    self.out.send_owned(challenge);
+                    self.phase = Phase::ExpectOAuthDummy { line, wait };
+                } else {
+                    self.refuse(line, wait);
                 }
             }
             Ok(AuthReply::Retry { wait }) => {
@@ -304,6 +339,23 @@ impl SmtpFront {
                 self.phase = Phase::ExpectAuthReply { request };
             }
             Err(_) => self.fail_internal(CloseReason::AuthFailed),
+        }
+    }
+
+    /// The auth server's refusal: with Auth-Wait the client may try again
+    /// after the delay, else the session ends.
+    fn refuse(&mut self, line: Vec<u8>, wait: Option<Duration>) {
+        match wait {
+            Some(delay) => {
+                self.out.push(Step::Wait(delay));
+                self.out.send_owned(line);
+                self.mail_from = None;
+                self.phase = Phase::ExpectCommand;
+            }
+            None => {
+                self.out.send_owned(line);
+                self.close(CloseReason::LoginRefused);
+            }
         }
     }
 
@@ -357,6 +409,10 @@ impl SmtpFront {
                 }
                 _ => self.invalid(INVALID_ARGUMENT),
             },
+            Phase::ExpectOAuthResponse { mechanism } => self.oauth_response(mechanism, line),
+            // Whatever the client answers (`AQ==`, an empty line, `*`), the
+            // exchange has failed.
+            Phase::ExpectOAuthDummy { line, wait } => self.refuse(line, wait),
             other => self.phase = other,
         }
     }
@@ -447,6 +503,16 @@ impl SmtpFront {
             Some(i) => (&arg[..i], Some(arg[i + 1..].trim_ascii())),
             None => (arg, None),
         };
+        let oauth = OAuthMechanism::from_sasl_name(mechanism).filter(|m| self.settings.oauth.contains(m));
+        if let Some(oauth) = oauth {
+            return match initial {
+                None => {
+                    self.out.send(PROMPT_EMPTY);
+                    self.phase = Phase::ExpectOAuthResponse { mechanism: oauth };
+                }
+                Some(ir) => self.oauth_response(oauth, ir),
+            };
+        }
         match (mechanism.to_ascii_uppercase().as_slice(), initial) {
             (b"PLAIN", None) => {
                 self.out.send(PROMPT_EMPTY);
@@ -488,6 +554,39 @@ impl SmtpFront {
                 _ => self.invalid(INVALID_ARGUMENT),
             },
             _ => self.invalid(INVALID_ARGUMENT),
+        }
+    }
+
+    /// An OAUTHBEARER / XOAUTH2 message, as the initial response or after
+    /// the `334 ` prompt: the token goes to the auth server as the password.
+    fn oauth_response(&mut self, mechanism: OAuthMechanism, line: &[u8]) {
+        match decode_response(line) {
+            SaslResponse::Data(data) => match mechanism.parse(&data) {
+                Ok(bearer) if bearer.token.len() > self.settings.max_token => {
+                    self.out.send(AUTH_LINE_TOO_LONG);
+                    self.close(CloseReason::CommandTooLong);
+                }
+                Ok(bearer) => self.authenticate(AuthMethod::OAuth(mechanism), bearer.user, bearer.token),
+                Err(_) => self.invalid(INVALID_ARGUMENT),
+            },
+            _ => self.invalid(INVALID_ARGUMENT),
+        }
+    }
+
+    /// Whether the line at the start of `rest` may carry an OAuth message,
+    /// which `oauth_max_token_size` bounds instead of the client buffer:
+    /// the response after the `334 ` prompt, or `AUTH OAUTHBEARER <initial
+    /// response>` where AUTH is allowed. Only the first client buffer of
+    /// `rest` is looked at, so the answer does not depend on the reads.
+    fn oauth_line(&self, rest: &[u8]) -> bool {
+        match self.phase {
+            Phase::ExpectOAuthResponse { .. } => true,
+            Phase::ExpectCommand if self.helo.is_some() && !self.tls.must_start_first() => {
+                let window = &rest[..rest.len().min(self.settings.client_buffer)];
+                window.get(..5).is_some_and(|verb| verb.eq_ignore_ascii_case(b"AUTH "))
+                    && oauth::starts_initial_response(window, 5, &self.settings.oauth).is_some()
+            }
+            _ => false,
         }
     }
 

@@ -14,6 +14,8 @@ fn settings() -> SmtpFrontSettings {
         greeting_delay: Duration::ZERO,
         cram_md5: true,
         external: false,
+        oauth: vec![OAuthMechanism::OAuthBearer, OAuthMechanism::XOAuth2],
+        max_token: 100,
         none: false,
         xclient: true,
         proxy_smtp_auth: false,
@@ -177,6 +179,7 @@ fn smtp_auth_none_sends_the_envelope() {
         user: None,
         pass: None,
         backend_tls: None,
+        backend_method: None,
     }));
     let Some(Step::ConnectBackend(mut plan)) = m.poll() else {
         panic!("no plan")
@@ -213,6 +216,7 @@ fn auth_replies() {
         message: b"Go away".to_vec(),
         wait: None,
         error_code: None,
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["send 535 5.7.0 Go away\r\n", "close LoginRefused"]);
 
@@ -221,6 +225,7 @@ fn auth_replies() {
         message: b"Try later".to_vec(),
         wait: Some(Duration::from_secs(1)),
         error_code: Some(b"451 4.3.0".to_vec()),
+        sasl_error: None,
     }));
     assert_eq!(drain(&mut m), vec!["wait 1000ms", "send 451 4.3.0 Try later\r\n"]);
     m.feed(b"AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n");
@@ -239,6 +244,7 @@ fn auth_replies() {
         user: None,
         pass: None,
         backend_tls: None,
+        backend_method: None,
     }));
     assert_eq!(drain(&mut m), vec!["connect 10.0.0.1:25 as bob"]);
     m.on_backend(BackendOutcome::LoggedIn {
@@ -622,6 +628,11 @@ mod props {
         b"NOOP\r\n",
         b"QUIT\r\n",
         b"STARTTLS\r\n",
+        b"AUTH XOAUTH2\r\n",
+        b"dXNlcj1ib2IBYXV0aD1CZWFyZXIgVE9LRU4BAQ==\r\n",
+        b"AUTH OAUTHBEARER bixhPWJvYiwBYXV0aD1CZWFyZXIgVE9LRU4BAQ==\r\n",
+        b"AUTH OAUTHBEARER ",
+        b"AQ==\r\n",
         b"\r\n",
         b"\n",
         b" ",
@@ -643,6 +654,7 @@ mod props {
                 message: b"no".to_vec(),
                 wait: Some(Duration::from_secs(1)),
                 error_code: None,
+                sasl_error: None,
             }));
         }
     }
@@ -653,7 +665,7 @@ mod props {
             feed: SmtpFront::feed,
             render: &drain_refusing,
             reading: SmtpFront::wants_input,
-            limit: settings().client_buffer,
+            limit: oauth::line_limit(settings().client_buffer, settings().max_token),
         };
         prop_assert_eq!(split.steps(script, cuts), split.steps(script, &[]));
         Ok(())
@@ -696,4 +708,135 @@ mod props {
             check(settings, &script, &cuts)?;
         }
     }
+}
+
+/// RFC 7628 4.1's initial response and token, 4.3's error challenge.
+const RFC7628_IR: &str = "bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9MTQzAWF1dGg9QmVhcmVyIHZGOWRmdDRxbVRjMk52YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9PQEB";
+const RFC7628_TOKEN: &str = "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==";
+const RFC7628_ERROR: &str = "eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJleGFtcGxlX3Njb3BlIiwib3BlbmlkLWNvbmZpZ3VyYXRpb24iOiJodHRwczovL2V4YW1wbGUuY29tLy53ZWxsLWtub3duL29wZW5pZC1jb25maWd1cmF0aW9uIn0=";
+
+fn b64(message: &[u8]) -> String {
+    BASE64.encode(message)
+}
+
+#[test]
+fn oauth_transcripts() {
+    let xoauth2 = b64(b"user=bob\x01auth=Bearer TOKEN\x01\x01");
+    let ehlo = "send 250-mx.postern.test\r\n250-SIZE 10485760\r\n250 AUTH PLAIN LOGIN\r\n";
+    let rows: Vec<(String, Vec<String>)> = vec![
+        (
+            format!("EHLO c\r\nAUTH OAUTHBEARER {RFC7628_IR}\r\n"),
+            vec![
+                ehlo.to_string(),
+                format!("auth oauthbearer user@example.com:{RFC7628_TOKEN}"),
+            ],
+        ),
+        (
+            format!("EHLO c\r\nAUTH XOAUTH2\r\n{xoauth2}\r\n"),
+            vec![format!("{ehlo}334 \r\n"), "auth xoauth2 bob:TOKEN".to_string()],
+        ),
+        (
+            "EHLO c\r\nAUTH XOAUTH2\r\n*\r\n".to_string(),
+            vec![format!("{ehlo}334 \r\n501 5.5.4 Invalid argument\r\n")],
+        ),
+        (
+            format!("AUTH XOAUTH2 {xoauth2}\r\n"),
+            vec!["send 503 5.5.1 Bad sequence of commands\r\n".to_string()],
+        ),
+    ];
+    for (input, want) in rows {
+        assert_eq!(run(input.as_bytes()), want, "input {input:?}");
+    }
+    let s = SmtpFrontSettings::from_server(
+        &crate::config::parse_str(
+            "mail { auth_http 127.0.0.1:9/a; server { listen 127.0.0.1:1025; protocol smtp; \
+             server_name mx; smtp_auth login xoauth2 plain oauthbearer; } }",
+            std::path::Path::new("t.conf"),
+        )
+        .unwrap()
+        .servers[0],
+    );
+    assert_eq!(s.ehlo_lines, vec![b"AUTH PLAIN LOGIN OAUTHBEARER XOAUTH2".to_vec()]);
+}
+
+fn oauth_request() -> SmtpFront {
+    let mut m = machine_with(settings());
+    m.feed(format!("EHLO c\r\nAUTH OAUTHBEARER {RFC7628_IR}\r\n").as_bytes());
+    let _ = drain(&mut m);
+    m
+}
+
+#[test]
+fn oauth_failure_exchange() {
+    let mut m = oauth_request();
+    m.on_auth(Ok(AuthReply::Reject {
+        message: b"Authentication credentials invalid".to_vec(),
+        wait: None,
+        error_code: Some(b"535 5.7.8".to_vec()),
+        sasl_error: Some(RFC7628_ERROR.as_bytes().to_vec()),
+    }));
+    assert_eq!(drain(&mut m), vec![format!("send 334 {RFC7628_ERROR}\r\n")]);
+    m.feed(b"AQ==\r\n");
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            "send 535 5.7.8 Authentication credentials invalid\r\n",
+            "close LoginRefused"
+        ]
+    );
+
+    let mut m = oauth_request();
+    m.on_auth(Ok(AuthReply::Reject {
+        message: b"Go away".to_vec(),
+        wait: Some(Duration::from_secs(1)),
+        error_code: None,
+        sasl_error: None,
+    }));
+    let challenge = b64(oauth::DEFAULT_ERROR_JSON.as_bytes());
+    assert_eq!(drain(&mut m), vec![format!("send 334 {challenge}\r\n")]);
+    m.feed(b"\r\nNOOP\r\n");
+    assert_eq!(
+        drain(&mut m),
+        vec!["wait 1000ms", "send 535 5.7.0 Go away\r\n250 2.0.0 OK\r\n"]
+    );
+}
+
+#[test]
+fn oauth_token_bound() {
+    let s = settings();
+    let limit = oauth::line_limit(s.client_buffer, s.max_token);
+    let token = "T".repeat(100);
+    let over = format!(
+        "EHLO c\r\nAUTH XOAUTH2 {}\r\n",
+        b64(format!("user=bob\x01auth=Bearer {token}T\x01\x01").as_bytes())
+    );
+    assert_eq!(
+        run(over.as_bytes()).last().map(String::as_str),
+        Some("close CommandTooLong")
+    );
+    let mut m = machine_with(settings());
+    m.feed(b"EHLO c\r\n");
+    let _ = drain(&mut m);
+    let mut endless = b"AUTH OAUTHBEARER ".to_vec();
+    endless.resize(limit, b'A');
+    assert_eq!(m.feed(&endless), 0);
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            "send 500 5.5.6 Authentication Exchange line is too long\r\n",
+            "close CommandTooLong"
+        ]
+    );
+}
+
+#[test]
+fn oauth_split_anywhere_same_steps() {
+    let script = format!("EHLO c\r\nAUTH OAUTHBEARER {RFC7628_IR}\r\n");
+    let whole = crate::protocol::same_steps_however_split(
+        script.as_bytes(),
+        || machine_with(settings()),
+        SmtpFront::feed,
+        drain,
+    );
+    assert!(whole.contains("[auth "), "{whole}");
 }
