@@ -21,7 +21,8 @@ use super::address::Resolver;
 use super::directives::{self, Contexts, Row, Setter, Status, TABLE};
 use super::model::{
     AuthHttp, AuthMethod, Config, ErrorLog, ImapSettings, Listen, ListenAddr, Location, MainConfig, Pop3Settings,
-    Protocol, RunAs, ServerConfig, SessionCache, SmtpSettings, Starttls, TlsVersion, VerifyClient, Workers,
+    Protocol, ResolverConfig, RunAs, ServerConfig, SessionCache, SmtpSettings, Starttls, TlsVersion, VerifyClient,
+    Workers,
 };
 use super::parser::{self, Directive};
 use super::ssl;
@@ -134,6 +135,8 @@ pub(crate) struct ServerDraft {
     pub(crate) client_preauth_limit: Option<usize>,
     pub(crate) auth_http_concurrency: Option<usize>,
     pub(crate) auth_http_queue: Option<usize>,
+    pub(crate) resolver: Option<Option<ResolverConfig>>,
+    pub(crate) resolver_timeout: Option<Duration>,
     pub(crate) imap_capabilities: Option<Vec<String>>,
     pub(crate) imap_auth: Option<Vec<AuthMethod>>,
     pub(crate) imap_client_buffer: Option<usize>,
@@ -483,6 +486,8 @@ fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
         client_preauth_limit: required(draft.client_preauth_limit, "client_preauth_limit", &location)?,
         auth_http_concurrency: required(draft.auth_http_concurrency, "auth_http_concurrency", &location)?,
         auth_http_queue: required(draft.auth_http_queue, "auth_http_queue", &location)?,
+        resolver: required(draft.resolver, "resolver", &location)?,
+        resolver_timeout: required(draft.resolver_timeout, "resolver_timeout", &location)?,
         imap: ImapSettings {
             capabilities: required(draft.imap_capabilities, "imap_capabilities", &location)?,
             auth: required(draft.imap_auth, "imap_auth", &location)?,

@@ -274,6 +274,10 @@ pub struct ServerConfig {
     /// `auth_http_queue N` (Postern's, 128): logins that may wait for an
     /// auth slot; past it they get the protocol's temporary failure.
     pub auth_http_queue: usize,
+    /// `resolver`: `None` is `off`, the default.
+    pub resolver: Option<ResolverConfig>,
+    /// `resolver_timeout` (30s): the whole of one lookup, retries included.
+    pub resolver_timeout: Duration,
     pub imap: ImapSettings,
     pub pop3: Pop3Settings,
     pub smtp: SmtpSettings,
@@ -371,6 +375,20 @@ pub struct ProxyTls {
     /// `proxy_ssl_name`: the name checked and sent as SNI; by default the
     /// backend's address (Auth-Server).
     pub name: Option<String>,
+}
+
+/// `resolver address ... [valid=time] [ipv4=on|off] [ipv6=on|off]`: the
+/// name servers SMTP asks for the client's host name (nginx's resolver).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverConfig {
+    /// In the order written, each host name's every address; port 53 unless given.
+    pub servers: Vec<std::net::SocketAddr>,
+    /// `valid=`: cached answers live this long instead of their TTL.
+    pub valid: Option<Duration>,
+    /// `ipv4=` (on): forward lookups ask for A records.
+    pub ipv4: bool,
+    /// `ipv6=` (on): forward lookups ask for AAAA records.
+    pub ipv6: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
