@@ -34,6 +34,8 @@ enum Mode {
     ServFail,
     /// Each answer preceded by one with the wrong id naming evil.example.net.
     Spoofed,
+    /// A PTR record with zero-length data (mail_resolver.t's "PTR empty").
+    EmptyPtr,
 }
 
 /// The responder: its address, and how many queries it has received.
@@ -74,8 +76,13 @@ fn start_dns(mode: Mode) -> Dns {
                 forged.metadata.id = query.metadata.id ^ 0x5a5a;
                 socket.send_to(&forged.to_vec().unwrap(), from).unwrap();
             }
-            let reply = answer(&query, mode, "a.example.net.");
-            socket.send_to(&reply.to_vec().unwrap(), from).unwrap();
+            let mut bytes = answer(&query, mode, "a.example.net.").to_vec().unwrap();
+            if mode == Mode::EmptyPtr {
+                // One answer: the question's name, PTR, IN, TTL 3600, no data.
+                bytes[7] = 1;
+                bytes.extend_from_slice(&[0xc0, 0x0c, 0, 12, 0, 1, 0, 0, 0x0e, 0x10, 0, 0]);
+            }
+            socket.send_to(&bytes, from).unwrap();
         }
     });
     Dns { addr, queries, stop }
@@ -94,6 +101,7 @@ fn answer(query: &Message, mode: Mode, ptr_name: &str) -> Message {
     match (q.query_type(), name.to_ascii().as_str(), mode) {
         (RecordType::PTR, _, Mode::NoPtr) => reply.metadata.response_code = ResponseCode::NXDomain,
         (RecordType::PTR, _, Mode::ServFail) => reply.metadata.response_code = ResponseCode::ServFail,
+        (RecordType::PTR, _, Mode::EmptyPtr) => {}
         (RecordType::PTR, "1.0.0.127.in-addr.arpa.", _) => {
             let target = Name::from_ascii(ptr_name).unwrap();
             reply.add_answer(Record::from_rdata(name, 3600, RData::PTR(PTR(target))));
@@ -240,6 +248,14 @@ fn servfail_is_tempunavail() {
     let s = stack(&resolver(&dns, "5s"));
     let waited = check(&s, "[TEMPUNAVAIL]");
     assert!(waited < Duration::from_secs(2), "an answer, not a timeout: {waited:?}");
+}
+
+#[test]
+fn an_empty_ptr_is_no_answer_and_times_out() {
+    let dns = start_dns(Mode::EmptyPtr);
+    let s = stack(&resolver(&dns, "1s"));
+    let waited = check(&s, "[TEMPUNAVAIL]");
+    assert!(waited >= Duration::from_millis(950), "the greeting waited {waited:?}");
 }
 
 #[test]

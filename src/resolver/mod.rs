@@ -216,21 +216,23 @@ impl Resolver {
                 if left.is_zero() {
                     break;
                 }
-                let received = futures_lite::future::or(async { Some(socket.recv_from(&mut buf).await) }, async {
-                    glommio::timer::sleep(left).await;
-                    None
-                })
-                .await;
-                let (n, from) = match received {
-                    Some(Ok(got)) => got,
-                    // A receive error (an ICMP unreachable reported late)
-                    // ends this server's turn, not the lookup; waited out,
-                    // so a socket that keeps failing does not spin.
-                    Some(Err(_)) => {
-                        glommio::timer::sleep(turn_ends.saturating_duration_since(Instant::now())).await;
+                // The wait is the socket's read timeout, not a timer racing
+                // the receive: a receive dropped while in flight in io_uring
+                // can still take the next datagram, and that answer would
+                // be lost.
+                let _ = socket.set_read_timeout(Some(left));
+                let (n, from) = match socket.recv_from(&mut buf).await {
+                    Ok(got) => got,
+                    Err(e) => {
+                        if std::io::Error::from(e).kind() != std::io::ErrorKind::TimedOut {
+                            // Any other receive error (an ICMP unreachable
+                            // reported late) ends this server's turn, not the
+                            // lookup; waited out, so a socket that keeps
+                            // failing does not spin.
+                            glommio::timer::sleep(turn_ends.saturating_duration_since(Instant::now())).await;
+                        }
                         break;
                     }
-                    None => continue,
                 };
                 let from = SocketAddr::new(from.ip().to_canonical(), from.port());
                 if !asked.contains(&from) {
