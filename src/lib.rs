@@ -9,6 +9,7 @@ pub mod config;
 pub mod logging;
 pub mod protocol;
 pub mod relay;
+pub mod resolver;
 pub mod runtime;
 pub mod session;
 pub mod tls;

@@ -109,6 +109,22 @@ pub(crate) fn listen_addrs(text: &str, resolver: &mut Resolver) -> Result<Vec<So
     resolver.resolve(hp.bare, port).ok_or("host not found")
 }
 
+/// The port of a `resolver` address written without one.
+const DNS_PORT: u16 = 53;
+
+/// The name servers one `resolver` address stands for: an IP (IPv6 in
+/// brackets), or a host name and all its addresses, port 53 unless given.
+pub(crate) fn resolver_addrs(text: &str, resolver: &mut Resolver) -> Result<Vec<SocketAddr>, &'static str> {
+    // nginx also takes a bare IPv6 address, which has colons of its own.
+    if let Ok(ip) = text.parse::<Ipv6Addr>() {
+        return Ok(vec![SocketAddr::new(ip.into(), DNS_PORT)]);
+    }
+    let hp = split_host_port(text)?;
+    resolver
+        .resolve(hp.bare, hp.port.unwrap_or(DNS_PORT))
+        .ok_or("host not found")
+}
+
 /// nginx's default for a URL without a port.
 const HTTP_PORT: u16 = 80;
 

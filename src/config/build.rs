@@ -21,7 +21,8 @@ use super::address::Resolver;
 use super::directives::{self, Contexts, Row, Setter, Status, TABLE};
 use super::model::{
     AuthHttp, AuthMethod, Config, ErrorLog, ImapSettings, Listen, ListenAddr, Location, MainConfig, Pop3Settings,
-    Protocol, RunAs, ServerConfig, SessionCache, SmtpSettings, Starttls, TlsVersion, VerifyClient, Workers,
+    Protocol, ResolverConfig, RunAs, ServerConfig, SessionCache, SmtpSettings, Starttls, TlsVersion, VerifyClient,
+    Workers,
 };
 use super::parser::{self, Directive};
 use super::ssl;
@@ -136,6 +137,8 @@ pub(crate) struct ServerDraft {
     pub(crate) auth_http_concurrency: Option<usize>,
     pub(crate) auth_http_queue: Option<usize>,
     pub(crate) auth_fail_limit: Option<Option<(u32, Duration)>>,
+    pub(crate) resolver: Option<Option<ResolverConfig>>,
+    pub(crate) resolver_timeout: Option<Duration>,
     pub(crate) imap_capabilities: Option<Vec<String>>,
     pub(crate) imap_auth: Option<Vec<AuthMethod>>,
     pub(crate) imap_client_buffer: Option<usize>,
@@ -487,6 +490,8 @@ fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
         auth_http_concurrency: required(draft.auth_http_concurrency, "auth_http_concurrency", &location)?,
         auth_http_queue: required(draft.auth_http_queue, "auth_http_queue", &location)?,
         auth_fail_limit: required(draft.auth_fail_limit, "auth_fail_limit", &location)?,
+        resolver: required(draft.resolver, "resolver", &location)?,
+        resolver_timeout: required(draft.resolver_timeout, "resolver_timeout", &location)?,
         imap: ImapSettings {
             capabilities: required(draft.imap_capabilities, "imap_capabilities", &location)?,
             auth: required(draft.imap_auth, "imap_auth", &location)?,

@@ -14,7 +14,9 @@ use std::path::Path;
 use super::address;
 use super::build::{Env, MainDraft, ServerDraft};
 use super::listen;
-use super::model::{AuthMethod, ErrorLog, Listen, ListenAddr, LogLevel, LogTarget, Protocol, RunAs, Workers};
+use super::model::{
+    AuthMethod, ErrorLog, Listen, ListenAddr, LogLevel, LogTarget, Protocol, ResolverConfig, RunAs, Workers,
+};
 use super::parser::Directive;
 use super::ssl::*;
 use super::values::{self, invalid_flag, invalid_value};
@@ -209,8 +211,9 @@ pub(crate) static TABLE: &[Row] = &[
     Row::server("auth_http_header", MAIL_SERVER, Exact(2), set_auth_http_header).repeatable(),
     Row::server("so_keepalive", MAIL_SERVER, Flag, set_so_keepalive).default("off"),
     Row::server("max_errors", MAIL_SERVER, Exact(1), set_max_errors).default("5"),
-    // Sets nothing: `off` is what Postern does anyway.
-    Row::server("resolver", MAIL_SERVER, AtLeast(1), set_resolver),
+    // Only SMTP uses it: the client's host name (src/resolver).
+    Row::server("resolver", MAIL_SERVER, AtLeast(1), set_resolver).default("off"),
+    Row::server("resolver_timeout", MAIL_SERVER, Exact(1), set_resolver_timeout).default("30s"),
     Row::server("proxy_buffer", MAIL_SERVER, Exact(1), set_proxy_buffer).default("4k"),
     Row::server("proxy_timeout", MAIL_SERVER, Exact(1), set_proxy_timeout).default("24h"),
     // Postern's own: a relayed peer that vanished without a FIN is found by
@@ -269,7 +272,6 @@ pub(crate) static TABLE: &[Row] = &[
     Row::server("xclient", MAIL_SERVER, Flag, set_xclient).default("on"),
     Row::server("proxy_smtp_auth", MAIL_SERVER, Flag, set_proxy_smtp_auth).default("off"),
     Row::not_yet("error_log", MAIL_SERVER),
-    Row::not_yet("resolver_timeout", MAIL_SERVER),
     Row::not_yet("proxy_protocol", MAIL_SERVER),
     Row::not_yet("set_real_ip_from", MAIL_SERVER),
     // TLS (nginx's ngx_mail_ssl_module); `tls::ServerTls` builds them.
@@ -658,17 +660,50 @@ fn set_max_errors(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(),
     Ok(())
 }
 
-/// Only `off`: host names are resolved once, while the file is read, and a
-/// resolver would be for names looked up per session (the backend's name
-/// from the auth server), which Postern does not do.
-fn set_resolver(_: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
-    match d.args.as_slice() {
-        [off] if off == "off" => Ok(()),
-        _ => Err(format!(
-            "\"{}\" with addresses is not supported yet: Postern resolves names once, at start",
-            d.name
-        )),
+/// `off`, or name servers and parameters as nginx's `ngx_resolver_create`
+/// reads them: a host name stands for all its addresses, port 53 unless
+/// given; `valid=`, `ipv4=`, `ipv6=`. nginx's `status_zone=` (shared-memory
+/// statistics) has no meaning here and is refused.
+fn set_resolver(s: &mut ServerDraft, d: &Directive, env: &mut Env) -> Result<(), String> {
+    if let [off] = d.args.as_slice() {
+        if off == "off" {
+            s.resolver = Some(None);
+            return Ok(());
+        }
     }
+    let mut resolver = ResolverConfig {
+        servers: Vec::new(),
+        valid: None,
+        ipv4: true,
+        ipv6: true,
+    };
+    for arg in &d.args {
+        let invalid = || format!("invalid parameter: {arg}");
+        if let Some(time) = arg.strip_prefix("valid=") {
+            resolver.valid = Some(values::parse_time(time).ok_or_else(invalid)?);
+        } else if let Some(flag) = arg.strip_prefix("ipv4=") {
+            resolver.ipv4 = values::parse_flag(flag).ok_or_else(invalid)?;
+        } else if let Some(flag) = arg.strip_prefix("ipv6=") {
+            resolver.ipv6 = values::parse_flag(flag).ok_or_else(invalid)?;
+        } else {
+            let addrs =
+                address::resolver_addrs(arg, &mut env.resolver).map_err(|e| format!("{e} in resolver \"{arg}\""))?;
+            resolver.servers.extend(addrs);
+        }
+    }
+    if !resolver.ipv4 && !resolver.ipv6 {
+        return Err("\"ipv4\" and \"ipv6\" cannot both be \"off\"".to_string());
+    }
+    if resolver.servers.is_empty() {
+        return Err("no name servers defined".to_string());
+    }
+    s.resolver = Some(Some(resolver));
+    Ok(())
+}
+
+fn set_resolver_timeout(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.resolver_timeout = Some(time_arg(d)?);
+    Ok(())
 }
 
 fn set_proxy_buffer(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
@@ -924,6 +959,7 @@ mod tests {
             ("user", MAIN),
             ("so_keepalive", MAIL),
             ("resolver", MAIL),
+            ("resolver_timeout", SERVER),
             ("max_errors", MAIL),
             ("auth_http_header", SERVER),
             ("proxy_buffer", SERVER),

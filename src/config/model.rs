@@ -286,6 +286,10 @@ pub struct ServerConfig {
     /// address the auth server refused N times within T gets the protocol's
     /// temporary failure without the auth server being asked.
     pub auth_fail_limit: Option<(u32, Duration)>,
+    /// `resolver`: `None` is `off`, the default.
+    pub resolver: Option<ResolverConfig>,
+    /// `resolver_timeout` (30s): the whole of one lookup, retries included.
+    pub resolver_timeout: Duration,
     pub imap: ImapSettings,
     pub pop3: Pop3Settings,
     pub smtp: SmtpSettings,
@@ -383,6 +387,20 @@ pub struct ProxyTls {
     /// `proxy_ssl_name`: the name checked and sent as SNI; by default the
     /// backend's address (Auth-Server).
     pub name: Option<String>,
+}
+
+/// `resolver address ... [valid=time] [ipv4=on|off] [ipv6=on|off]`: the
+/// name servers SMTP asks for the client's host name (nginx's resolver).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverConfig {
+    /// In the order written, each host name's every address; port 53 unless given.
+    pub servers: Vec<std::net::SocketAddr>,
+    /// `valid=`: cached answers live this long instead of their TTL.
+    pub valid: Option<Duration>,
+    /// `ipv4=` (on): forward lookups ask for A records.
+    pub ipv4: bool,
+    /// `ipv6=` (on): forward lookups ask for AAAA records.
+    pub ipv6: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

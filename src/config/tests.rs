@@ -126,6 +126,8 @@ fn minimal_config_gets_exactly_the_defaults() {
                 auth_http_concurrency: 0,
                 auth_http_queue: 128,
                 auth_fail_limit: None,
+                resolver: None,
+                resolver_timeout: Duration::from_secs(30),
                 imap: ImapSettings {
                     capabilities: vec!["IMAP4".to_string(), "IMAP4rev1".to_string(), "UIDPLUS".to_string()],
                     auth: vec![AuthMethod::Plain],
@@ -401,7 +403,31 @@ fn server_directives() {
         ("smtp_auth none oauthbearer;", |s| {
             s.smtp.auth == [AuthMethod::OAuthBearer, AuthMethod::None]
         }),
-        ("resolver off;", |s| s.max_errors == 5),
+        ("resolver off;", |s| {
+            s.resolver.is_none() && s.resolver_timeout == Duration::from_secs(30)
+        }),
+        ("resolver 127.0.0.1;", |s| {
+            s.resolver
+                == Some(ResolverConfig {
+                    servers: vec!["127.0.0.1:53".parse().unwrap()],
+                    valid: None,
+                    ipv4: true,
+                    ipv6: true,
+                })
+        }),
+        ("resolver 127.0.0.1:5353 [::1] [::1]:54 ::2 valid=30s ipv6=off;", |s| {
+            s.resolver
+                == Some(ResolverConfig {
+                    servers: ["127.0.0.1:5353", "[::1]:53", "[::1]:54", "[::2]:53"]
+                        .iter()
+                        .map(|a| a.parse().unwrap())
+                        .collect(),
+                    valid: Some(Duration::from_secs(30)),
+                    ipv4: true,
+                    ipv6: false,
+                })
+        }),
+        ("resolver_timeout 2s;", |s| s.resolver_timeout == Duration::from_secs(2)),
         ("proxy_buffer 16k;", |s| s.proxy_buffer == 16384),
         ("proxy_buffer 1;", |s| s.proxy_buffer == 1),
         ("proxy_timeout 10m;", |s| s.proxy_timeout == Duration::from_secs(600)),
@@ -656,10 +682,6 @@ fn errors_with_file_and_line() {
             "directive \"include\" is not terminated by \";\" in /etc/postern/postern.conf:1",
         ),
         (
-            "mail {\n resolver_timeout 5s;\n}",
-            "\"resolver_timeout\" directive is not supported yet in /etc/postern/postern.conf:2",
-        ),
-        (
             "mail {\n proxy_protocol on;\n}",
             "\"proxy_protocol\" directive is not supported yet in /etc/postern/postern.conf:2",
         ),
@@ -899,19 +921,32 @@ fn errors_with_file_and_line() {
             "invalid number of arguments in \"max_errors\" directive in /etc/postern/postern.conf:2",
         ),
         (
-            "mail {\n resolver 127.0.0.1;\n}",
-            "\"resolver\" with addresses is not supported yet: Postern resolves names once, at start in \
-             /etc/postern/postern.conf:2",
-        ),
-        (
             "mail {\n resolver off 127.0.0.1;\n}",
-            "\"resolver\" with addresses is not supported yet: Postern resolves names once, at start in \
-             /etc/postern/postern.conf:2",
+            "host not found in resolver \"off\" in /etc/postern/postern.conf:2",
         ),
         (
-            "mail {\n resolver OFF;\n}",
-            "\"resolver\" with addresses is not supported yet: Postern resolves names once, at start in \
-             /etc/postern/postern.conf:2",
+            "mail {\n resolver 127.0.0.1 valid=x;\n}",
+            "invalid parameter: valid=x in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n resolver 127.0.0.1 ipv6=maybe;\n}",
+            "invalid parameter: ipv6=maybe in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n resolver 127.0.0.1 ipv4=off ipv6=off;\n}",
+            "\"ipv4\" and \"ipv6\" cannot both be \"off\" in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n resolver valid=10s;\n}",
+            "no name servers defined in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n resolver 127.0.0.1:0;\n}",
+            "invalid port in resolver \"127.0.0.1:0\" in /etc/postern/postern.conf:2",
+        ),
+        (
+            "mail {\n resolver_timeout 5x;\n}",
+            "invalid value \"5x\" in \"resolver_timeout\" directive in /etc/postern/postern.conf:2",
         ),
         (
             "mail {\n resolver;\n}",

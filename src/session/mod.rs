@@ -98,6 +98,8 @@ pub struct ServerContext {
     pub auth_limit: Option<limits::AuthLimit>,
     /// `auth_fail_limit`, when enabled.
     pub fail_limit: Option<limits::FailLimit>,
+    /// `resolver`, for SMTP (the only protocol nginx uses it for).
+    resolver: Option<crate::resolver::Resolver>,
 }
 
 impl ServerContext {
@@ -131,7 +133,14 @@ impl ServerContext {
         let fail_limit = server
             .auth_fail_limit
             .map(|(max, window)| limits::FailLimit::new(max, window));
+        let resolver = match (&server.resolver, server.protocol) {
+            (Some(config), Protocol::Smtp) => {
+                Some(crate::resolver::Resolver::new(config.clone(), server.resolver_timeout))
+            }
+            _ => None,
+        };
         ServerContext {
+            resolver,
             front: FrontSettings::from_server(&server),
             client_tls,
             implicit_tls,
@@ -184,6 +193,8 @@ struct Trace {
     started: Instant,
     user: Option<Vec<u8>>,
     backend: Option<SocketAddr>,
+    /// SMTP's `Client-Host` and XCLIENT `NAME=`, known before the greeting.
+    client_host: Option<crate::resolver::ClientHost>,
 }
 
 impl Trace {
@@ -219,6 +230,7 @@ pub fn serve(
         started: Instant::now(),
         user: None,
         backend: None,
+        client_host: None,
     };
     log::info!("*{id} {} connected to {}", trace.who(), ctx.listen_name);
     // TCP_NODELAY comes from the listening socket (accepted sockets
@@ -267,6 +279,10 @@ pub fn serve(
         } else {
             (Stream::Plain(client), None)
         };
+        if ctx.server.protocol == Protocol::Smtp {
+            // As nginx: the greeting waits for the client's host name.
+            trace.client_host = Some(Box::pin(client_host(&ctx, &trace)).await);
+        }
         // Each stage's future lives on the heap only while it runs, and the
         // front-end machine is made inside the dialogue's: a relayed
         // session keeps only its sockets and the relay's small state, none
@@ -344,6 +360,9 @@ async fn dialogue(
     _preauth: Option<limits::PreauthGuard>,
 ) -> Result<Handover, String> {
     let mut front = ctx.front.start(seed);
+    if let (FrontEnd::Smtp(smtp), Some(host)) = (&mut front, &trace.client_host) {
+        smtp.set_client_host(host.as_str());
+    }
     // `timeout` bounds each command as a whole, not each read: a client
     // trickling a byte a second (slowloris) would otherwise keep the
     // session forever. Since when the command being read has been coming.
@@ -511,8 +530,7 @@ async fn ask_auth_server(
             host: &ctx.server.auth_http.host,
             client_ip: trace.client.map(|a| a.ip()),
             headers: &ctx.server.auth_http_headers,
-            // No resolver yet: nginx's word for an unknown name.
-            client_host: (ctx.server.protocol == Protocol::Smtp).then_some("[UNAVAILABLE]"),
+            client_host: trace.client_host.as_ref().map(|host| host.as_str()),
             keep_alive: ctx.auth_pool.is_some(),
             tls: tls_facts,
             client_port: trace.client.map(|a| a.port()),
@@ -535,6 +553,19 @@ async fn ask_auth_server(
         limit.failed(ip, Instant::now());
     }
     reply
+}
+
+/// The SMTP client's host name: `[UNAVAILABLE]` with `resolver off`, else
+/// what the resolver finds, its failure logged as nginx logs it.
+async fn client_host(ctx: &ServerContext, trace: &Trace) -> crate::resolver::ClientHost {
+    let Some(resolver) = &ctx.resolver else {
+        return crate::resolver::ClientHost::Unavailable;
+    };
+    let outcome = resolver.client_host(trace.client.map(|a| a.ip())).await;
+    if let Some(error) = &outcome.error {
+        log::error!("*{} {error}, {}", trace.id, trace.who());
+    }
+    outcome.host
 }
 
 type RelayFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = relay::RelayStats> + 'a>>;

@@ -36,6 +36,8 @@ const MUST_STARTTLS: &[u8] = b"530 5.7.0 Must issue a STARTTLS command first\r\n
 const PROMPT_EMPTY: &[u8] = b"334 \r\n";
 const PROMPT_USERNAME: &[u8] = b"334 VXNlcm5hbWU6\r\n";
 const PROMPT_PASSWORD: &[u8] = b"334 UGFzc3dvcmQ6\r\n";
+/// nginx's word for an unknown client address or host name.
+const UNAVAILABLE: &str = "[UNAVAILABLE]";
 /// nginx's default reply code for a refused login (`Auth-Error-Code` overrides).
 const DEFAULT_ERROR_CODE: &[u8] = b"535 5.7.0";
 /// RFC 4954 6, for an OAuth line over `oauth_max_token_size`.
@@ -140,6 +142,9 @@ pub struct SmtpFront {
     errors: u32,
     attempts: u32,
     salt: Vec<u8>,
+    /// XCLIENT `NAME=`: the client's host name as the driver's resolver
+    /// found it, `[UNAVAILABLE]` until told.
+    client_name: String,
     out: Outbox,
 }
 
@@ -186,6 +191,7 @@ impl SmtpFront {
             errors: 0,
             attempts: 0,
             salt,
+            client_name: UNAVAILABLE.to_string(),
             out: Outbox::default(),
         };
         if front.settings.greeting_delay.is_zero() {
@@ -194,6 +200,12 @@ impl SmtpFront {
             front.out.push(Step::Pause(front.settings.greeting_delay));
         }
         front
+    }
+
+    /// The client's host name (`resolver`), given before the first `feed`:
+    /// the name, `[UNAVAILABLE]` or `[TEMPUNAVAIL]`, sent as XCLIENT `NAME=`.
+    pub fn set_client_host(&mut self, name: &str) {
+        self.client_name = name.to_string();
     }
 
     #[must_use]
@@ -294,9 +306,9 @@ impl SmtpFront {
                     client_addr: match self.seed.client {
                         Some(addr) if addr.is_ipv6() => format!("IPV6:{}", addr.ip()),
                         Some(addr) => addr.ip().to_string(),
-                        None => "[UNAVAILABLE]".to_string(),
+                        None => UNAVAILABLE.to_string(),
                     },
-                    client_name: "[UNAVAILABLE]".to_string(),
+                    client_name: self.client_name.clone(),
                     helo: self.helo.clone(),
                     user: user.clone(),
                     pass,

@@ -840,3 +840,30 @@ fn oauth_split_anywhere_same_steps() {
     );
     assert!(whole.contains("[auth "), "{whole}");
 }
+
+#[test]
+fn the_resolved_host_name_goes_to_xclient() {
+    for host in ["a.example.net", "[TEMPUNAVAIL]"] {
+        let mut m = machine_with(settings());
+        m.set_client_host(host);
+        m.feed(b"EHLO c\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\n");
+        let _ = drain(&mut m);
+        m.on_auth(Ok(AuthReply::Accept {
+            backend: "10.0.0.1:25".parse().unwrap(),
+            user: None,
+            pass: None,
+            backend_tls: None,
+            backend_method: None,
+        }));
+        let Some(Step::ConnectBackend(mut plan)) = m.poll() else {
+            panic!("no plan")
+        };
+        let BackendLogin::Smtp(login) = &mut plan.login else {
+            panic!("not smtp")
+        };
+        login.feed(b"220 mx\r\n250 mx\r\n");
+        let sent: Vec<_> = std::iter::from_fn(|| login.poll()).collect();
+        let want = format!("XCLIENT ADDR=192.0.2.1 LOGIN=bob NAME={host}\r\n");
+        assert_eq!(sent[1], BackendStep::Send(want.into_bytes()), "{host}");
+    }
+}
