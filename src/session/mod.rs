@@ -229,6 +229,7 @@ pub fn serve(
         tls: ctx.implicit_tls,
     };
     async move {
+        let _active = crate::metrics::session_started(ctx.server.protocol);
         let mut trace = trace;
         // client_preauth_limit: the place is held by the dialogue and given
         // back when it ends, logged in or not.
@@ -236,6 +237,7 @@ pub fn serve(
             (Some(limit), Some(addr)) => match limit.enter(addr.ip()) {
                 Some(place) => Some(place),
                 None => {
+                    crate::metrics::refused_preauth(ctx.server.protocol);
                     // A TLS client would read the plaintext refusal as a
                     // broken handshake: it only gets the close.
                     if !ctx.implicit_tls {
@@ -252,7 +254,10 @@ pub fn serve(
         let (client, tls_facts) = if ctx.implicit_tls {
             match Box::pin(accept_tls(client, &ctx)).await {
                 Ok((client, facts)) => (client, Some(facts)),
-                Err(reason) => return log::info!("*{id} {}: {reason}", trace.who()),
+                Err(reason) => {
+                    crate::metrics::closed_early(ctx.server.protocol, &reason);
+                    return log::info!("*{id} {}: {reason}", trace.who());
+                }
             }
         } else {
             (Stream::Plain(client), None)
@@ -263,13 +268,17 @@ pub fn serve(
         // of the (larger) login dialogue's.
         let handover = match Box::pin(dialogue(client, tls_facts, seed, &ctx, &mut trace, preauth)).await {
             Ok(handover) => handover,
-            Err(reason) => return log::info!("*{id} {}: {reason}", trace.who()),
+            Err(reason) => {
+                crate::metrics::closed_early(ctx.server.protocol, &reason);
+                return log::info!("*{id} {}: {reason}", trace.who());
+            }
         };
         log::info!("*{id} {}: logged in", trace.who());
         // Only the boxed relay is held across the await: the handover is
         // consumed before it.
         let (via, relay) = start_relay(handover, &ctx);
         let stats = relay.await;
+        crate::metrics::relay_done(ctx.server.protocol, &stats);
         log::info!(
             "*{id} {}: session done ({via}), client->backend {} bytes, backend->client {} bytes, {} spliced, {:.3}s{}",
             trace.who(),
@@ -312,9 +321,13 @@ async fn accept_tls(client: TcpStream, ctx: &ServerContext) -> Result<(Stream, t
     } else {
         match glommio::timer::timeout(ctx.server.timeout, async { Ok(handshake.await) }).await {
             Ok(accepted) => accepted,
-            Err(_) => return Err("client timed out in TLS handshake".to_string()),
+            Err(_) => {
+                crate::metrics::tls_handshake(ctx.server.protocol, false);
+                return Err("client timed out in TLS handshake".to_string());
+            }
         }
     };
+    crate::metrics::tls_handshake(ctx.server.protocol, accepted.is_ok());
     let stream = accepted.map_err(|e| format!("TLS handshake failed: {e}"))?;
     let facts = tls
         .server
@@ -383,6 +396,7 @@ async fn dialogue(
                     trace.user = Some(plan.user.clone());
                     let tls = backend_tls.then_some(&ctx.backend_tls);
                     let (stream, outcome) = backend::login(plan, tls, &ctx.server, trace.id).await;
+                    crate::metrics::backend_login(ctx.server.protocol, stream.is_some());
                     backend = stream;
                     front.on_backend(outcome);
                 }
@@ -473,6 +487,7 @@ async fn ask_auth_server(
         Some(limit) => match limit.slot(ctx.server.auth_http_timeout).await {
             Ok(slot) => Some(slot),
             Err(busy) => {
+                crate::metrics::inc(ctx.server.protocol, crate::metrics::Counter::LoginsDeferred);
                 log::warn!("*{} {busy}, login deferred, {}", trace.id, trace.who());
                 return Ok(crate::protocol::busy_auth_reply(ctx.server.protocol));
             }
@@ -492,6 +507,7 @@ async fn ask_auth_server(
             tls: tls_facts,
         },
     );
+    let asked = Instant::now();
     let reply = auth::client::ask(
         &ctx.server.auth_http,
         &http,
@@ -499,6 +515,7 @@ async fn ask_auth_server(
         ctx.auth_pool.as_ref(),
     )
     .await;
+    crate::metrics::auth_answered(ctx.server.protocol, request.method, &reply, asked.elapsed());
     if let Err(e) = &reply {
         log::error!("*{} {e} while in http auth state, {}", trace.id, trace.who());
     }
