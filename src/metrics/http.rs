@@ -24,6 +24,11 @@ pub const MAX_REQUEST: usize = 8 * 1024;
 /// within it again: a peer trickling bytes holds the thread no longer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long, and how many bytes, an oversized request is read on after
+/// its 400 (`linger`).
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
+
 /// Headers beyond this many get 400.
 const MAX_HEADERS: usize = 32;
 
@@ -100,7 +105,28 @@ fn serve_one(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> 
         }
     };
     stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
-    stream.write_all(&response(reply, registry))
+    stream.write_all(&response(reply, registry))?;
+    if reply == Reply::TooLarge {
+        linger(&mut stream)?;
+    }
+    Ok(())
+}
+
+/// Closing with unread bytes resets the connection, and the reset can
+/// destroy the reply before the peer reads it: the rest of the request is
+/// read and dropped first, within bounds, as nginx's lingering close.
+fn linger(stream: &mut TcpStream) -> std::io::Result<()> {
+    stream.shutdown(std::net::Shutdown::Write)?;
+    stream.set_read_timeout(Some(LINGER_TIME))?;
+    let mut sink = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    while left > 0 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+    Ok(())
 }
 
 /// What a request gets.

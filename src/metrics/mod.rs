@@ -287,7 +287,9 @@ pub fn inc(protocol: Protocol, counter: Counter) {
 }
 
 /// A session counted as accepted and active; active again less one when
-/// it drops, however the session ends.
+/// it ends (one of the methods below, which consume it) or drops (a
+/// session cut short by `worker_shutdown_timeout`). Ending through a method
+/// counts the end before the session's last log line.
 #[must_use]
 pub struct ActiveSession(Protocol);
 
@@ -305,12 +307,38 @@ pub fn session_started(protocol: Protocol) -> ActiveSession {
     ActiveSession(protocol)
 }
 
-/// Refused at once by `client_preauth_limit`.
-pub fn refused_preauth(protocol: Protocol) {
-    with(|m| {
-        m.add(protocol, Counter::RefusedPreauth, 1);
-        m.add(protocol, Counter::ClosedPreauthLimit, 1);
-    });
+impl ActiveSession {
+    /// Refused at once by `client_preauth_limit`.
+    pub fn refused_preauth(self) {
+        with(|m| {
+            m.add(self.0, Counter::RefusedPreauth, 1);
+            m.add(self.0, Counter::ClosedPreauthLimit, 1);
+        });
+    }
+
+    /// Ended before the relay; `reason` is the text of its log line.
+    pub fn closed_early(self, reason: &str) {
+        inc(self.0, close_counter(reason));
+    }
+
+    /// A relayed session ended: its bytes, and how it ended. Counted at the
+    /// end, so a long session's bytes appear when it closes.
+    pub fn relay_done(self, stats: &RelayStats) {
+        let protocol = self.0;
+        with(|m| {
+            m.add(protocol, Counter::BytesClientToBackend, stats.client_to_backend);
+            m.add(protocol, Counter::BytesBackendToClient, stats.backend_to_client);
+            let total = stats.client_to_backend.wrapping_add(stats.backend_to_client);
+            m.add(protocol, Counter::BytesSpliced, stats.spliced);
+            m.add(protocol, Counter::BytesCopied, total.saturating_sub(stats.spliced));
+            let end = match &stats.error {
+                None => Counter::RelayNormal,
+                Some(e) if e.starts_with("proxy_timeout") => Counter::RelayProxyTimeout,
+                Some(_) => Counter::RelayError,
+            };
+            m.add(protocol, end, 1);
+        });
+    }
 }
 
 pub fn tls_handshake(protocol: Protocol, ok: bool) {
@@ -370,12 +398,6 @@ pub fn backend_login(protocol: Protocol, ok: bool) {
     );
 }
 
-/// The session ended before the relay; `reason` is the text of its log
-/// line.
-pub fn closed_early(protocol: Protocol, reason: &str) {
-    inc(protocol, close_counter(reason));
-}
-
 /// Every `CloseReason`, to tell its description from the driver's own
 /// reasons.
 const CLOSE_REASONS: [CloseReason; 8] = [
@@ -422,24 +444,6 @@ fn close_counter(reason: &str) -> Counter {
     } else {
         Counter::ClosedOther
     }
-}
-
-/// A relayed session ended: its bytes, and how it ended. Counted at the
-/// end, so a long session's bytes appear when it closes.
-pub fn relay_done(protocol: Protocol, stats: &RelayStats) {
-    with(|m| {
-        m.add(protocol, Counter::BytesClientToBackend, stats.client_to_backend);
-        m.add(protocol, Counter::BytesBackendToClient, stats.backend_to_client);
-        let total = stats.client_to_backend.wrapping_add(stats.backend_to_client);
-        m.add(protocol, Counter::BytesSpliced, stats.spliced);
-        m.add(protocol, Counter::BytesCopied, total.saturating_sub(stats.spliced));
-        let end = match &stats.error {
-            None => Counter::RelayNormal,
-            Some(e) if e.starts_with("proxy_timeout") => Counter::RelayProxyTimeout,
-            Some(_) => Counter::RelayError,
-        };
-        m.add(protocol, end, 1);
-    });
 }
 
 #[cfg(test)]

@@ -186,19 +186,15 @@ fn counter_calls_reach_the_attached_core_only() {
             Duration::ZERO,
         );
         backend_login(Protocol::Imap, false);
-        closed_early(Protocol::Imap, CloseReason::LoginRefused.describe());
         let snapshot = registry.snapshot();
         assert_eq!(snapshot.get(1, Protocol::Imap, Counter::Active), 1);
-        drop(active);
-        relay_done(
-            Protocol::Pop3,
-            &RelayStats {
-                client_to_backend: 10,
-                backend_to_client: 1000,
-                spliced: 600,
-                error: Some("proxy_timeout: no data for 5s".into()),
-            },
-        );
+        active.closed_early(CloseReason::LoginRefused.describe());
+        session_started(Protocol::Pop3).relay_done(&RelayStats {
+            client_to_backend: 10,
+            backend_to_client: 1000,
+            spliced: 600,
+            error: Some("proxy_timeout: no data for 5s".into()),
+        });
     })
     .join()
     .unwrap();

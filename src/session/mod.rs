@@ -229,7 +229,7 @@ pub fn serve(
         tls: ctx.implicit_tls,
     };
     async move {
-        let _active = crate::metrics::session_started(ctx.server.protocol);
+        let active = crate::metrics::session_started(ctx.server.protocol);
         let mut trace = trace;
         // client_preauth_limit: the place is held by the dialogue and given
         // back when it ends, logged in or not.
@@ -237,7 +237,7 @@ pub fn serve(
             (Some(limit), Some(addr)) => match limit.enter(addr.ip()) {
                 Some(place) => Some(place),
                 None => {
-                    crate::metrics::refused_preauth(ctx.server.protocol);
+                    active.refused_preauth();
                     // A TLS client would read the plaintext refusal as a
                     // broken handshake: it only gets the close.
                     if !ctx.implicit_tls {
@@ -255,7 +255,7 @@ pub fn serve(
             match Box::pin(accept_tls(client, &ctx)).await {
                 Ok((client, facts)) => (client, Some(facts)),
                 Err(reason) => {
-                    crate::metrics::closed_early(ctx.server.protocol, &reason);
+                    active.closed_early(&reason);
                     return log::info!("*{id} {}: {reason}", trace.who());
                 }
             }
@@ -269,7 +269,7 @@ pub fn serve(
         let handover = match Box::pin(dialogue(client, tls_facts, seed, &ctx, &mut trace, preauth)).await {
             Ok(handover) => handover,
             Err(reason) => {
-                crate::metrics::closed_early(ctx.server.protocol, &reason);
+                active.closed_early(&reason);
                 return log::info!("*{id} {}: {reason}", trace.who());
             }
         };
@@ -278,7 +278,7 @@ pub fn serve(
         // consumed before it.
         let (via, relay) = start_relay(handover, &ctx);
         let stats = relay.await;
-        crate::metrics::relay_done(ctx.server.protocol, &stats);
+        active.relay_done(&stats);
         log::info!(
             "*{id} {}: session done ({via}), client->backend {} bytes, backend->client {} bytes, {} spliced, {:.3}s{}",
             trace.who(),
