@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod protocol;
 pub mod relay;
 pub mod resolver;

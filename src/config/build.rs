@@ -113,6 +113,7 @@ pub(crate) struct MainDraft {
     pub(crate) worker_rlimit_nofile: Option<u64>,
     pub(crate) worker_shutdown_timeout: Option<Duration>,
     pub(crate) user: Option<RunAs>,
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// One server's settings while the file is read; `None` is unset.
@@ -397,6 +398,7 @@ impl Builder<'_> {
             worker_rlimit_nofile: main.worker_rlimit_nofile,
             worker_shutdown_timeout: main.worker_shutdown_timeout,
             user: main.user,
+            metrics_listen: main.metrics_listen,
         })
     }
 

@@ -157,6 +157,7 @@ const MAIL: Contexts = Contexts::MAIL;
 const SERVER: Contexts = Contexts::SERVER;
 const MAIL_SERVER: Contexts = Contexts::MAIL_SERVER;
 const ANY: Contexts = Contexts::ANY;
+const MAIN_MAIL: Contexts = Contexts(1 | 4);
 
 const MAIL_ONLY: &str = "Postern serves mail only";
 const ONE_LISTENER_PER_CORE: &str = "Postern accepts on one io_uring listener per core";
@@ -176,6 +177,8 @@ pub(crate) static TABLE: &[Row] = &[
     Row::main("worker_rlimit_nofile", MAIN, Exact(1), set_worker_rlimit_nofile),
     Row::main("worker_shutdown_timeout", MAIN, Exact(1), set_worker_shutdown_timeout),
     Row::main("user", MAIN, Range(1, 2), set_user),
+    // Postern's own: Prometheus metrics over HTTP, off unless given.
+    Row::main("metrics_listen", MAIN_MAIL, Exact(1), set_metrics_listen),
     Row::not_yet("master_process", MAIN),
     Row::not_yet("worker_rlimit_core", MAIN),
     Row::not_yet("worker_priority", MAIN),
@@ -527,6 +530,24 @@ fn set_user(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Result<(), String>
 
 fn set_worker_shutdown_timeout(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
     m.worker_shutdown_timeout = Some(time_arg(d)?);
+    Ok(())
+}
+
+/// One address, as `listen` reads it; it may not be a mail listener's too.
+fn set_metrics_listen(m: &mut MainDraft, d: &Directive, env: &mut Env) -> Result<(), String> {
+    if m.metrics_listen.is_some() {
+        return Err("\"metrics_listen\" directive is duplicate".to_string());
+    }
+    let text = &d.args[0];
+    let in_addr = |err: &str| format!("{err} in \"{text}\" of the \"metrics_listen\" directive");
+    let addrs = address::listen_addrs(text, &mut env.resolver).map_err(in_addr)?;
+    let [addr] = addrs.as_slice() else {
+        return Err(in_addr("more than one address"));
+    };
+    if !env.claim_listen(&ListenAddr::Tcp(*addr)) {
+        return Err(format!("duplicate \"{addr}\" address and port pair"));
+    }
+    m.metrics_listen = Some(*addr);
     Ok(())
 }
 
@@ -911,8 +932,11 @@ mod tests {
     fn setters_match_their_contexts() {
         for row in TABLE {
             if let Status::Supported(setter) = row.status {
+                // A process-wide setting nginx users look for at mail
+                // level too: its setter fills the main settings wherever.
+                let main_in_mail = matches!(setter, Setter::Main(_)) && row.contexts == MAIN_MAIL;
                 assert!(
-                    contexts_of(setter).contains(row.contexts),
+                    contexts_of(setter).contains(row.contexts) || main_in_mail,
                     "{}: setter of the wrong kind for its contexts",
                     row.name
                 );

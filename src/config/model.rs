@@ -98,6 +98,9 @@ pub struct MainConfig {
     /// `user NAME [GROUP]`: who the process runs as once its sockets are
     /// bound and its logs open (only when started as root, as nginx).
     pub user: Option<RunAs>,
+    /// `metrics_listen ADDR:PORT` (Postern's own): where Prometheus scrapes
+    /// `/metrics`; off when `None`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `user`: a user, and a group that defaults to the user's name as in nginx.

@@ -88,6 +88,7 @@ fn minimal_config_gets_exactly_the_defaults() {
                 worker_rlimit_nofile: None,
                 worker_shutdown_timeout: None,
                 user: None,
+                metrics_listen: None,
             },
             servers: vec![ServerConfig {
                 location: at(3),

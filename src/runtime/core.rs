@@ -48,6 +48,8 @@ pub struct CoreSpec {
     pub pipe_size: usize,
     /// `worker_shutdown_timeout`.
     pub shutdown_timeout: Option<Duration>,
+    /// This core's counters, when `metrics_listen` is on.
+    pub metrics: Option<&'static crate::metrics::CoreMetrics>,
 }
 
 /// Per-core state shared by this core's tasks (never across cores).
@@ -210,6 +212,9 @@ impl Serving {
 /// closes listeners.
 pub async fn run(spec: CoreSpec, control: OwnedFd, reloads: mpsc::Receiver<ReloadPlan>) {
     let max_sessions = spec.max_sessions as u64;
+    if let Some(block) = spec.metrics {
+        crate::metrics::attach(block);
+    }
     let shared = Shared {
         core: Rc::new(Core {
             index: spec.index as u64,
@@ -330,6 +335,12 @@ async fn accept_loop(
     while !closing.get() {
         // Past worker_connections the core stops accepting until a session
         // ends; the kernel queues new connections on this core's socket.
+        if core.sessions.available() == 0 {
+            crate::metrics::inc(
+                ctx.borrow().server.protocol,
+                crate::metrics::Counter::WorkerConnectionsFull,
+            );
+        }
         let permit = match core.sessions.acquire_static_permit(1).await {
             Ok(p) => p,
             Err(e) => {

@@ -131,6 +131,10 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
             }
         }
     }
+    let metrics = match config.main.metrics_listen {
+        Some(addr) => Some(metrics_socket(addr, cores, &mut inherited, &mut listening)?),
+        None => None,
+    };
     let mut specs = Vec::with_capacity(cores);
     for index in 0..cores {
         let mut listeners = Vec::new();
@@ -168,6 +172,7 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
             relay: options.relay,
             pipe_size: options.pipe_size,
             shutdown_timeout: config.main.worker_shutdown_timeout,
+            metrics: metrics.as_ref().and_then(|(_, registry)| registry.core(index)),
         });
     }
     drop(shared);
@@ -240,6 +245,10 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
             let _ = core_events.send(Event::CoreEnded(index, why));
         });
     }
+    if let (Some((fd, registry)), Some(addr)) = (metrics, config.main.metrics_listen) {
+        crate::metrics::http::spawn(fd, registry)?;
+        crate::notice!("metrics on http://{addr}/metrics");
+    }
     crate::notice!("{}", open_files_limit());
     crate::notice!(
         "postern/{} started: {cores} core(s){}, {max_sessions} sessions per core, pid {}",
@@ -266,6 +275,24 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
     }
     drop(state.pid_file);
     outcome
+}
+
+/// `metrics_listen`'s socket (inherited from the binary this one upgrades,
+/// or bound) and the counters of every core. The counters live as long as
+/// the process: cores and the scrape thread hold them to the end.
+fn metrics_socket(
+    addr: std::net::SocketAddr,
+    cores: usize,
+    inherited: &mut upgrade::Inherited,
+    listening: &mut upgrade::Listening,
+) -> Result<(OwnedFd, &'static crate::metrics::Registry), String> {
+    let name = crate::metrics::http::socket_name(addr);
+    let fd = match inherited.take(&name) {
+        Some(fd) => fd,
+        None => crate::metrics::http::bind(addr)?,
+    };
+    listening.add(&name, &fd)?;
+    Ok((fd, Box::leak(Box::new(crate::metrics::Registry::new(cores)))))
 }
 
 /// The `user` directive, once the sockets are bound, the logs and the pid
@@ -635,6 +662,9 @@ fn main_changes(old: &MainConfig, new: &MainConfig) -> Vec<&'static str> {
     }
     if old.user != new.user {
         changed.push("user");
+    }
+    if old.metrics_listen != new.metrics_listen {
+        changed.push("metrics_listen");
     }
     changed
 }

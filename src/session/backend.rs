@@ -47,6 +47,7 @@ async fn steps(
     let tcp = match TcpStream::connect_timeout(plan.addr, timeout).await {
         Ok(s) => s,
         Err(e) => {
+            crate::metrics::inc(server.protocol, crate::metrics::Counter::BackendConnectErrors);
             log::error!("*{id} connect() to {} failed: {e}", plan.addr);
             return (None, failed);
         }

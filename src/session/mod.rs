@@ -251,6 +251,7 @@ pub fn serve(
         tls: ctx.implicit_tls,
     };
     async move {
+        let active = crate::metrics::session_started(ctx.server.protocol);
         let mut trace = trace;
         // client_preauth_limit: the place is held by the dialogue and given
         // back when it ends, logged in or not.
@@ -258,6 +259,7 @@ pub fn serve(
             (Some(limit), Some(addr)) => match limit.enter(addr.ip()) {
                 Some(place) => Some(place),
                 None => {
+                    active.refused_preauth();
                     // A TLS client would read the plaintext refusal as a
                     // broken handshake: it only gets the close.
                     if !ctx.implicit_tls {
@@ -274,7 +276,10 @@ pub fn serve(
         let (client, tls_facts) = if ctx.implicit_tls {
             match Box::pin(accept_tls(client, &ctx)).await {
                 Ok((client, facts)) => (client, Some(facts)),
-                Err(reason) => return log::info!("*{id} {}: {reason}", trace.who()),
+                Err(reason) => {
+                    active.closed_early(&reason);
+                    return log::info!("*{id} {}: {reason}", trace.who());
+                }
             }
         } else {
             (Stream::Plain(client), None)
@@ -289,13 +294,17 @@ pub fn serve(
         // of the (larger) login dialogue's.
         let handover = match Box::pin(dialogue(client, tls_facts, seed, &ctx, &mut trace, preauth)).await {
             Ok(handover) => handover,
-            Err(reason) => return log::info!("*{id} {}: {reason}", trace.who()),
+            Err(reason) => {
+                active.closed_early(&reason);
+                return log::info!("*{id} {}: {reason}", trace.who());
+            }
         };
         log::info!("*{id} {}: logged in", trace.who());
         // Only the boxed relay is held across the await: the handover is
         // consumed before it.
         let (via, relay) = start_relay(handover, &ctx);
         let stats = relay.await;
+        active.relay_done(&stats);
         log::info!(
             "*{id} {}: session done ({via}), client->backend {} bytes, backend->client {} bytes, {} spliced, {:.3}s{}",
             trace.who(),
@@ -338,9 +347,13 @@ async fn accept_tls(client: TcpStream, ctx: &ServerContext) -> Result<(Stream, t
     } else {
         match glommio::timer::timeout(ctx.server.timeout, async { Ok(handshake.await) }).await {
             Ok(accepted) => accepted,
-            Err(_) => return Err("client timed out in TLS handshake".to_string()),
+            Err(_) => {
+                crate::metrics::tls_handshake(ctx.server.protocol, false);
+                return Err("client timed out in TLS handshake".to_string());
+            }
         }
     };
+    crate::metrics::tls_handshake(ctx.server.protocol, accepted.is_ok());
     let stream = accepted.map_err(|e| format!("TLS handshake failed: {e}"))?;
     let facts = tls
         .server
@@ -413,6 +426,7 @@ async fn dialogue(
                     trace.user = Some(plan.user.clone());
                     let tls = backend_tls.then_some(&ctx.backend_tls);
                     let (stream, outcome) = backend::login(plan, tls, &ctx.server, trace.id).await;
+                    crate::metrics::backend_login(ctx.server.protocol, stream.is_some());
                     backend = stream;
                     front.on_backend(outcome);
                 }
@@ -504,6 +518,7 @@ async fn ask_auth_server(
     let client_ip = trace.client.map(|a| a.ip());
     if let (Some(limit), Some(ip)) = (&ctx.fail_limit, client_ip) {
         if limit.blocked(ip, Instant::now()) {
+            crate::metrics::inc(ctx.server.protocol, crate::metrics::Counter::LoginsThrottled);
             log::info!(
                 "*{} auth_fail_limit reached, login refused without asking the auth server, {}",
                 trace.id,
@@ -517,6 +532,7 @@ async fn ask_auth_server(
         Some(limit) => match limit.slot(ctx.server.auth_http_timeout).await {
             Ok(slot) => Some(slot),
             Err(busy) => {
+                crate::metrics::inc(ctx.server.protocol, crate::metrics::Counter::LoginsDeferred);
                 log::warn!("*{} {busy}, login deferred, {}", trace.id, trace.who());
                 return Ok(crate::protocol::busy_auth_reply(ctx.server.protocol));
             }
@@ -539,6 +555,7 @@ async fn ask_auth_server(
             client_id,
         },
     );
+    let asked = Instant::now();
     let reply = auth::client::ask(
         &ctx.server.auth_http,
         &http,
@@ -546,6 +563,7 @@ async fn ask_auth_server(
         ctx.auth_pool.as_ref(),
     )
     .await;
+    crate::metrics::auth_answered(ctx.server.protocol, request.method, &reply, asked.elapsed());
     if let Err(e) = &reply {
         log::error!("*{} {e} while in http auth state, {}", trace.id, trace.who());
     }
