@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod logging;
 pub mod protocol;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod runtime;
 pub mod session;
