@@ -22,6 +22,9 @@ pub struct RequestContext<'a> {
     pub keep_alive: bool,
     /// The client connection's TLS, when it has it: the `Auth-SSL*` headers.
     pub tls: Option<&'a TlsFacts>,
+    /// What a balancer's PROXY header stated (`listen ... proxy_protocol`):
+    /// the `Proxy-Protocol-*` headers.
+    pub proxy_protocol: Option<crate::proxy_protocol::Addresses>,
 }
 
 /// The request bytes, headers in nginx's order. User and password are
@@ -56,6 +59,9 @@ pub fn build(req: &AuthRequest, ctx: &RequestContext<'_>) -> Vec<u8> {
         out.extend_from_slice(host.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    if let Some(pp) = &ctx.proxy_protocol {
+        proxy_protocol_headers(pp, &mut out);
+    }
     if let Some(envelope) = &req.envelope {
         for (name, value) in [
             (&b"Auth-SMTP-Helo: "[..], &envelope.helo),
@@ -81,6 +87,23 @@ pub fn build(req: &AuthRequest, ctx: &RequestContext<'_>) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// nginx's four `Proxy-Protocol-*` headers, after `Client-Host`: the
+/// balancer's client and its own address, whatever `set_real_ip_from` made
+/// of `Client-IP`.
+fn proxy_protocol_headers(pp: &crate::proxy_protocol::Addresses, out: &mut Vec<u8>) {
+    out.extend_from_slice(
+        format!(
+            "Proxy-Protocol-Addr: {}\r\nProxy-Protocol-Port: {}\r\n\
+             Proxy-Protocol-Server-Addr: {}\r\nProxy-Protocol-Server-Port: {}\r\n",
+            pp.source.ip(),
+            pp.source.port(),
+            pp.destination.ip(),
+            pp.destination.port()
+        )
+        .as_bytes(),
+    );
 }
 
 /// nginx's `Auth-SSL*` headers, in its order, after the SMTP envelope;
@@ -167,6 +190,7 @@ mod tests {
             client_host: None,
             keep_alive: false,
             tls: None,
+            proxy_protocol: None,
         };
         assert_eq!(
             String::from_utf8(build(&req, &ctx)).unwrap(),
@@ -199,6 +223,7 @@ mod tests {
             client_host: Some("[UNAVAILABLE]"),
             keep_alive: true,
             tls: None,
+            proxy_protocol: None,
         };
         assert_eq!(
             String::from_utf8(build(&req, &ctx)).unwrap(),
@@ -231,6 +256,7 @@ mod tests {
             client_host: None,
             keep_alive: false,
             tls: Some(tls),
+            proxy_protocol: None,
         }
     }
 

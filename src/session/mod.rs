@@ -5,6 +5,7 @@
 
 mod backend;
 pub mod limits;
+mod proxied;
 mod stream;
 
 use std::net::SocketAddr;
@@ -59,6 +60,8 @@ pub struct ServerSetup {
     pub tls: TlsSetup,
     /// `listen ... ssl`: the handshake comes before the greeting.
     pub implicit_tls: bool,
+    /// `listen ... proxy_protocol`: a PROXY header comes before anything.
+    pub proxy_protocol: bool,
 }
 
 /// One core's TLS for the client side of a server block.
@@ -81,6 +84,8 @@ pub struct ServerContext {
     client_tls: Option<ClientTls>,
     /// This listener is `ssl`.
     implicit_tls: bool,
+    /// This listener is `proxy_protocol`.
+    proxy_protocol: bool,
     backend_tls: BackendTls,
     pub front: FrontSettings,
     /// The listening address, for log lines.
@@ -112,6 +117,7 @@ impl ServerContext {
             server,
             tls,
             implicit_tls,
+            proxy_protocol,
         } = setup;
         let client_tls = tls.server.map(|server_tls| ClientTls {
             acceptor: futures_rustls::TlsAcceptor::from(server_tls.for_core(cores)),
@@ -130,6 +136,7 @@ impl ServerContext {
             front: FrontSettings::from_server(&server),
             client_tls,
             implicit_tls,
+            proxy_protocol,
             backend_tls,
             server,
             listen_name,
@@ -176,6 +183,8 @@ struct Trace {
     started: Instant,
     user: Option<Vec<u8>>,
     backend: Option<SocketAddr>,
+    /// The connection a balancer's PROXY header stated, if any.
+    proxied: Option<crate::proxy_protocol::Addresses>,
 }
 
 impl Trace {
@@ -209,6 +218,7 @@ pub fn serve(
         started: Instant::now(),
         user: None,
         backend: None,
+        proxied: None,
     };
     log::info!("*{id} {} connected to {}", trace.who(), ctx.listen_name);
     // TCP_NODELAY comes from the listening socket (accepted sockets
@@ -222,7 +232,7 @@ pub fn serve(
     let now_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let seed = SessionSeed {
+    let mut seed = SessionSeed {
         client: peer,
         random,
         now_unix,
@@ -230,9 +240,25 @@ pub fn serve(
     };
     async move {
         let mut trace = trace;
+        let mut client = client;
+        // Before anything, TLS included: the balancer speaks first. From
+        // here on the client is who the header says, when trusted.
+        if ctx.proxy_protocol {
+            match proxied::read_header(&mut client, timeout).await {
+                Ok(header) => {
+                    trace.client = proxied::real_client(peer, &header, &ctx.server.set_real_ip_from);
+                    trace.proxied = header.addresses;
+                    seed.client = trace.client;
+                    if trace.client != peer {
+                        log::info!("*{id} {}: real address from the PROXY protocol header", trace.who());
+                    }
+                }
+                Err(reason) => return log::info!("*{id} {}: {reason}", trace.who()),
+            }
+        }
         // client_preauth_limit: the place is held by the dialogue and given
         // back when it ends, logged in or not.
-        let preauth = match (&ctx.preauth, peer) {
+        let preauth = match (&ctx.preauth, trace.client) {
             (Some(limit), Some(addr)) => match limit.enter(addr.ip()) {
                 Some(place) => Some(place),
                 None => {
@@ -382,7 +408,12 @@ async fn dialogue(
                     trace.backend = Some(plan.addr);
                     trace.user = Some(plan.user.clone());
                     let tls = backend_tls.then_some(&ctx.backend_tls);
-                    let (stream, outcome) = backend::login(plan, tls, &ctx.server, trace.id).await;
+                    let preface = proxied::backend_preface(
+                        ctx.server.proxy_protocol,
+                        trace.client,
+                        client.tcp().local_addr().ok(),
+                    );
+                    let (stream, outcome) = backend::login(plan, tls, &ctx.server, trace.id, preface).await;
                     backend = stream;
                     front.on_backend(outcome);
                 }
@@ -490,6 +521,7 @@ async fn ask_auth_server(
             client_host: (ctx.server.protocol == Protocol::Smtp).then_some("[UNAVAILABLE]"),
             keep_alive: ctx.auth_pool.is_some(),
             tls: tls_facts,
+            proxy_protocol: trace.proxied,
         },
     );
     let reply = auth::client::ask(
