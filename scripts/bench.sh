@@ -545,8 +545,9 @@ compare_main() {
         [ "$conf" = postern ] && pidfile=$WORK/postern.pid
         [ "$conf" = nginx-64k ] && extra="proxy_buffer 64k; imap_client_buffer 64k; smtp_client_buffer 64k;"
         read -r -a p <<<"$(target_ports "$conf" tls)"
-        local pp=""
-        [[ " ${picked[*]} " == *" login-imap-proxy "* ]] && pp=${p[5]}
+        local pp="" all
+        read -r -a all <<<"$(target_addrs "$conf")"
+        [[ " ${picked[*]} " == *" login-imap-proxy "* ]] && pp=${all[5]##*:}
         write_conf "$WORK/$conf.conf" "$pidfile" "${p[@]:0:4}" "$extra" "" "$pp"
         # The TLS runs use a second file: the same text plus an implicit-TLS
         # IMAP server, so that a proxy refusing it fails only those runs.
