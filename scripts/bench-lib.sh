@@ -215,7 +215,7 @@ nginx_install() {
     return 0
 }
 
-# write_conf FILE PIDFILE IMAP POP3 SMTP DELAY [EXTRA [TLS]]: the
+# write_conf FILE PIDFILE IMAP POP3 SMTP DELAY [EXTRA [TLS [PP]]]: the
 # configuration both proxies read, listening on the four ports given (IMAP
 # also carries the bulk relay; DELAY is IMAP through the slow auth server).
 # EXTRA is added to the mail block (nginx-64k's buffers). With TLS, a fifth
@@ -224,7 +224,7 @@ nginx_install() {
 # not left to each proxy's default: nginx before 1.23.4 leaves TLSv1.3 out,
 # and the two would then be measured on different handshakes.
 write_conf() {
-    local file=$1 pidfile=$2 imap=$3 pop3=$4 smtp=$5 delay=$6 extra=${7:-} tls=${8:-}
+    local file=$1 pidfile=$2 imap=$3 pop3=$4 smtp=$5 delay=$6 extra=${7:-} tls=${8:-} pp=${9:-}
     {
         echo "# Written by scripts/bench.sh; Postern and nginx read the same text (only ports and pid differ)."
         [ -n "$NGINX_MODULE_LINE" ] && echo "$NGINX_MODULE_LINE"
@@ -251,6 +251,10 @@ EOF
     server { listen 127.0.0.1:$pop3; protocol pop3; }
     server { listen 127.0.0.1:$smtp; protocol smtp; }
     server { listen 127.0.0.1:$delay; protocol imap; auth_http $AUTH_DELAY_ADDR/auth; }
+EOF
+        # login-imap-proxy: the load generator plays the balancer.
+        [ -n "$pp" ] && cat <<EOF
+    server { listen 127.0.0.1:$pp proxy_protocol; protocol imap; set_real_ip_from 127.0.0.1; }
 EOF
         [ -n "$tls" ] && cat <<EOF
     server {
@@ -361,6 +365,10 @@ for proto in ("imap", "pop3", "smtp"):
         ("%s login, %s clients: logins/s" % (P, lc), "higher", rate, "{:,.0f}", True),
         ("%s login: proxy CPU us/login" % P, "lower", per_op_us, "{:,.0f}", False),
     ]
+METRICS["login-imap-proxy"] = [
+    ("IMAP login behind PROXY protocol v1, %s clients: logins/s" % lc, "higher", rate, "{:,.0f}", False),
+    ("IMAP login behind PROXY protocol v1: proxy CPU us/login", "lower", per_op_us, "{:,.0f}", False),
+]
 METRICS["login-delay"] = [
     ("IMAP login, auth +%s ms, %s clients: logins/s" % (env["AUTH_DELAY_MS"], dc), "higher", rate, "{:,.0f}", False),
     ("IMAP login, auth +%s ms: proxy CPU us/login" % env["AUTH_DELAY_MS"], "lower", per_op_us, "{:,.0f}", False),

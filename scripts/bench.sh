@@ -21,6 +21,10 @@
 # "bulk" = both bulk runs, "tls" = the three TLS runs):
 #   login-imap login-pop3 login-smtp  login+logout per protocol, closed loop,
 #                 LOGIN_CLIENTS clients: logins/s, proxy CPU us per login
+#   login-imap-proxy  login-imap with each connection opened by a PROXY
+#                 protocol v1 header (the load generator plays the balancer:
+#                 postern-bench load --proxy-protocol v1) on a listener with
+#                 `proxy_protocol; set_real_ip_from 127.0.0.1;`
 #   login-delay   IMAP logins through an auth server that answers after
 #                 AUTH_DELAY_MS, DELAY_CLIENTS clients: logins/s, CPU/login
 #   smtp-session  SMTP sessions sending SMTP_BYTES messages, SESSION_CLIENTS
@@ -304,18 +308,18 @@ build_binaries() {
 # ---------------------------------------------------------------------------
 # scripts/bench.sh [SCENARIO...]: the comparison with nginx.
 
-ALL_SCENARIOS="login-imap login-pop3 login-smtp login-delay smtp-session bulk-1 bulk-8 idle tls-handshake-imap tls-login-imap tls-bulk-1"
+ALL_SCENARIOS="login-imap login-pop3 login-smtp login-imap-proxy login-delay smtp-session bulk-1 bulk-8 idle tls-handshake-imap tls-login-imap tls-bulk-1"
 
 # run_one SCENARIO TARGET ROUND: one measurement of SCENARIO against TARGET
 # (direct, or the proxy running now), appended to RESULTS.
 run_one() {
     local scenario=$1 target=$2 round=$3 out status limit pids=() pid
     local -a cmd
-    local imap pop3 smtp delay tls
+    local imap pop3 smtp delay tls pp
     if [ "$target" = direct ]; then
-        imap=$IMAP_ADDR pop3=$POP3_ADDR smtp=$SMTP_ADDR delay="" tls=${IMAP_TLS_ADDR:-}
+        imap=$IMAP_ADDR pop3=$POP3_ADDR smtp=$SMTP_ADDR delay="" tls=${IMAP_TLS_ADDR:-} pp=""
     else
-        read -r imap pop3 smtp delay tls <<<"$(target_addrs "$target")"
+        read -r imap pop3 smtp delay tls pp <<<"$(target_addrs "$target")"
         for pid in "${PROXY_PIDS[@]}"; do
             pids+=(--pid "$pid")
         done
@@ -329,6 +333,11 @@ run_one() {
             local proto=${scenario#login-} addr
             case "$proto" in imap) addr=$imap ;; pop3) addr=$pop3 ;; smtp) addr=$smtp ;; esac
             cmd=("${load[@]}" --mode login --protocol "$proto" --addr "$addr" --conns "$LOGIN_CLIENTS" --duration "$LOGIN_SECS")
+            limit=$((LOGIN_SECS + 60))
+            ;;
+        login-imap-proxy)
+            cmd=("${load[@]}" --mode login --protocol imap --addr "$pp" --conns "$LOGIN_CLIENTS" --duration "$LOGIN_SECS"
+                --proxy-protocol v1)
             limit=$((LOGIN_SECS + 60))
             ;;
         login-delay)
@@ -372,14 +381,14 @@ run_one() {
 }
 
 # target_addrs TARGET: the IMAP, POP3, SMTP, delayed-auth IMAP and
-# implicit-TLS IMAP addresses of proxy TARGET.
+# implicit-TLS IMAP and PROXY-protocol IMAP addresses of proxy TARGET.
 target_addrs() {
     local p
     case "$1" in
         postern) p=("${POSTERN_PORTS[@]}") ;;
         *) p=("${NGINX_PORTS[@]}") ;;
     esac
-    echo "127.0.0.1:${p[0]} 127.0.0.1:${p[1]} 127.0.0.1:${p[2]} 127.0.0.1:${p[3]} 127.0.0.1:${p[4]}"
+    echo "127.0.0.1:${p[0]} 127.0.0.1:${p[1]} 127.0.0.1:${p[2]} 127.0.0.1:${p[3]} 127.0.0.1:${p[4]} 127.0.0.1:${p[5]}"
 }
 
 # target_ports TARGET [tls]: the ports proxy TARGET listens on: the four
@@ -527,16 +536,19 @@ compare_main() {
     fi
 
     local ports
-    mapfile -t ports < <(free_ports 10)
-    POSTERN_PORTS=("${ports[@]:0:5}")
-    NGINX_PORTS=("${ports[@]:5:5}")
+    mapfile -t ports < <(free_ports 12)
+    POSTERN_PORTS=("${ports[@]:0:6}")
+    NGINX_PORTS=("${ports[@]:6:6}")
     local conf
     for conf in postern nginx nginx-64k; do
         local extra="" pidfile=$WORK/nginx.pid p
         [ "$conf" = postern ] && pidfile=$WORK/postern.pid
         [ "$conf" = nginx-64k ] && extra="proxy_buffer 64k; imap_client_buffer 64k; smtp_client_buffer 64k;"
         read -r -a p <<<"$(target_ports "$conf" tls)"
-        write_conf "$WORK/$conf.conf" "$pidfile" "${p[@]:0:4}" "$extra"
+        local pp="" all
+        read -r -a all <<<"$(target_addrs "$conf")"
+        [[ " ${picked[*]} " == *" login-imap-proxy "* ]] && pp=${all[5]##*:}
+        write_conf "$WORK/$conf.conf" "$pidfile" "${p[@]:0:4}" "$extra" "" "$pp"
         # The TLS runs use a second file: the same text plus an implicit-TLS
         # IMAP server, so that a proxy refusing it fails only those runs.
         [ "$want_tls" -eq 1 ] && write_conf "$WORK/$conf-tls.conf" "$pidfile" "${p[@]:0:4}" "$extra" "${p[4]}"
@@ -583,7 +595,7 @@ compare_main() {
         for round in $(seq "$ROUNDS"); do
             for target in "${targets[@]}"; do
                 case "$target:$scenario" in
-                    direct:login-delay | direct:idle) continue ;; # no proxy, nothing to compare
+                    direct:login-delay | direct:idle | direct:login-imap-proxy) continue ;; # no proxy, nothing to compare
                     direct:*)
                         run_one "$scenario" direct "$round"
                         ;;

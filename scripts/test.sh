@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/common.sh
 
-# gcc and git: glommio's build compiles liburing; curl: a real IMAP client.
-need_packages curl:curl gcc:gcc git:git python3:python3 openssl:openssl
+# gcc and git: glommio's build compiles liburing; curl: a real IMAP client;
+# haproxy: the balancer in front of Postern in tests/proxy_protocol.rs.
+need_packages curl:curl gcc:gcc git:git python3:python3 openssl:openssl haproxy:haproxy
 need_cargo
 
 cargo build --workspace --all-targets

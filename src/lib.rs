@@ -9,6 +9,7 @@ pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod resolver;
 pub mod runtime;

@@ -12,6 +12,7 @@ pub mod load;
 pub mod message;
 pub mod net;
 pub mod procstat;
+pub mod proxy_header;
 pub mod record;
 pub mod tls;
 pub mod users;

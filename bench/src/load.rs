@@ -168,6 +168,9 @@ pub struct Config {
     /// Upgrade with STARTTLS (IMAP), STLS (POP3) or STARTTLS (SMTP) after
     /// the greeting; needs `tls`.
     pub starttls: bool,
+    /// Open each connection with a PROXY header (`--proxy-protocol`), as a
+    /// balancer would.
+    pub proxy_protocol: Option<crate::proxy_header::ProxyVersion>,
 }
 
 /// Memory of one watched process in `idle` mode.
@@ -470,13 +473,15 @@ impl Client {
     }
 
     /// Connects and, with implicit TLS, makes the handshake.
+    /// With `--proxy-protocol`, the header goes first, before TLS.
     fn open(addr: &SocketAddr, config: &Config) -> Result<Client, String> {
+        let mut stream = tls::connect_tcp(addr, config.timeout).map_err(|e| io_error("connect", e))?;
+        if let Some(version) = config.proxy_protocol {
+            crate::proxy_header::send(version, &mut stream).map_err(|e| io_error("PROXY header", e))?;
+        }
         match &config.tls {
-            Some(tls) if !config.starttls => {
-                let stream = tls::connect_tcp(addr, config.timeout).map_err(|e| io_error("connect", e))?;
-                Client::over(ClientStream::start_tls(stream, tls)?)
-            }
-            _ => Client::connect(addr, config.timeout),
+            Some(tls) if !config.starttls => Client::over(ClientStream::start_tls(stream, tls)?),
+            _ => Client::over(ClientStream::Plain(stream)),
         }
     }
 

@@ -204,6 +204,10 @@ struct LoadArgs {
     /// Socket connect, read and write timeout in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
+    /// Open each connection with a PROXY protocol header (v1 or v2) stating
+    /// the connection itself, as a balancer would (not in --mode bad).
+    #[arg(long, value_enum, value_name = "VERSION")]
+    proxy_protocol: Option<ProxyProtocolArg>,
     /// With --mode bad: how the clients misbehave.
     #[arg(long, value_enum, default_value_t = BadArg::WrongPass)]
     bad: BadArg,
@@ -252,6 +256,12 @@ impl TlsArgs {
             name: tls::server_name(self.tls_name.as_deref(), addr)?,
         }))
     }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProxyProtocolArg {
+    V1,
+    V2,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -476,6 +486,10 @@ fn run_load(args: LoadArgs) -> Result<(), String> {
         timeout: Duration::from_secs(args.timeout),
         tls,
         starttls: args.tls.starttls,
+        proxy_protocol: args.proxy_protocol.map(|v| match v {
+            ProxyProtocolArg::V1 => postern_bench::proxy_header::ProxyVersion::V1,
+            ProxyProtocolArg::V2 => postern_bench::proxy_header::ProxyVersion::V2,
+        }),
     };
     let report = load::run(config)?;
     let mut out = std::io::stdout().lock();

@@ -37,6 +37,9 @@ pub struct RequestContext<'a> {
     pub server_name: &'a str,
     /// The client's IMAP ID parameters, sent as `Auth-ID` (Postern's own).
     pub client_id: Option<&'a ClientId>,
+    /// What a balancer's PROXY header stated (`listen ... proxy_protocol`):
+    /// the `Proxy-Protocol-*` headers.
+    pub proxy_protocol: Option<crate::proxy_protocol::Addresses>,
 }
 
 /// The request bytes, headers in nginx's order. User and password are
@@ -70,6 +73,9 @@ pub fn build(req: &AuthRequest, ctx: &RequestContext<'_>) -> Vec<u8> {
         out.extend_from_slice(b"Client-Host: ");
         out.extend_from_slice(host.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(pp) = &ctx.proxy_protocol {
+        proxy_protocol_headers(pp, &mut out);
     }
     if let Some(envelope) = &req.envelope {
         for (name, value) in [
@@ -199,6 +205,23 @@ fn expand<'v>(value: &'v str, req: &AuthRequest, ctx: &RequestContext<'_>) -> Co
     Cow::Owned(out)
 }
 
+/// nginx's four `Proxy-Protocol-*` headers, after `Client-Host`: the
+/// balancer's client and its own address, whatever `set_real_ip_from` made
+/// of `Client-IP`.
+fn proxy_protocol_headers(pp: &crate::proxy_protocol::Addresses, out: &mut Vec<u8>) {
+    out.extend_from_slice(
+        format!(
+            "Proxy-Protocol-Addr: {}\r\nProxy-Protocol-Port: {}\r\n\
+             Proxy-Protocol-Server-Addr: {}\r\nProxy-Protocol-Server-Port: {}\r\n",
+            pp.source.ip(),
+            pp.source.port(),
+            pp.destination.ip(),
+            pp.destination.port()
+        )
+        .as_bytes(),
+    );
+}
+
 /// nginx's `Auth-SSL*` headers, in its order, after the SMTP envelope;
 /// empty values are left out, as nginx does. The certificate PEM is
 /// escaped as Auth-User; the other values that come from the client
@@ -287,6 +310,7 @@ mod tests {
             server_addr: None,
             server_name: "mail.example",
             client_id: None,
+            proxy_protocol: None,
         };
         assert_eq!(
             String::from_utf8(build(&req, &ctx)).unwrap(),
@@ -323,6 +347,7 @@ mod tests {
             server_addr: None,
             server_name: "mail.example",
             client_id: None,
+            proxy_protocol: None,
         };
         assert_eq!(
             String::from_utf8(build(&req, &ctx)).unwrap(),
@@ -359,6 +384,7 @@ mod tests {
             server_addr: None,
             server_name: "mail.example",
             client_id: None,
+            proxy_protocol: None,
         }
     }
 
@@ -512,6 +538,7 @@ mod tests {
             server_addr: Some("198.51.100.1:993".parse().unwrap()),
             server_name: "mail.example",
             client_id: Some(&id),
+            proxy_protocol: None,
         };
         assert_eq!(
             String::from_utf8(build(&plain_imap(), &ctx)).unwrap(),

@@ -175,6 +175,8 @@ pub(crate) struct ServerDraft {
     pub(crate) proxy_ssl_verify_at: Option<Location>,
     pub(crate) proxy_ssl_trusted_certificate: Option<(PathBuf, Location)>,
     pub(crate) proxy_ssl_name: Option<String>,
+    pub(crate) proxy_protocol: Option<super::realip::SendProxyProtocol>,
+    pub(crate) set_real_ip_from: Option<Vec<super::realip::TrustedPeer>>,
 }
 
 /// A `server {}` block after step 1.
@@ -517,6 +519,9 @@ fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
         ssl: tls.ssl,
         auth_http_pass_client_cert: tls.auth_http_pass_client_cert,
         proxy_ssl: tls.proxy_ssl,
+        proxy_protocol: required(draft.proxy_protocol, "proxy_protocol", &location)?,
+        // No default: no peer is trusted unless `set_real_ip_from` is given.
+        set_real_ip_from: draft.set_real_ip_from.unwrap_or_default(),
         location,
     })
 }

@@ -275,8 +275,9 @@ pub(crate) static TABLE: &[Row] = &[
     Row::server("xclient", MAIL_SERVER, Flag, set_xclient).default("on"),
     Row::server("proxy_smtp_auth", MAIL_SERVER, Flag, set_proxy_smtp_auth).default("off"),
     Row::not_yet("error_log", MAIL_SERVER),
-    Row::not_yet("proxy_protocol", MAIL_SERVER),
-    Row::not_yet("set_real_ip_from", MAIL_SERVER),
+    Row::server("proxy_protocol", MAIL_SERVER, Exact(1), set_proxy_protocol).default("off"),
+    // A server's own replace the `mail` level's as a whole, as nginx's merge.
+    Row::server("set_real_ip_from", MAIL_SERVER, Exact(1), set_real_ip_from).repeatable(),
     // TLS (nginx's ngx_mail_ssl_module); `tls::ServerTls` builds them.
     Row::server("starttls", MAIL_SERVER, Exact(1), set_starttls).default("off"),
     // Certificates and keys pair up in order; a server's own replace the
@@ -909,6 +910,21 @@ fn set_xclient(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), St
     Ok(())
 }
 
+fn set_proxy_protocol(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    let value = only(d)?;
+    s.proxy_protocol = Some(super::realip::send_mode(value).ok_or_else(|| invalid_value(value, &d.name))?);
+    Ok(())
+}
+
+fn set_real_ip_from(s: &mut ServerDraft, d: &Directive, env: &mut Env) -> Result<(), String> {
+    let (peers, warning) = super::realip::parse(only(d)?, &mut env.resolver)?;
+    if let Some(warning) = warning {
+        env.warn(format!("{warning} in {}", d.location));
+    }
+    s.set_real_ip_from.get_or_insert_with(Vec::new).extend(peers);
+    Ok(())
+}
+
 fn set_proxy_smtp_auth(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
     s.proxy_smtp_auth = Some(flag_arg(d)?);
     Ok(())
@@ -1016,6 +1032,8 @@ mod tests {
             ("proxy_ssl_verify", SERVER),
             ("proxy_ssl_trusted_certificate", MAIL),
             ("proxy_ssl_name", SERVER),
+            ("proxy_protocol", MAIL),
+            ("set_real_ip_from", SERVER),
         ];
         for &(name, context) in rows {
             let d = Directive {

@@ -8,7 +8,7 @@ use super::values::{parse_flag, parse_number, parse_seconds, parse_size};
 
 /// Parameters nginx has that Postern does not do yet: refused, never run
 /// without.
-const NOT_YET: &[&str] = &["proxy_protocol", "multipath"];
+const NOT_YET: &[&str] = &["multipath"];
 
 /// The parameters of one `listen`, nginx's defaults for those not given; a
 /// parameter given twice keeps the last value, as nginx.
@@ -24,6 +24,7 @@ fn param(params: &mut ListenParams, word: &str) -> Result<(), String> {
     match word {
         "bind" => params.bind = true,
         "ssl" => params.ssl = true,
+        "proxy_protocol" => params.proxy_protocol = true,
         // Every Postern listener is already one SO_REUSEPORT socket per core.
         "reuseport" => {}
         _ if NOT_YET.contains(&word) => return Err(format!("\"listen ... {word}\" is not supported yet")),
@@ -126,6 +127,7 @@ mod tests {
                 ipv6only: true,
                 keepalive: None,
                 ssl: false,
+                proxy_protocol: false,
             }
         );
         assert_eq!(DEFAULT_BACKLOG, 511);
@@ -138,6 +140,14 @@ mod tests {
             ("bind", ListenParams { bind: true, ..d() }),
             ("reuseport", d()),
             ("ssl", ListenParams { ssl: true, ..d() }),
+            (
+                "ssl proxy_protocol",
+                ListenParams {
+                    ssl: true,
+                    proxy_protocol: true,
+                    ..d()
+                },
+            ),
             ("backlog=1", ListenParams { backlog: 1, ..d() }),
             ("backlog=4096", ListenParams { backlog: 4096, ..d() }),
             (
@@ -196,6 +206,7 @@ mod tests {
                     ipv6only: false,
                     keepalive: tuned(Some(1800), None, Some(10)),
                     ssl: false,
+                    proxy_protocol: false,
                 },
             ),
         ];
@@ -239,7 +250,6 @@ mod tests {
     #[test]
     fn refused() {
         let rows: &[(&str, &str)] = &[
-            ("proxy_protocol", "\"listen ... proxy_protocol\" is not supported yet"),
             ("multipath", "\"listen ... multipath\" is not supported yet"),
             ("backlog=0", "invalid backlog \"backlog=0\""),
             ("backlog=-1", "invalid backlog \"backlog=-1\""),

@@ -17,6 +17,7 @@ mod lexer;
 mod listen;
 pub mod model;
 mod parser;
+mod realip;
 mod ssl;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
+pub use realip::{trusted, SendProxyProtocol, TrustedPeer};
 
 /// What the command line may change in how a file is read, as nginx's `-p`
 /// and `-e`.

@@ -175,6 +175,8 @@ pub struct ListenParams {
     pub keepalive: Option<Keepalive>,
     /// `listen ... ssl`: implicit TLS, the handshake before the greeting.
     pub ssl: bool,
+    /// `listen ... proxy_protocol`: a PROXY header (v1 or v2) comes first.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ListenParams {
@@ -187,6 +189,7 @@ impl Default for ListenParams {
             ipv6only: true,
             keepalive: None,
             ssl: false,
+            proxy_protocol: false,
         }
     }
 }
@@ -305,6 +308,10 @@ pub struct ServerConfig {
     pub auth_http_pass_client_cert: bool,
     /// The `proxy_ssl*` directives: TLS to the backend (beyond nginx).
     pub proxy_ssl: ProxyTls,
+    /// `proxy_protocol off|on|v2` (off): the PROXY header sent to the backend.
+    pub proxy_protocol: super::realip::SendProxyProtocol,
+    /// `set_real_ip_from`: peers whose PROXY header gives the client's address.
+    pub set_real_ip_from: Vec<super::realip::TrustedPeer>,
 }
 
 /// `starttls off|on|only`.

@@ -103,6 +103,7 @@ fn minimal_config_gets_exactly_the_defaults() {
                         ipv6only: true,
                         keepalive: None,
                         ssl: false,
+                        proxy_protocol: false,
                     },
                 }],
                 protocol: Protocol::Imap,
@@ -171,6 +172,8 @@ fn minimal_config_gets_exactly_the_defaults() {
                     trusted_certificate: None,
                     name: None,
                 },
+                proxy_protocol: SendProxyProtocol::Off,
+                set_real_ip_from: Vec::new(),
             }],
             warnings: Vec::new(),
         }
@@ -683,8 +686,8 @@ fn errors_with_file_and_line() {
             "directive \"include\" is not terminated by \";\" in /etc/postern/postern.conf:1",
         ),
         (
-            "mail {\n proxy_protocol on;\n}",
-            "\"proxy_protocol\" directive is not supported yet in /etc/postern/postern.conf:2",
+            "mail {\n proxy_protocol v3;\n}",
+            "invalid value \"v3\" in \"proxy_protocol\" directive in /etc/postern/postern.conf:2",
         ),
         (
             "user a b c;",
@@ -1087,10 +1090,6 @@ fn errors_with_file_and_line() {
         (
             "mail {\n server {\n  listen 993 ssl;\n }\n}",
             "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in /etc/postern/postern.conf:3",
-        ),
-        (
-            "mail {\n server {\n  listen 143 proxy_protocol;\n }\n}",
-            "\"listen ... proxy_protocol\" is not supported yet in /etc/postern/postern.conf:3",
         ),
         (
             "mail {\n server {\n  listen 143 multipath;\n }\n}",

@@ -88,6 +88,7 @@ mod tests {
                 count: Some(4),
             }),
             ssl: false,
+            proxy_protocol: false,
         };
         let fd = bind_tcp("127.0.0.1:0".parse().unwrap(), &params).unwrap();
         let s = sock(&fd);

@@ -559,6 +559,7 @@ fn setup(server: &ServerConfig, tls: &TlsSetup, listen: &crate::config::Listen) 
         server: server.clone(),
         tls: tls.clone(),
         implicit_tls: listen.params.ssl,
+        proxy_protocol: listen.params.proxy_protocol,
     }
 }
 
@@ -595,9 +596,11 @@ fn build_plans(
         for listen in &server.listen {
             let name = listen_name(&listen.addr);
             if let Some(before) = old.get(&name) {
-                // `ssl` applies at once: it only changes what sessions do.
+                // `ssl` and `proxy_protocol` apply at once: they only
+                // change what sessions do.
                 let socket_params = |p: &ListenParams| ListenParams {
                     ssl: false,
+                    proxy_protocol: false,
                     ..p.clone()
                 };
                 if socket_params(&before.params) != socket_params(&listen.params) {

@@ -17,17 +17,23 @@ const READ_CHUNK: usize = 4096;
 /// handshake included, takes at most `timeout`: a backend trickling its
 /// greeting a byte at a time would pass any per-read limit. `tls`: the
 /// backend is spoken to over TLS (`proxy_ssl`, `Auth-SSL-Backend`).
+/// `preface`: the PROXY header (`proxy_protocol`), sent first, under TLS.
 pub(super) async fn login(
     plan: BackendPlan,
     tls: Option<&BackendTls>,
     server: &ServerConfig,
     id: u64,
+    preface: Option<Vec<u8>>,
 ) -> (Option<(Stream, Vec<u8>)>, BackendOutcome) {
     let addr = plan.addr;
     if server.timeout.is_zero() {
-        return steps(plan, tls, server, id).await;
+        return steps(plan, tls, server, id, preface).await;
     }
-    match glommio::timer::timeout(server.timeout, async { Ok(steps(plan, tls, server, id).await) }).await {
+    match glommio::timer::timeout(server.timeout, async {
+        Ok(steps(plan, tls, server, id, preface).await)
+    })
+    .await
+    {
         Ok(done) => done,
         Err(_) => {
             log::error!("*{id} backend {addr} timed out during login");
@@ -41,6 +47,7 @@ async fn steps(
     tls: Option<&BackendTls>,
     server: &ServerConfig,
     id: u64,
+    preface: Option<Vec<u8>>,
 ) -> (Option<(Stream, Vec<u8>)>, BackendOutcome) {
     let timeout = server.timeout;
     let failed = BackendOutcome::Failed { client_reply: None };
@@ -58,6 +65,18 @@ async fn steps(
     }
     let _ = tcp.set_read_timeout(Some(timeout));
     let _ = tcp.set_write_timeout(Some(timeout));
+    let mut tcp = tcp;
+    if let Some(preface) = preface {
+        // Before the backend's greeting, and before TLS: the header is the
+        // connection's, not the session's.
+        if let Err(e) = futures_lite::AsyncWriteExt::write_all(&mut tcp, &preface).await {
+            log::error!(
+                "*{id} sending the PROXY protocol header to backend {} failed: {e}",
+                plan.addr
+            );
+            return (None, failed);
+        }
+    }
     let mut stream = match tls {
         None => Stream::Plain(tcp),
         Some(tls) => match tls.connector.connect(tls.names.server_name(plan.addr), tcp).await {

@@ -5,6 +5,7 @@
 
 mod backend;
 pub mod limits;
+mod proxied;
 mod stream;
 
 use std::net::SocketAddr;
@@ -59,6 +60,8 @@ pub struct ServerSetup {
     pub tls: TlsSetup,
     /// `listen ... ssl`: the handshake comes before the greeting.
     pub implicit_tls: bool,
+    /// `listen ... proxy_protocol`: a PROXY header comes before anything.
+    pub proxy_protocol: bool,
 }
 
 /// One core's TLS for the client side of a server block.
@@ -81,6 +84,8 @@ pub struct ServerContext {
     client_tls: Option<ClientTls>,
     /// This listener is `ssl`.
     implicit_tls: bool,
+    /// This listener is `proxy_protocol`.
+    proxy_protocol: bool,
     backend_tls: BackendTls,
     pub front: FrontSettings,
     /// The listening address, for log lines.
@@ -116,6 +121,7 @@ impl ServerContext {
             server,
             tls,
             implicit_tls,
+            proxy_protocol,
         } = setup;
         let client_tls = tls.server.map(|server_tls| ClientTls {
             acceptor: futures_rustls::TlsAcceptor::from(server_tls.for_core(cores)),
@@ -144,6 +150,7 @@ impl ServerContext {
             front: FrontSettings::from_server(&server),
             client_tls,
             implicit_tls,
+            proxy_protocol,
             backend_tls,
             server,
             listen_name,
@@ -195,6 +202,8 @@ struct Trace {
     backend: Option<SocketAddr>,
     /// SMTP's `Client-Host` and XCLIENT `NAME=`, known before the greeting.
     client_host: Option<crate::resolver::ClientHost>,
+    /// The connection a balancer's PROXY header stated, if any.
+    proxied: Option<crate::proxy_protocol::Addresses>,
 }
 
 impl Trace {
@@ -231,6 +240,7 @@ pub fn serve(
         user: None,
         backend: None,
         client_host: None,
+        proxied: None,
     };
     log::info!("*{id} {} connected to {}", trace.who(), ctx.listen_name);
     // TCP_NODELAY comes from the listening socket (accepted sockets
@@ -244,7 +254,7 @@ pub fn serve(
     let now_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let seed = SessionSeed {
+    let mut seed = SessionSeed {
         client: peer,
         random,
         now_unix,
@@ -253,9 +263,25 @@ pub fn serve(
     async move {
         let active = crate::metrics::session_started(ctx.server.protocol);
         let mut trace = trace;
+        let mut client = client;
+        // Before anything, TLS included: the balancer speaks first. From
+        // here on the client is who the header says, when trusted.
+        if ctx.proxy_protocol {
+            match proxied::read_header(&mut client, timeout).await {
+                Ok(header) => {
+                    trace.client = proxied::real_client(peer, &header, &ctx.server.set_real_ip_from);
+                    trace.proxied = header.addresses;
+                    seed.client = trace.client;
+                    if trace.client != peer {
+                        log::info!("*{id} {}: real address from the PROXY protocol header", trace.who());
+                    }
+                }
+                Err(reason) => return log::info!("*{id} {}: {reason}", trace.who()),
+            }
+        }
         // client_preauth_limit: the place is held by the dialogue and given
         // back when it ends, logged in or not.
-        let preauth = match (&ctx.preauth, peer) {
+        let preauth = match (&ctx.preauth, trace.client) {
             (Some(limit), Some(addr)) => match limit.enter(addr.ip()) {
                 Some(place) => Some(place),
                 None => {
@@ -425,7 +451,12 @@ async fn dialogue(
                     trace.backend = Some(plan.addr);
                     trace.user = Some(plan.user.clone());
                     let tls = backend_tls.then_some(&ctx.backend_tls);
-                    let (stream, outcome) = backend::login(plan, tls, &ctx.server, trace.id).await;
+                    let preface = proxied::backend_preface(
+                        ctx.server.proxy_protocol,
+                        trace.client,
+                        client.tcp().local_addr().ok(),
+                    );
+                    let (stream, outcome) = backend::login(plan, tls, &ctx.server, trace.id, preface).await;
                     crate::metrics::backend_login(ctx.server.protocol, stream.is_some());
                     backend = stream;
                     front.on_backend(outcome);
@@ -553,6 +584,7 @@ async fn ask_auth_server(
             server_addr: trace.server,
             server_name: &ctx.server.server_name,
             client_id,
+            proxy_protocol: trace.proxied,
         },
     );
     let asked = Instant::now();
