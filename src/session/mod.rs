@@ -3,6 +3,19 @@
 //! log line at the end. This module shuttles bytes and performs the
 //! machines' orders; it makes no protocol decision of its own.
 
+/// `say!(ctx, trace, Level, "...")`: a session line to its server's
+/// `error_log`s, with nginx's mail context (client, server, login).
+macro_rules! say {
+    ($ctx:expr, $trace:expr, $level:ident, $($arg:tt)+) => {
+        $ctx.log.session(
+            $crate::config::LogLevel::$level,
+            $trace.id,
+            Some(&$trace.context(&$ctx.listen_name)),
+            format_args!($($arg)+),
+        )
+    };
+}
+
 mod backend;
 pub mod limits;
 mod stream;
@@ -96,6 +109,8 @@ pub struct ServerContext {
     pub preauth: Option<Rc<limits::PreauthLimit>>,
     /// `auth_http_concurrency` and `auth_http_queue`, when enabled.
     pub auth_limit: Option<limits::AuthLimit>,
+    /// This core's handles on the server's error logs.
+    pub log: crate::logging::SessionLog,
 }
 
 impl ServerContext {
@@ -128,6 +143,7 @@ impl ServerContext {
             .then(|| limits::AuthLimit::new(server.auth_http_concurrency, server.auth_http_queue));
         ServerContext {
             front: FrontSettings::from_server(&server),
+            log: crate::logging::SessionLog::new(&server.error_log),
             client_tls,
             implicit_tls,
             backend_tls,
@@ -176,19 +192,18 @@ struct Trace {
     started: Instant,
     user: Option<Vec<u8>>,
     backend: Option<SocketAddr>,
+    starttls: bool,
 }
 
 impl Trace {
-    fn who(&self) -> String {
-        let client = self.client.map_or_else(|| "unix:".to_string(), |a| a.to_string());
-        let mut who = format!("client {client}");
-        if let Some(user) = &self.user {
-            who.push_str(&format!(", user \"{}\"", printable(user)));
+    fn context<'a>(&'a self, server: &'a str) -> crate::logging::MailContext<'a> {
+        crate::logging::MailContext {
+            client: self.client.map(|a| a.ip()),
+            starttls: self.starttls,
+            server,
+            login: self.user.as_deref(),
+            upstream: self.backend,
         }
-        if let Some(backend) = &self.backend {
-            who.push_str(&format!(", backend {backend}"));
-        }
-        who
     }
 }
 
@@ -209,8 +224,16 @@ pub fn serve(
         started: Instant::now(),
         user: None,
         backend: None,
+        starttls: false,
     };
-    log::info!("*{id} {} connected to {}", trace.who(), ctx.listen_name);
+    // As nginx: the port too, and no context yet.
+    let shown = peer.map_or_else(|| "unix:".to_string(), |a| a.to_string());
+    ctx.log.session(
+        crate::config::LogLevel::Info,
+        id,
+        None,
+        format_args!("client {shown} connected to {}", ctx.listen_name),
+    );
     // TCP_NODELAY comes from the listening socket (accepted sockets
     // inherit it). Fails harmlessly on a unix-socket client.
     if ctx.server.so_keepalive {
@@ -241,9 +264,11 @@ pub fn serve(
                     if !ctx.implicit_tls {
                         refuse(client, ctx.server.protocol).await;
                     }
-                    return log::info!(
-                        "*{id} {}: refused, client_preauth_limit sessions from this address not logged in",
-                        trace.who()
+                    return say!(
+                        ctx,
+                        trace,
+                        Info,
+                        "refused, client_preauth_limit sessions from this address not logged in"
                     );
                 }
             },
@@ -252,7 +277,7 @@ pub fn serve(
         let (client, tls_facts) = if ctx.implicit_tls {
             match Box::pin(accept_tls(client, &ctx)).await {
                 Ok((client, facts)) => (client, Some(facts)),
-                Err(reason) => return log::info!("*{id} {}: {reason}", trace.who()),
+                Err(reason) => return say!(ctx, trace, Info, "{reason}"),
             }
         } else {
             (Stream::Plain(client), None)
@@ -263,16 +288,18 @@ pub fn serve(
         // of the (larger) login dialogue's.
         let handover = match Box::pin(dialogue(client, tls_facts, seed, &ctx, &mut trace, preauth)).await {
             Ok(handover) => handover,
-            Err(reason) => return log::info!("*{id} {}: {reason}", trace.who()),
+            Err(reason) => return say!(ctx, trace, Info, "{reason}"),
         };
-        log::info!("*{id} {}: logged in", trace.who());
+        say!(ctx, trace, Info, "logged in");
         // Only the boxed relay is held across the await: the handover is
         // consumed before it.
         let (via, relay) = start_relay(handover, &ctx);
         let stats = relay.await;
-        log::info!(
-            "*{id} {}: session done ({via}), client->backend {} bytes, backend->client {} bytes, {} spliced, {:.3}s{}",
-            trace.who(),
+        say!(
+            ctx,
+            trace,
+            Info,
+            "session done ({via}), client->backend {} bytes, backend->client {} bytes, {} spliced, {:.3}s{}",
             stats.client_to_backend,
             stats.backend_to_client,
             stats.spliced,
@@ -353,6 +380,16 @@ async fn dialogue(
                 Step::Authenticate(request) => {
                     trace.user = Some(request.user.clone());
                     let reply = ask_auth_server(&request, tls_facts.as_ref(), ctx, trace).await;
+                    if let Ok(auth::AuthReply::Reject { message, .. }) = &reply {
+                        // nginx's words, which fail2ban filters for nginx match.
+                        say!(
+                            ctx,
+                            trace,
+                            Info,
+                            "client login failed: \"{}\" while in http auth state",
+                            printable(message)
+                        );
+                    }
                     if let Ok(auth::AuthReply::Accept {
                         backend_tls: Some(on), ..
                     }) = &reply
@@ -382,7 +419,7 @@ async fn dialogue(
                     trace.backend = Some(plan.addr);
                     trace.user = Some(plan.user.clone());
                     let tls = backend_tls.then_some(&ctx.backend_tls);
-                    let (stream, outcome) = backend::login(plan, tls, &ctx.server, trace.id).await;
+                    let (stream, outcome) = backend::login(plan, tls, ctx, trace).await;
                     backend = stream;
                     front.on_backend(outcome);
                 }
@@ -403,6 +440,7 @@ async fn dialogue(
                     // from inside the TLS session.
                     pending.clear();
                     command_since = None;
+                    trace.starttls = true;
                     let Stream::Plain(tcp) = client else {
                         return Err("STARTTLS inside TLS".to_string());
                     };
@@ -473,7 +511,7 @@ async fn ask_auth_server(
         Some(limit) => match limit.slot(ctx.server.auth_http_timeout).await {
             Ok(slot) => Some(slot),
             Err(busy) => {
-                log::warn!("*{} {busy}, login deferred, {}", trace.id, trace.who());
+                say!(ctx, trace, Warn, "{busy}, login deferred");
                 return Ok(crate::protocol::busy_auth_reply(ctx.server.protocol));
             }
         },
@@ -500,7 +538,7 @@ async fn ask_auth_server(
     )
     .await;
     if let Err(e) = &reply {
-        log::error!("*{} {e} while in http auth state, {}", trace.id, trace.who());
+        say!(ctx, trace, Error, "{e} while in http auth state");
     }
     reply
 }
