@@ -279,12 +279,12 @@ pub fn syslog_packet(target: &SyslogTarget, hostname: &str, stamp: &str, level: 
     packet.into_bytes()
 }
 
-/// The machine's name for the syslog header, as nginx's (gethostname).
+/// The machine's name for the syslog header, lower-cased as nginx's.
 fn hostname() -> &'static str {
     static NAME: OnceLock<String> = OnceLock::new();
     NAME.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|name| name.trim().to_string())
+            .map(|name| name.trim().to_ascii_lowercase())
             .ok()
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| "localhost".to_string())
