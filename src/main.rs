@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Some(level) = args.log_level {
-        config.main.error_log.level = level;
+        config.main.error_log.iter_mut().for_each(|log| log.level = level);
     }
     if let Err(e) = logging::init(&config.main.error_log) {
         eprintln!("postern: [emerg] {e}");
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     let reload = || {
         let mut config = config::load_with(&args.config, &load_options).map_err(|e| e.to_string())?;
         if let Some(level) = args.log_level {
-            config.main.error_log.level = level;
+            config.main.error_log.iter_mut().for_each(|log| log.level = level);
         }
         Ok(config)
     };

@@ -153,7 +153,7 @@ fn hostile_user_name_is_escaped_and_exact() {
     );
     // The log escapes it: no raw CR/LF from a client in a log line.
     let log = s.postern.proc.wait_for("logged in");
-    assert!(log.contains("user \"a\\x0D\\x0Ab %\\x22\\x5C\""), "{log}");
+    assert!(log.contains("login: \"a\\x0D\\x0Ab %\\x22\\x5C\""), "{log}");
 }
 
 fn logged_in(addr: SocketAddr, tag: &str) -> Client {

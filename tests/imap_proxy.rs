@@ -126,7 +126,10 @@ fn auth_request_is_escaped_and_in_order() {
         requests,
         format!(
             "GET /auth HTTP/1.0\r\nHost: 127.0.0.1\r\nAuth-Method: plain\r\nAuth-User: b%20o%25b\r\n\
-             Auth-Pass: p\"w\r\nAuth-Protocol: imap\r\nAuth-Login-Attempt: 1\r\nClient-IP: 127.0.0.1\r\n\r\n"
+             Auth-Pass: p\"w\r\nAuth-Protocol: imap\r\nAuth-Login-Attempt: 1\r\nClient-IP: 127.0.0.1\r\n\
+             Client-Port: {}\r\nServer-IP: 127.0.0.1\r\nServer-Port: {}\r\n\r\n",
+            c.stream.local_addr().unwrap().port(),
+            s.postern.addr.port()
         )
     );
 }
@@ -230,7 +233,7 @@ fn twenty_megabytes_each_way() {
     assert_eq!(c.read_to_close(), b"");
     // One info line per session, with both byte counts and no password.
     let line = s.postern.proc.wait_for("session done");
-    assert!(line.contains("user \"bob\""), "{line}");
+    assert!(line.contains("login: \"bob\""), "{line}");
     assert!(line.contains("(splice)"), "the default relay is splice: {line}");
     // And the bulk really went through pipes, not through user space: all
     // but the first burst of each transfer (the copy buffer, 16 KiB) and the
@@ -244,7 +247,7 @@ fn twenty_megabytes_each_way() {
         spliced > 2 * (SIZE as u64) * 9 / 10,
         "only {spliced} bytes spliced: {line}"
     );
-    assert!(line.contains(&format!("backend {}", s.backend.addr)), "{line}");
+    assert!(line.contains(&format!("upstream: {}", s.backend.addr)), "{line}");
     let up = format!("client->backend {} bytes", c.sent - sent_before);
     let down = format!("backend->client {} bytes", c.received - received_before);
     assert!(line.contains(&up), "{line}: expected {up}");

@@ -92,7 +92,7 @@ fn error_log_file_gets_nginx_lines() {
     assert!(stamp.chars().all(|c| c.is_ascii_digit() || "/ :".contains(c)), "{line}");
     assert!(rest.starts_with(" [info] "), "{line}");
     assert!(rest.contains(": *"), "{line}");
-    assert!(rest.contains("user \"bob\""), "{line}");
+    assert!(rest.contains("login: \"bob\""), "{line}");
     assert!(!line.contains("secret"), "password in the log: {line}");
 }
 

@@ -354,9 +354,9 @@ fn assert_no_secret_in(log: &str, secrets: &Secrets) {
 /// `sessions` sessions were logged as `logged in`, `refused` as refused.
 fn assert_sessions_logged(log: &str, logged_in: usize, refused: usize) {
     let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
-    assert_eq!(count(": logged in"), logged_in, "{log}");
+    assert_eq!(count(" logged in, client: "), logged_in, "{log}");
     assert_eq!(count("login refused by auth server"), refused, "{log}");
-    assert!(count("user \"leaker\"") >= logged_in + refused, "{log}");
+    assert!(count("login: \"leaker\"") >= logged_in + refused, "{log}");
 }
 
 #[test]
@@ -551,7 +551,7 @@ fn imap_fields_never_inject_headers_or_commands() {
     let log = s.stop();
     // The user name is escaped in the log: no line was split by its CR/LF.
     assert!(
-        log.contains("user \"evil\\x0D\\x0AAuth-Status=OK\\x0D\\x0Az DELETE INBOX\""),
+        log.contains("login: \"evil\\x0D\\x0AAuth-Status=OK\\x0D\\x0Az DELETE INBOX\""),
         "{log}"
     );
     for line in log.lines() {

@@ -107,7 +107,7 @@ fn read_hostname() -> String {
 #[derive(Debug, Default)]
 pub(crate) struct MainDraft {
     pub(crate) worker_processes: Option<Workers>,
-    pub(crate) error_log: Option<ErrorLog>,
+    pub(crate) error_log: Option<Vec<ErrorLog>>,
     pub(crate) pid: Option<PathBuf>,
     pub(crate) worker_connections: Option<usize>,
     pub(crate) worker_rlimit_nofile: Option<u64>,
@@ -125,6 +125,7 @@ pub(crate) struct ServerDraft {
     pub(crate) timeout: Option<Duration>,
     pub(crate) auth_http: Option<AuthHttp>,
     pub(crate) auth_http_timeout: Option<Duration>,
+    pub(crate) error_log: Option<Vec<ErrorLog>>,
     pub(crate) auth_http_keepalive: Option<usize>,
     pub(crate) auth_http_headers: Option<Vec<(String, String)>>,
     pub(crate) proxy_pass_error_message: Option<bool>,
@@ -227,7 +228,11 @@ pub(crate) fn build(
     builder.walk(tree, Contexts::MAIN, &mut HashSet::new())?;
     let mut main = builder.finish_main()?;
     if let Some(target) = &options.error_log {
-        main.error_log.target = error_log_option(target, &builder.env)?;
+        // Every main-level log gives way to the one named; the first one's
+        // level stays.
+        let level = main.error_log.first().map_or(super::LogLevel::Error, |log| log.level);
+        let target = error_log_option(target, &mut builder.env)?;
+        main.error_log = vec![ErrorLog { target, level }];
     }
     let servers = builder.finish_servers()?;
     builder.warnings.append(&mut builder.env.warnings);
@@ -240,11 +245,11 @@ pub(crate) fn build(
 }
 
 /// nginx's `-e`: the error log's target from the command line.
-fn error_log_option(target: &str, env: &Env) -> Result<super::LogTarget, ConfigError> {
+fn error_log_option(target: &str, env: &mut Env) -> Result<super::LogTarget, ConfigError> {
     if target.is_empty() {
         return Err(ConfigError::new("invalid error log \"\""));
     }
-    directives::log_target(target, env).map_err(ConfigError::new)
+    super::errlog::target_of(target, env).map_err(ConfigError::new)
 }
 
 /// The file's name with links and `..` resolved, to tell the same file
@@ -480,6 +485,8 @@ fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
         timeout: required(draft.timeout, "timeout", &location)?,
         auth_http,
         auth_http_timeout: required(draft.auth_http_timeout, "auth_http_timeout", &location)?,
+        // No default: the main-level logs unless `error_log` is given.
+        error_log: draft.error_log.unwrap_or_default(),
         auth_http_keepalive: required(draft.auth_http_keepalive, "auth_http_keepalive", &location)?,
         // No default: none unless `auth_http_header` is given.
         auth_http_headers: draft.auth_http_headers.unwrap_or_default(),

@@ -14,9 +14,7 @@ use std::path::Path;
 use super::address;
 use super::build::{Env, MainDraft, ServerDraft};
 use super::listen;
-use super::model::{
-    AuthMethod, ErrorLog, Listen, ListenAddr, LogLevel, LogTarget, Protocol, ResolverConfig, RunAs, Workers,
-};
+use super::model::{AuthMethod, Listen, ListenAddr, Protocol, ResolverConfig, RunAs, Workers};
 use super::parser::Directive;
 use super::ssl::*;
 use super::values::{self, invalid_flag, invalid_value};
@@ -165,7 +163,10 @@ const ONE_LISTENER_PER_CORE: &str = "Postern accepts on one io_uring listener pe
 pub(crate) static TABLE: &[Row] = &[
     // main
     Row::main("worker_processes", MAIN, Exact(1), set_worker_processes).default("auto"),
-    Row::main("error_log", MAIN, Range(1, 2), set_error_log).default("stderr error"),
+    // Several logs at once, each with its own level (nginx's list of logs).
+    Row::main("error_log", MAIN, AtLeast(1), set_error_log)
+        .repeatable()
+        .default("stderr error"),
     Row::main("pid", MAIN, Exact(1), set_pid),
     Row::main("daemon", MAIN, Flag, set_daemon),
     Row::main("load_module", MAIN, Exact(1), set_load_module).repeatable(),
@@ -274,7 +275,9 @@ pub(crate) static TABLE: &[Row] = &[
     Row::server("smtp_greeting_delay", MAIL_SERVER, Exact(1), set_smtp_greeting_delay).default("0"),
     Row::server("xclient", MAIL_SERVER, Flag, set_xclient).default("on"),
     Row::server("proxy_smtp_auth", MAIL_SERVER, Flag, set_proxy_smtp_auth).default("off"),
-    Row::not_yet("error_log", MAIL_SERVER),
+    // A server's own replace the `mail` level's as a whole; with neither,
+    // the main-level logs get its lines (nginx's merge).
+    Row::server("error_log", MAIL_SERVER, AtLeast(1), set_server_error_log).repeatable(),
     Row::server("proxy_protocol", MAIL_SERVER, Exact(1), set_proxy_protocol).default("off"),
     // A server's own replace the `mail` level's as a whole, as nginx's merge.
     Row::server("set_real_ip_from", MAIL_SERVER, Exact(1), set_real_ip_from).repeatable(),
@@ -457,31 +460,15 @@ fn set_worker_processes(m: &mut MainDraft, d: &Directive, _: &mut Env) -> Result
 }
 
 fn set_error_log(m: &mut MainDraft, d: &Directive, env: &mut Env) -> Result<(), String> {
-    let (target, level) = match d.args.as_slice() {
-        [target] => (target, None),
-        [target, level] => (target, Some(level)),
-        _ => return Err(invalid_arguments(d)),
-    };
-    let target = log_target(target, env)?;
-    let level = match level {
-        None => LogLevel::Error,
-        Some(word) => LogLevel::parse(word).ok_or_else(|| format!("invalid log level \"{word}\""))?,
-    };
-    m.error_log = Some(ErrorLog { target, level });
+    let log = super::errlog::directive(d, env)?;
+    m.error_log.get_or_insert_with(Vec::new).push(log);
     Ok(())
 }
 
-/// `stderr` or a file, relative to the prefix or the file's folder; the
-/// command line's `-e` too.
-pub(crate) fn log_target(target: &str, env: &Env) -> Result<LogTarget, String> {
-    match target {
-        "stderr" => Ok(LogTarget::Stderr),
-        t if t.starts_with("syslog:") || t.starts_with("memory:") => {
-            let kind = t.split(':').next().unwrap_or(t);
-            Err(format!("\"error_log {kind}:\" is not supported yet"))
-        }
-        path => Ok(LogTarget::File(env.path(path))),
-    }
+fn set_server_error_log(s: &mut ServerDraft, d: &Directive, env: &mut Env) -> Result<(), String> {
+    let log = super::errlog::directive(d, env)?;
+    s.error_log.get_or_insert_with(Vec::new).push(log);
+    Ok(())
 }
 
 fn set_pid(m: &mut MainDraft, d: &Directive, env: &mut Env) -> Result<(), String> {

@@ -12,6 +12,7 @@
 mod address;
 mod build;
 mod directives;
+mod errlog;
 mod files;
 mod lexer;
 mod listen;

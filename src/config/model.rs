@@ -65,6 +65,21 @@ impl LogLevel {
 pub enum LogTarget {
     Stderr,
     File(PathBuf),
+    Syslog(SyslogTarget),
+}
+
+/// `syslog:server=addr[:port][,facility=][,severity=][,tag=][,nohostname]`:
+/// RFC 3164 datagrams over UDP, as nginx sends them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogTarget {
+    /// Resolved once, when the file is read; port 514 unless given.
+    pub server: SocketAddr,
+    /// RFC 3164's number: 0 (`kern`) to 23 (`local7`, the default).
+    pub facility: u8,
+    /// `tag=` (default `postern`): at most 32 letters, digits or `_`.
+    pub tag: String,
+    /// `nohostname`: the header has no HOSTNAME field.
+    pub nohostname: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,9 +99,10 @@ pub enum Workers {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MainConfig {
     pub worker_processes: Workers,
-    /// nginx default: `logs/error.log error`; Postern runs in the foreground and
-    /// defaults to stderr at `error`.
-    pub error_log: ErrorLog,
+    /// Every main-level `error_log`, in file order; a line goes to each one
+    /// whose level admits it. nginx default: `logs/error.log error`;
+    /// Postern runs in the foreground and defaults to stderr at `error`.
+    pub error_log: Vec<ErrorLog>,
     pub pid: Option<PathBuf>,
     /// Per-core cap on sessions (`events { worker_connections }`), default 512 as nginx.
     pub worker_connections: usize,
@@ -253,6 +269,9 @@ pub struct ServerConfig {
     pub timeout: Duration,
     pub auth_http: AuthHttp,
     pub auth_http_timeout: Duration,
+    /// The server's `error_log`s, else the `mail` level's; empty: the
+    /// main-level logs get this server's session lines (nginx's merge).
+    pub error_log: Vec<ErrorLog>,
     /// `auth_http_keepalive N` (Postern's, default 0): idle connections to
     /// the auth server each core keeps for reuse (HTTP/1.0 keep-alive).
     pub auth_http_keepalive: usize,

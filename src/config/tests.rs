@@ -79,10 +79,10 @@ fn minimal_config_gets_exactly_the_defaults() {
             file: PathBuf::from(FILE),
             main: MainConfig {
                 worker_processes: Workers::Auto,
-                error_log: ErrorLog {
+                error_log: vec![ErrorLog {
                     target: LogTarget::Stderr,
                     level: LogLevel::Error,
-                },
+                }],
                 pid: None,
                 worker_connections: 512,
                 worker_rlimit_nofile: None,
@@ -115,6 +115,7 @@ fn minimal_config_gets_exactly_the_defaults() {
                     uri: "/auth".to_string(),
                 },
                 auth_http_timeout: Duration::from_secs(60),
+                error_log: vec![],
                 auth_http_keepalive: 0,
                 auth_http_headers: Vec::new(),
                 proxy_pass_error_message: false,
@@ -215,23 +216,23 @@ fn main_directives() {
         ("worker_processes 4;", |m| m.worker_processes == Workers::Count(4)),
         ("worker_processes auto;", |m| m.worker_processes == Workers::Auto),
         ("error_log stderr;", |m| {
-            m.error_log
+            m.error_log[0]
                 == ErrorLog {
                     target: LogTarget::Stderr,
                     level: LogLevel::Error,
                 }
         }),
-        ("error_log stderr debug;", |m| m.error_log.level == LogLevel::Debug),
+        ("error_log stderr debug;", |m| m.error_log[0].level == LogLevel::Debug),
         ("error_log /var/log/postern.log emerg;", |m| {
-            m.error_log
+            m.error_log[0]
                 == ErrorLog {
                     target: LogTarget::File(PathBuf::from("/var/log/postern.log")),
                     level: LogLevel::Emerg,
                 }
         }),
         ("error_log logs/error.log info;", |m| {
-            m.error_log.target == LogTarget::File(PathBuf::from("/etc/postern/logs/error.log"))
-                && m.error_log.level == LogLevel::Info
+            m.error_log[0].target == LogTarget::File(PathBuf::from("/etc/postern/logs/error.log"))
+                && m.error_log[0].level == LogLevel::Info
         }),
         ("pid /run/postern.pid;", |m| {
             m.pid == Some(PathBuf::from("/run/postern.pid"))
@@ -660,8 +661,8 @@ fn errors_with_file_and_line() {
             "\"worker_connections\" directive is not allowed here in /etc/postern/postern.conf:2",
         ),
         (
-            "mail {\n error_log /var/log/mail.log;\n}",
-            "\"error_log\" directive is not supported yet in /etc/postern/postern.conf:2",
+            "mail {\n error_log /var/log/mail.log info warn;\n}",
+            "duplicate log level \"warn\" in /etc/postern/postern.conf:2",
         ),
         (
             "include /nonexistent/mail.conf;",
@@ -740,7 +741,7 @@ fn errors_with_file_and_line() {
         ),
         (
             "error_log a b c;",
-            "invalid number of arguments in \"error_log\" directive in /etc/postern/postern.conf:1",
+            "invalid log level \"b\" in /etc/postern/postern.conf:1",
         ),
         (
             "events {\n use;\n}",
@@ -1046,8 +1047,8 @@ fn errors_with_file_and_line() {
             "invalid log level \"loud\" in /etc/postern/postern.conf:1",
         ),
         (
-            "error_log syslog:server=127.0.0.1;",
-            "\"error_log syslog:\" is not supported yet in /etc/postern/postern.conf:1",
+            "error_log syslog:tag=x;",
+            "no syslog server specified in /etc/postern/postern.conf:1",
         ),
         (
             "daemon on;",
@@ -1285,7 +1286,7 @@ fn seed_parses_fully() {
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     assert_eq!(config.main.worker_processes, Workers::Count(1));
     assert_eq!(
-        config.main.error_log,
+        config.main.error_log[0],
         ErrorLog {
             target: LogTarget::File(PathBuf::from("/var/log/nginx/error.log")),
             level: LogLevel::Info,
@@ -1434,7 +1435,7 @@ fn load_reads_the_file_and_resolves_paths_from_its_folder() {
     assert_eq!(config.file, file.path());
     assert_eq!(config.main.pid, Some(file.dir.join("run/postern.pid")));
     assert_eq!(
-        config.main.error_log.target,
+        config.main.error_log[0].target,
         LogTarget::File(file.dir.join("logs/error.log"))
     );
 }
@@ -1875,7 +1876,7 @@ fn prefix_moves_relative_paths_but_not_includes() {
         assert_eq!(config.file, tree.path("conf/postern.conf"));
         assert_eq!(config.main.pid, Some(tree.path("run/postern.pid")));
         assert_eq!(
-            config.main.error_log,
+            config.main.error_log[0],
             ErrorLog {
                 target: LogTarget::File(tree.path("logs/error.log")),
                 level: LogLevel::Info,
@@ -1892,7 +1893,7 @@ fn prefix_moves_relative_paths_but_not_includes() {
     let plain = load(&tree.path("conf/postern.conf")).unwrap();
     assert_eq!(plain.main.pid, Some(tree.path("conf/run/postern.pid")));
     assert_eq!(
-        plain.main.error_log.target,
+        plain.main.error_log[0].target,
         LogTarget::File(tree.path("conf/logs/error.log"))
     );
     assert_eq!(
@@ -1951,7 +1952,7 @@ fn error_log_option_replaces_the_target_and_keeps_the_level() {
     for (tree, prefix, target, want_target, want_level) in rows {
         let config = load_with(&file(tree), &options(prefix, Some(target))).unwrap();
         assert_eq!(
-            config.main.error_log,
+            config.main.error_log[0],
             ErrorLog {
                 target: want_target,
                 level: want_level,
@@ -1960,7 +1961,10 @@ fn error_log_option_replaces_the_target_and_keeps_the_level() {
         );
     }
     let refused: &[(&str, &str)] = &[
-        ("syslog:server=127.0.0.1", "\"error_log syslog:\" is not supported yet"),
+        (
+            "syslog:server=127.0.0.1,facility=lpt",
+            "unknown syslog facility \"lpt\"",
+        ),
         ("", "invalid error log \"\""),
     ];
     for (target, want) in refused {

@@ -21,7 +21,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::config::{Config, ListenAddr, ListenParams, LogTarget, MainConfig, ServerConfig, Workers};
+use crate::config::{Config, ListenAddr, ListenParams, MainConfig, ServerConfig, Workers};
 use crate::relay::RelayMode;
 use crate::session::{ServerSetup, TlsSetup};
 
@@ -194,6 +194,8 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
     if let Some(pid) = &mut pid_file {
         pid.write_pid()?;
     }
+    // Opened as the user Postern starts as, and handed over by `user`.
+    crate::logging::open_server_logs(&config)?;
     // Before any other thread exists: see privilege.rs.
     become_user(&config)?;
     let (events, inbox) = mpsc::channel();
@@ -299,21 +301,15 @@ fn metrics_socket(
 /// file open.
 fn become_user(config: &Config) -> Result<(), String> {
     match &config.main.user {
-        Some(run_as) => {
-            let log_file = match &config.main.error_log.target {
-                LogTarget::File(path) => Some(path.as_path()),
-                LogTarget::Stderr => None,
-            };
-            match privilege::drop_to(run_as, log_file)? {
-                privilege::Dropped::To { uid, gid } => crate::notice!(
-                    "running as user \"{}\" (uid {uid}, gid {gid}), keeping only CAP_NET_BIND_SERVICE",
-                    run_as.user
-                ),
-                privilege::Dropped::NotRoot => {
-                    log::warn!("the \"user\" directive makes sense only if postern starts as root, ignored")
-                }
+        Some(run_as) => match privilege::drop_to(run_as, &crate::logging::file_paths())? {
+            privilege::Dropped::To { uid, gid } => crate::notice!(
+                "running as user \"{}\" (uid {uid}, gid {gid}), keeping only CAP_NET_BIND_SERVICE",
+                run_as.user
+            ),
+            privilege::Dropped::NotRoot => {
+                log::warn!("the \"user\" directive makes sense only if postern starts as root, ignored")
             }
-        }
+        },
         None if privilege::running_as_root() => log::warn!(
             "running as root: the \"user\" directive would drop to an unprivileged user once the listeners are bound"
         ),
@@ -486,6 +482,7 @@ impl Supervisor<'_> {
         for warning in &new.warnings {
             log::warn!("{warning}");
         }
+        crate::logging::open_server_logs(&new)?;
         for changed in main_changes(&self.current.main, &new.main) {
             log::warn!("reload: \"{changed}\" changed; it takes effect at the next start");
         }

@@ -7,7 +7,7 @@
 //! copy their creator's, so the main thread sets them for all that follow.
 
 use std::ffi::CString;
-use std::path::Path;
+use std::path::PathBuf;
 
 use crate::config::RunAs;
 
@@ -19,9 +19,10 @@ pub enum Dropped {
     NotRoot,
 }
 
-/// Becomes `run_as` when running as root. `log_file` (the error log, if a
-/// file) is given to the user first so SIGUSR1 can reopen it afterwards.
-pub fn drop_to(run_as: &RunAs, log_file: Option<&Path>) -> Result<Dropped, String> {
+/// Becomes `run_as` when running as root. `log_files` (the error logs that
+/// are files) are given to the user first so SIGUSR1 can reopen them
+/// afterwards.
+pub fn drop_to(run_as: &RunAs, log_files: &[PathBuf]) -> Result<Dropped, String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(Dropped::NotRoot);
@@ -32,7 +33,7 @@ pub fn drop_to(run_as: &RunAs, log_file: Option<&Path>) -> Result<Dropped, Strin
     } else {
         lookup_group(&run_as.group).unwrap_or_else(|| Err(format!("getgrnam(\"{}\") failed", run_as.group)))?
     };
-    if let Some(path) = log_file {
+    for path in log_files {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))
             .map_err(|e| format!("chown(\"{}\") failed ({e})", path.display()))?;
     }

@@ -4,9 +4,8 @@
 use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
 
-use super::{BackendTls, Stream};
+use super::{BackendTls, ServerContext, Stream, Trace};
 
-use crate::config::ServerConfig;
 use crate::protocol::backend::BackendStep;
 use crate::protocol::{BackendOutcome, BackendPlan};
 
@@ -21,22 +20,23 @@ const READ_CHUNK: usize = 4096;
 pub(super) async fn login(
     plan: BackendPlan,
     tls: Option<&BackendTls>,
-    server: &ServerConfig,
-    id: u64,
+    ctx: &ServerContext,
+    trace: &Trace,
     preface: Option<Vec<u8>>,
 ) -> (Option<(Stream, Vec<u8>)>, BackendOutcome) {
     let addr = plan.addr;
+    let server = &ctx.server;
     if server.timeout.is_zero() {
-        return steps(plan, tls, server, id, preface).await;
+        return steps(plan, tls, ctx, trace, preface).await;
     }
     match glommio::timer::timeout(server.timeout, async {
-        Ok(steps(plan, tls, server, id, preface).await)
+        Ok(steps(plan, tls, ctx, trace, preface).await)
     })
     .await
     {
         Ok(done) => done,
         Err(_) => {
-            log::error!("*{id} backend {addr} timed out during login");
+            say!(ctx, trace, Error, "backend {addr} timed out during login");
             (None, BackendOutcome::Failed { client_reply: None })
         }
     }
@@ -45,17 +45,18 @@ pub(super) async fn login(
 async fn steps(
     mut plan: BackendPlan,
     tls: Option<&BackendTls>,
-    server: &ServerConfig,
-    id: u64,
+    ctx: &ServerContext,
+    trace: &Trace,
     preface: Option<Vec<u8>>,
 ) -> (Option<(Stream, Vec<u8>)>, BackendOutcome) {
+    let server = &ctx.server;
     let timeout = server.timeout;
     let failed = BackendOutcome::Failed { client_reply: None };
     let tcp = match TcpStream::connect_timeout(plan.addr, timeout).await {
         Ok(s) => s,
         Err(e) => {
             crate::metrics::inc(server.protocol, crate::metrics::Counter::BackendConnectErrors);
-            log::error!("*{id} connect() to {} failed: {e}", plan.addr);
+            say!(ctx, trace, Error, "connect() to {} failed: {e}", plan.addr);
             return (None, failed);
         }
     };
@@ -70,8 +71,11 @@ async fn steps(
         // Before the backend's greeting, and before TLS: the header is the
         // connection's, not the session's.
         if let Err(e) = futures_lite::AsyncWriteExt::write_all(&mut tcp, &preface).await {
-            log::error!(
-                "*{id} sending the PROXY protocol header to backend {} failed: {e}",
+            say!(
+                ctx,
+                trace,
+                Error,
+                "sending the PROXY protocol header to backend {} failed: {e}",
                 plan.addr
             );
             return (None, failed);
@@ -82,7 +86,13 @@ async fn steps(
         Some(tls) => match tls.connector.connect(tls.names.server_name(plan.addr), tcp).await {
             Ok(private) => Stream::Tls(Box::new(private.into())),
             Err(e) => {
-                log::error!("*{id} TLS handshake with backend {} failed: {e}", plan.addr);
+                say!(
+                    ctx,
+                    trace,
+                    Error,
+                    "TLS handshake with backend {} failed: {e}",
+                    plan.addr
+                );
                 return (None, failed);
             }
         },
@@ -94,14 +104,17 @@ async fn steps(
             match step {
                 BackendStep::Send(bytes) => {
                     if let Err(e) = super::send(&mut stream, &bytes).await {
-                        log::error!("*{id} writing to backend {} failed: {e}", plan.addr);
+                        say!(ctx, trace, Error, "writing to backend {} failed: {e}", plan.addr);
                         return (None, failed);
                     }
                 }
                 BackendStep::Done(outcome) => {
                     if let BackendOutcome::Failed { .. } = outcome {
-                        log::error!(
-                            "*{id} backend {} refused the login or sent an invalid response",
+                        say!(
+                            ctx,
+                            trace,
+                            Error,
+                            "backend {} refused the login or sent an invalid response",
                             plan.addr
                         );
                         return (None, outcome);
@@ -114,12 +127,18 @@ async fn steps(
         }
         let n = match stream.read(&mut chunk).await {
             Ok(0) => {
-                log::error!("*{id} backend {} closed the connection during login", plan.addr);
+                say!(
+                    ctx,
+                    trace,
+                    Error,
+                    "backend {} closed the connection during login",
+                    plan.addr
+                );
                 return (None, failed);
             }
             Ok(n) => n,
             Err(e) => {
-                log::error!("*{id} reading from backend {} failed: {e}", plan.addr);
+                say!(ctx, trace, Error, "reading from backend {} failed: {e}", plan.addr);
                 return (None, failed);
             }
         };

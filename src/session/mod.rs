@@ -3,6 +3,19 @@
 //! log line at the end. This module shuttles bytes and performs the
 //! machines' orders; it makes no protocol decision of its own.
 
+/// `say!(ctx, trace, Level, "...")`: a session line to its server's
+/// `error_log`s, with nginx's mail context (client, server, login).
+macro_rules! say {
+    ($ctx:expr, $trace:expr, $level:ident, $($arg:tt)+) => {
+        $ctx.log.session(
+            $crate::config::LogLevel::$level,
+            $trace.id,
+            Some(&$trace.context(&$ctx.listen_name)),
+            format_args!($($arg)+),
+        )
+    };
+}
+
 mod backend;
 pub mod limits;
 mod proxied;
@@ -105,6 +118,8 @@ pub struct ServerContext {
     pub fail_limit: Option<limits::FailLimit>,
     /// `resolver`, for SMTP (the only protocol nginx uses it for).
     resolver: Option<crate::resolver::Resolver>,
+    /// This core's handles on the server's error logs.
+    pub log: crate::logging::SessionLog,
 }
 
 impl ServerContext {
@@ -148,6 +163,7 @@ impl ServerContext {
         ServerContext {
             resolver,
             front: FrontSettings::from_server(&server),
+            log: crate::logging::SessionLog::new(&server.error_log),
             client_tls,
             implicit_tls,
             proxy_protocol,
@@ -204,19 +220,18 @@ struct Trace {
     client_host: Option<crate::resolver::ClientHost>,
     /// The connection a balancer's PROXY header stated, if any.
     proxied: Option<crate::proxy_protocol::Addresses>,
+    starttls: bool,
 }
 
 impl Trace {
-    fn who(&self) -> String {
-        let client = self.client.map_or_else(|| "unix:".to_string(), |a| a.to_string());
-        let mut who = format!("client {client}");
-        if let Some(user) = &self.user {
-            who.push_str(&format!(", user \"{}\"", printable(user)));
+    fn context<'a>(&'a self, server: &'a str) -> crate::logging::MailContext<'a> {
+        crate::logging::MailContext {
+            client: self.client.map(|a| a.ip()),
+            starttls: self.starttls,
+            server,
+            login: self.user.as_deref(),
+            upstream: self.backend,
         }
-        if let Some(backend) = &self.backend {
-            who.push_str(&format!(", backend {backend}"));
-        }
-        who
     }
 }
 
@@ -241,8 +256,16 @@ pub fn serve(
         backend: None,
         client_host: None,
         proxied: None,
+        starttls: false,
     };
-    log::info!("*{id} {} connected to {}", trace.who(), ctx.listen_name);
+    // As nginx: the port too, and no context yet.
+    let shown = peer.map_or_else(|| "unix:".to_string(), |a| a.to_string());
+    ctx.log.session(
+        crate::config::LogLevel::Info,
+        id,
+        None,
+        format_args!("client {shown} connected to {}", ctx.listen_name),
+    );
     // TCP_NODELAY comes from the listening socket (accepted sockets
     // inherit it). Fails harmlessly on a unix-socket client.
     if ctx.server.so_keepalive {
@@ -273,10 +296,10 @@ pub fn serve(
                     trace.proxied = header.addresses;
                     seed.client = trace.client;
                     if trace.client != peer {
-                        log::info!("*{id} {}: real address from the PROXY protocol header", trace.who());
+                        say!(ctx, trace, Info, "real address from the PROXY protocol header");
                     }
                 }
-                Err(reason) => return log::info!("*{id} {}: {reason}", trace.who()),
+                Err(reason) => return say!(ctx, trace, Info, "{reason}"),
             }
         }
         // client_preauth_limit: the place is held by the dialogue and given
@@ -291,9 +314,11 @@ pub fn serve(
                     if !ctx.implicit_tls {
                         refuse(client, ctx.server.protocol).await;
                     }
-                    return log::info!(
-                        "*{id} {}: refused, client_preauth_limit sessions from this address not logged in",
-                        trace.who()
+                    return say!(
+                        ctx,
+                        trace,
+                        Info,
+                        "refused, client_preauth_limit sessions from this address not logged in"
                     );
                 }
             },
@@ -304,7 +329,7 @@ pub fn serve(
                 Ok((client, facts)) => (client, Some(facts)),
                 Err(reason) => {
                     active.closed_early(&reason);
-                    return log::info!("*{id} {}: {reason}", trace.who());
+                    return say!(ctx, trace, Info, "{reason}");
                 }
             }
         } else {
@@ -322,18 +347,20 @@ pub fn serve(
             Ok(handover) => handover,
             Err(reason) => {
                 active.closed_early(&reason);
-                return log::info!("*{id} {}: {reason}", trace.who());
+                return say!(ctx, trace, Info, "{reason}");
             }
         };
-        log::info!("*{id} {}: logged in", trace.who());
+        say!(ctx, trace, Info, "logged in");
         // Only the boxed relay is held across the await: the handover is
         // consumed before it.
         let (via, relay) = start_relay(handover, &ctx);
         let stats = relay.await;
         active.relay_done(&stats);
-        log::info!(
-            "*{id} {}: session done ({via}), client->backend {} bytes, backend->client {} bytes, {} spliced, {:.3}s{}",
-            trace.who(),
+        say!(
+            ctx,
+            trace,
+            Info,
+            "session done ({via}), client->backend {} bytes, backend->client {} bytes, {} spliced, {:.3}s{}",
             stats.client_to_backend,
             stats.backend_to_client,
             stats.spliced,
@@ -422,6 +449,16 @@ async fn dialogue(
                     trace.user = Some(request.user.clone());
                     let client_id = front.client_id().cloned();
                     let reply = ask_auth_server(&request, tls_facts.as_ref(), client_id.as_ref(), ctx, trace).await;
+                    if let Ok(auth::AuthReply::Reject { message, .. }) = &reply {
+                        // nginx's words, which fail2ban filters for nginx match.
+                        say!(
+                            ctx,
+                            trace,
+                            Info,
+                            "client login failed: \"{}\" while in http auth state",
+                            printable(message)
+                        );
+                    }
                     if let Ok(auth::AuthReply::Accept {
                         backend_tls: Some(on), ..
                     }) = &reply
@@ -456,7 +493,7 @@ async fn dialogue(
                         trace.client,
                         client.tcp().local_addr().ok(),
                     );
-                    let (stream, outcome) = backend::login(plan, tls, &ctx.server, trace.id, preface).await;
+                    let (stream, outcome) = backend::login(plan, tls, ctx, trace, preface).await;
                     crate::metrics::backend_login(ctx.server.protocol, stream.is_some());
                     backend = stream;
                     front.on_backend(outcome);
@@ -478,6 +515,7 @@ async fn dialogue(
                     // from inside the TLS session.
                     pending.clear();
                     command_since = None;
+                    trace.starttls = true;
                     let Stream::Plain(tcp) = client else {
                         return Err("STARTTLS inside TLS".to_string());
                     };
@@ -550,10 +588,11 @@ async fn ask_auth_server(
     if let (Some(limit), Some(ip)) = (&ctx.fail_limit, client_ip) {
         if limit.blocked(ip, Instant::now()) {
             crate::metrics::inc(ctx.server.protocol, crate::metrics::Counter::LoginsThrottled);
-            log::info!(
-                "*{} auth_fail_limit reached, login refused without asking the auth server, {}",
-                trace.id,
-                trace.who()
+            say!(
+                ctx,
+                trace,
+                Info,
+                "auth_fail_limit reached, login refused without asking the auth server"
             );
             return Ok(crate::protocol::throttled_auth_reply(ctx.server.protocol));
         }
@@ -564,7 +603,7 @@ async fn ask_auth_server(
             Ok(slot) => Some(slot),
             Err(busy) => {
                 crate::metrics::inc(ctx.server.protocol, crate::metrics::Counter::LoginsDeferred);
-                log::warn!("*{} {busy}, login deferred, {}", trace.id, trace.who());
+                say!(ctx, trace, Warn, "{busy}, login deferred");
                 return Ok(crate::protocol::busy_auth_reply(ctx.server.protocol));
             }
         },
@@ -597,7 +636,7 @@ async fn ask_auth_server(
     .await;
     crate::metrics::auth_answered(ctx.server.protocol, request.method, &reply, asked.elapsed());
     if let Err(e) = &reply {
-        log::error!("*{} {e} while in http auth state, {}", trace.id, trace.who());
+        say!(ctx, trace, Error, "{e} while in http auth state");
     }
     if let (Some(limit), Some(ip), Ok(auth::AuthReply::Reject { .. })) = (&ctx.fail_limit, client_ip, &reply) {
         limit.failed(ip, Instant::now());
@@ -613,7 +652,7 @@ async fn client_host(ctx: &ServerContext, trace: &Trace) -> crate::resolver::Cli
     };
     let outcome = resolver.client_host(trace.client.map(|a| a.ip())).await;
     if let Some(error) = &outcome.error {
-        log::error!("*{} {error}, {}", trace.id, trace.who());
+        say!(ctx, trace, Error, "{error}");
     }
     outcome.host
 }
