@@ -288,6 +288,7 @@ fn auth_answer(rng: &mut Rng, answers: u32) -> Result<AuthReply, AuthError> {
             message: b"Invalid login or password".to_vec(),
             wait: None,
             error_code: rng.below(2).eq(&0).then(|| b"451 4.3.0".to_vec()),
+            sasl_error: None,
         },
         5 => AuthReply::Reject {
             message: b"Try later".to_vec(),
