@@ -113,6 +113,34 @@ fn refused_login_with_auth_wait_allows_a_retry() {
     assert!(requests.contains("Auth-Login-Attempt: 2\r\n"), "{requests}");
 }
 
+/// `imap_id_forward on`: the backend is told the client's ID (the pairs that
+/// can travel as quoted strings) with the login; the client sees none of the
+/// backend's answer to it.
+#[test]
+fn client_id_is_forwarded_to_the_backend() {
+    let dir = TempDir::new("backend-record");
+    let seen = dir.path("backend");
+    let backend = start_bench(&["backend", "--user", "bob:secret", "--record", seen.to_str().unwrap()]);
+    let auth = start_auth(&["bob:secret"], backend.addr, &[]);
+    let postern = start_postern(&format!("{}\n    imap_id_forward on;", auth_http(&auth)));
+    let mut c = Client::imap(postern.addr);
+    // "os" comes as a literal holding CR LF and a command: never forwarded.
+    c.send(b"a ID (\"name\" \"Thunderbird\" \"version\" \"115.3\" \"os\" {17}\r\n");
+    assert_eq!(c.line(), "+ OK\r\n");
+    c.expect(
+        "x\r\nz DELETE INBOX \"vendor\" \"a \\\"b\\\"\")\r\n",
+        &["* ID NIL\r\n", "a OK completed\r\n"],
+    );
+    c.expect("b LOGIN bob secret\r\n", &[&login_ok("b")]);
+    c.expect("c NOOP\r\n", &["c OK NOOP completed\r\n"]);
+    let seen = String::from_utf8(read_file(&seen)).unwrap();
+    assert_eq!(
+        seen,
+        "postern-id ID (\"name\" \"Thunderbird\" \"version\" \"115.3\" \"vendor\" \"a \\\"b\\\"\")\r\n\
+         b LOGIN \"bob\" \"secret\"\r\nc NOOP\r\n"
+    );
+}
+
 #[test]
 fn auth_request_is_escaped_and_in_order() {
     let s = stack(1, 100, &[]);

@@ -76,7 +76,7 @@ impl Client {
 }
 
 const GREETING: &str =
-    "* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR AUTH=OAUTHBEARER AUTH=XOAUTH2] postern-bench backend ready\r\n";
+    "* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID AUTH=OAUTHBEARER AUTH=XOAUTH2] postern-bench backend ready\r\n";
 const LOGGED_IN: &str = "OK [CAPABILITY IMAP4rev1 LITERAL+] LOGIN completed\r\n";
 
 #[test]

@@ -144,6 +144,7 @@ pub(crate) struct ServerDraft {
     pub(crate) imap_capabilities: Option<Vec<String>>,
     pub(crate) imap_auth: Option<Vec<AuthMethod>>,
     pub(crate) imap_client_buffer: Option<usize>,
+    pub(crate) imap_id_forward: Option<bool>,
     pub(crate) pop3_capabilities: Option<Vec<String>>,
     pub(crate) pop3_auth: Option<Vec<AuthMethod>>,
     pub(crate) pop3_client_buffer: Option<usize>,
@@ -507,6 +508,7 @@ fn finish_server(server: ServerBlock) -> Result<ServerConfig, ConfigError> {
             capabilities: required(draft.imap_capabilities, "imap_capabilities", &location)?,
             auth: required(draft.imap_auth, "imap_auth", &location)?,
             client_buffer: required(draft.imap_client_buffer, "imap_client_buffer", &location)?,
+            id_forward: required(draft.imap_id_forward, "imap_id_forward", &location)?,
         },
         pop3: Pop3Settings {
             capabilities: required(draft.pop3_capabilities, "pop3_capabilities", &location)?,

@@ -255,6 +255,8 @@ pub(crate) static TABLE: &[Row] = &[
         .repeatable()
         .default("plain"),
     Row::server("imap_client_buffer", MAIL_SERVER, Exact(1), set_imap_client_buffer).default("4k"),
+    // Postern's own: the client's ID goes to the backend with the login.
+    Row::server("imap_id_forward", MAIL_SERVER, Flag, set_imap_id_forward).default("off"),
     // Postern's own: real bearer tokens (JWTs) run past a page; a line
     // carrying one may exceed the client buffer by this much, no more.
     Row::server("oauth_max_token_size", MAIL_SERVER, Exact(1), set_oauth_max_token_size).default("64k"),
@@ -856,6 +858,11 @@ fn set_oauth_max_token_size(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> 
 
 fn set_imap_client_buffer(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
     s.imap_client_buffer = Some(buffer_size_arg(d)?);
+    Ok(())
+}
+
+fn set_imap_id_forward(s: &mut ServerDraft, d: &Directive, _: &mut Env) -> Result<(), String> {
+    s.imap_id_forward = Some(flag_arg(d)?);
     Ok(())
 }
 

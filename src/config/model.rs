@@ -256,6 +256,9 @@ pub struct ImapSettings {
     pub auth: Vec<AuthMethod>,
     /// `imap_client_buffer`, default 4k: the longest command, literals included.
     pub client_buffer: usize,
+    /// `imap_id_forward` (Postern's own, default off): the client's ID
+    /// parameters go to the backend, pipelined before the login.
+    pub id_forward: bool,
 }
 
 /// One `server {}` block with everything inherited from `mail {}` and the

@@ -135,6 +135,7 @@ fn minimal_config_gets_exactly_the_defaults() {
                     capabilities: vec!["IMAP4".to_string(), "IMAP4rev1".to_string(), "UIDPLUS".to_string()],
                     auth: vec![AuthMethod::Plain],
                     client_buffer: 4096,
+                    id_forward: false,
                 },
                 pop3: Pop3Settings {
                     capabilities: vec!["TOP".to_string(), "USER".to_string(), "UIDL".to_string()],
@@ -334,6 +335,8 @@ fn server_directives() {
         }),
         ("imap_client_buffer 8k;", |s| s.imap.client_buffer == 8192),
         ("imap_client_buffer 100;", |s| s.imap.client_buffer == 100),
+        ("imap_id_forward on;", |s| s.imap.id_forward),
+        ("imap_id_forward off;", |s| !s.imap.id_forward),
         ("pop3_capabilities LAST TOP USER PIPELINING UIDL;", |s| {
             s.pop3.capabilities == ["LAST", "TOP", "USER", "PIPELINING", "UIDL"]
         }),

@@ -12,9 +12,9 @@ use command::{read_command, Arg, Command, ReadError, LIMITS};
 
 /// SASL-IR and the OAuth mechanisms: a proxy may pass a bearer token on
 /// (`AUTHENTICATE XOAUTH2 <initial response>`); the token is checked as the
-/// user's password.
+/// user's password. ID (RFC 2971), so a proxy may forward its client's.
 pub const GREETING: &[u8] =
-    b"* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR AUTH=OAUTHBEARER AUTH=XOAUTH2] postern-bench backend ready\r\n";
+    b"* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID AUTH=OAUTHBEARER AUTH=XOAUTH2] postern-bench backend ready\r\n";
 const CAPABILITY: &[u8] = b"* CAPABILITY IMAP4rev1 LITERAL+\r\n";
 
 /// Runs one client connection to completion.
@@ -112,6 +112,11 @@ impl Session<'_> {
                 out.write_all(b"* BYE logging out\r\n")?;
                 tagged(out, tag, "OK LOGOUT completed")?;
                 return Ok(Flow::Close);
+            }
+            // Any parameters (recorded with `--record`); the server's own.
+            "ID" if !cmd.args.is_empty() => {
+                out.write_all(b"* ID (\"name\" \"postern-bench\")\r\n")?;
+                "OK ID completed".to_string()
             }
             "CAPABILITY" | "NOOP" | "LOGOUT" => "BAD unexpected arguments".to_string(),
             "LOGIN" => self.login(&cmd.args),

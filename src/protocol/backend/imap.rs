@@ -12,6 +12,13 @@
 //! initial response when the greeting advertises SASL-IR, else after the
 //! backend's `+`. A refusal comes as an error challenge, which gets the
 //! mechanism's dummy response before the tagged NO.
+//!
+//! With `imap_id_forward on` the client's ID parameters go first, in the
+//! same write as the login (RFC 2971 allows ID in any state), so the
+//! backend's login log names the real client at no extra round trip. Only
+//! to a backend whose greeting lists ID, and only the pairs that fit the
+//! RFC's bounds as quoted strings; the ID's replies are not the client's
+//! and are dropped.
 
 use std::collections::VecDeque;
 
@@ -20,7 +27,16 @@ use base64::Engine as _;
 
 use super::BackendStep;
 use crate::auth::{OAuthMechanism, Secret};
+use crate::protocol::imap::ClientId;
 use crate::protocol::BackendOutcome;
+
+/// The tag of the forwarded ID; its replies end before the login's.
+const ID_TAG: &[u8] = b"postern-id";
+/// RFC 2971 3.3: field strings up to 30 octets, values up to 1024, at most
+/// 30 pairs.
+const ID_MAX_FIELD: usize = 30;
+const ID_MAX_VALUE: usize = 1024;
+const ID_MAX_PAIRS: usize = 30;
 
 /// `ImapBackend` drives one login.
 ///
@@ -39,6 +55,10 @@ pub struct ImapBackend {
     pass_error_message: bool,
     /// Log in with this SASL mechanism, `pass` being the token.
     oauth: Option<OAuthMechanism>,
+    /// `tag ID (...)\r\n` to send before the login, if the backend has ID.
+    id_command: Option<Vec<u8>>,
+    /// The forwarded ID's tagged reply has not come yet.
+    id_pending: bool,
     phase: Phase,
     steps: VecDeque<BackendStep>,
 }
@@ -72,6 +92,8 @@ impl ImapBackend {
             line_limit,
             pass_error_message,
             oauth: None,
+            id_command: None,
+            id_pending: false,
             phase: Phase::ExpectGreeting,
             steps: VecDeque::new(),
         }
@@ -81,6 +103,13 @@ impl ImapBackend {
     /// `Auth-Method`) rather than LOGIN; `None` keeps LOGIN.
     pub fn with_oauth(mut self, mechanism: Option<OAuthMechanism>) -> Self {
         self.oauth = mechanism;
+        self
+    }
+
+    /// Forward the client's ID parameters (`imap_id_forward on`); `None`,
+    /// or no pair fit to send, forwards nothing.
+    pub fn with_client_id(mut self, id: Option<&ClientId>) -> Self {
+        self.id_command = id.and_then(|id| id_command(id));
         self
     }
 
@@ -98,6 +127,23 @@ impl ImapBackend {
     }
 
     fn on_line(&mut self, line: &[u8]) {
+        if self.id_pending {
+            // The forwarded ID's answers: the server's own ID and the tagged
+            // reply, whatever its status. In order, before the login's.
+            if line.starts_with(b"* ID ") {
+                return;
+            }
+            if line.strip_prefix(ID_TAG).is_some_and(|rest| rest.starts_with(b" ")) {
+                self.id_pending = false;
+                return;
+            }
+        }
+        if self.phase == Phase::ExpectGreeting && line.starts_with(b"* OK") && greeting_has(line, b"ID") {
+            if let Some(id) = self.id_command.take() {
+                self.send(id);
+                self.id_pending = true;
+            }
+        }
         let tagged_ok = self.is_tagged_ok(line);
         match &mut self.phase {
             Phase::ExpectGreeting if line.starts_with(b"* OK") && self.oauth.is_some() => self.authenticate(line),
@@ -207,7 +253,14 @@ impl ImapBackend {
         self.finish(super::refusal(self.pass_error_message, line));
     }
 
+    /// Queues `bytes`; what follows the forwarded ID joins it in one write.
     fn send(&mut self, bytes: Vec<u8>) {
+        if let Some(BackendStep::Send(id)) = self.steps.back_mut().filter(|_| self.id_pending) {
+            if id.starts_with(ID_TAG) {
+                id.extend_from_slice(&bytes);
+                return;
+            }
+        }
         self.steps.push_back(BackendStep::Send(bytes));
     }
 
@@ -234,6 +287,36 @@ fn push_quoted(out: &mut Vec<u8>, value: &[u8]) {
         out.push(b);
     }
     out.push(b'"');
+}
+
+/// `postern-id ID ("name" "value" ...)\r\n` from the client's parameters:
+/// the pairs whose field and value are quotable and within RFC 2971's
+/// bounds, at most 30 of them; `None` when none is left.
+fn id_command(id: &[(Vec<u8>, Option<Vec<u8>>)]) -> Option<Vec<u8>> {
+    let mut list = Vec::new();
+    let fit = |field: &[u8], value: Option<&[u8]>| {
+        quotable(field)
+            && !field.is_empty()
+            && field.len() <= ID_MAX_FIELD
+            && value.is_none_or(|v| quotable(v) && v.len() <= ID_MAX_VALUE)
+    };
+    for (field, value) in id.iter().filter(|(f, v)| fit(f, v.as_deref())).take(ID_MAX_PAIRS) {
+        list.push(if list.is_empty() { b'(' } else { b' ' });
+        push_quoted(&mut list, field);
+        list.push(b' ');
+        match value {
+            Some(value) => push_quoted(&mut list, value),
+            None => list.extend_from_slice(b"NIL"),
+        }
+    }
+    if list.is_empty() {
+        return None;
+    }
+    let mut cmd = ID_TAG.to_vec();
+    cmd.extend_from_slice(b" ID ");
+    cmd.extend_from_slice(&list);
+    cmd.extend_from_slice(b")\r\n");
+    Some(cmd)
 }
 
 /// A capability in a `[CAPABILITY ...]` response code of the greeting:
@@ -277,6 +360,106 @@ mod tests {
 
     fn send(bytes: &[u8]) -> BackendStep {
         BackendStep::Send(bytes.to_vec())
+    }
+
+    fn id_pair(field: &[u8], value: Option<&[u8]>) -> (Vec<u8>, Option<Vec<u8>>) {
+        (field.to_vec(), value.map(<[u8]>::to_vec))
+    }
+
+    fn with_id(m: ImapBackend, id: &ClientId) -> ImapBackend {
+        m.with_client_id(Some(id))
+    }
+
+    /// The ID goes in the login's write; its replies never reach the client.
+    #[test]
+    fn client_id_goes_with_the_login_and_its_replies_are_dropped() {
+        let id = vec![
+            id_pair(b"name", Some(b"Thunderbird")),
+            id_pair(b"os", None),
+            id_pair(b"vendor", Some(b"say \"hi\" \\o/")),
+        ];
+        let mut m = with_id(backend(b"bob", b"pw"), &id);
+        let steps = run(
+            &mut m,
+            &[
+                b"* OK [CAPABILITY IMAP4rev1 ID LITERAL+] ready\r\n",
+                b"* ID (\"name\" \"Dovecot\")\r\n",
+                b"postern-id OK ID completed\r\n",
+                b"* CAPABILITY IMAP4rev1\r\n",
+                b"a1 OK done\r\n",
+            ],
+        );
+        assert_eq!(
+            steps,
+            vec![
+                send(
+                    b"postern-id ID (\"name\" \"Thunderbird\" \"os\" NIL \"vendor\" \"say \\\"hi\\\" \\\\o/\")\r\n\
+                      a1 LOGIN \"bob\" \"pw\"\r\n"
+                ),
+                BackendStep::Done(BackendOutcome::LoggedIn {
+                    client_reply: b"* CAPABILITY IMAP4rev1\r\na1 OK done\r\n".to_vec()
+                }),
+            ]
+        );
+    }
+
+    /// Synchronizing literals: the ID's answers may come before the `+`;
+    /// a BAD (a backend that lists ID but refuses ours) changes nothing.
+    #[test]
+    fn client_id_before_literals_and_refused() {
+        let id = vec![id_pair(b"name", Some(b"x"))];
+        let mut m = with_id(backend("bö".as_bytes(), b"pw"), &id);
+        let steps = run(
+            &mut m,
+            &[
+                b"* OK [CAPABILITY IMAP4rev1 ID] ready\r\n",
+                b"postern-id BAD no\r\n",
+                b"+ go\r\n",
+                b"+ go\r\n",
+                b"a1 OK done\r\n",
+            ],
+        );
+        assert_eq!(
+            steps,
+            vec![
+                send(b"postern-id ID (\"name\" \"x\")\r\na1 LOGIN {3}\r\n"),
+                send("bö {2}\r\n".as_bytes()),
+                send(b"pw\r\n"),
+                BackendStep::Done(BackendOutcome::LoggedIn {
+                    client_reply: b"a1 OK done\r\n".to_vec()
+                }),
+            ]
+        );
+    }
+
+    /// Nothing is forwarded to a backend without ID, nor a pair that cannot
+    /// be a quoted string (CR, LF, NUL, 8-bit: a literal from the client) or
+    /// passes RFC 2971's bounds; a list left empty sends no ID at all.
+    #[test]
+    fn client_id_only_to_id_backends_and_only_safe_pairs() {
+        let id = vec![id_pair(b"name", Some(b"x"))];
+        let steps = run(&mut with_id(backend(b"bob", b"pw"), &id), &[b"* OK ready\r\n"]);
+        assert_eq!(steps, vec![send(b"a1 LOGIN \"bob\" \"pw\"\r\n")]);
+
+        let long_value = vec![b'v'; ID_MAX_VALUE + 1];
+        let id = vec![
+            id_pair(b"name", Some(b"x\r\na2 DELETE INBOX")),
+            id_pair(b"os", Some(b"a\0b")),
+            id_pair(b"vendor", Some("é".as_bytes())),
+            id_pair(&[b'f'; ID_MAX_FIELD + 1], Some(b"v")),
+            id_pair(b"version", Some(&long_value)),
+            id_pair(b"", Some(b"v")),
+            id_pair(b"support-url", Some(b"ok")),
+        ];
+        assert_eq!(
+            id_command(&id),
+            Some(b"postern-id ID (\"support-url\" \"ok\")\r\n".to_vec())
+        );
+        assert_eq!(id_command(&id[..6]), None);
+        assert_eq!(id_command(&[]), None);
+        let many: ClientId = (0..40).map(|i| id_pair(format!("k{i}").as_bytes(), None)).collect();
+        let cmd = id_command(&many).unwrap();
+        assert_eq!(String::from_utf8(cmd).unwrap().matches(" NIL").count(), ID_MAX_PAIRS);
     }
 
     #[test]

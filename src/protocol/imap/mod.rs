@@ -66,6 +66,8 @@ pub struct ImapFrontSettings {
     max_token: usize,
     /// For the CRAM-MD5 salt.
     server_name: String,
+    /// `imap_id_forward`.
+    id_forward: bool,
 }
 
 impl ImapFrontSettings {
@@ -105,6 +107,7 @@ impl ImapFrontSettings {
             plaintext_capability_line: plaintext_line,
             starttls: server.starttls,
             client_buffer: server.imap.client_buffer,
+            id_forward: server.imap.id_forward,
             max_errors: server.max_errors,
             proxy_buffer: server.proxy_buffer,
             pass_error_message: server.proxy_pass_error_message,
@@ -332,7 +335,8 @@ impl ImapFront {
                     self.settings.proxy_buffer,
                     self.settings.pass_error_message,
                 )
-                .with_oauth(backend_method);
+                .with_oauth(backend_method)
+                .with_client_id(self.client_id.as_ref().filter(|_| self.settings.id_forward));
                 self.out.push(Step::ConnectBackend(BackendPlan {
                     addr: backend,
                     user,

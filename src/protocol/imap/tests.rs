@@ -17,6 +17,7 @@ fn settings() -> ImapFrontSettings {
         oauth: vec![OAuthMechanism::OAuthBearer, OAuthMechanism::XOAuth2],
         max_token: 100,
         server_name: "mx.postern.test".to_string(),
+        id_forward: false,
     }
 }
 
@@ -344,6 +345,48 @@ fn accept_connects_with_overrides() {
     assert_eq!(drain(&mut m), vec!["send t1 OK done\r\n", "relay"]);
     assert!(!m.wants_input());
     assert_eq!(m.feed(b"t2 SELECT INBOX\r\n"), 0, "relay bytes are not the machine's");
+}
+
+/// `imap_id_forward`: the client's ID reaches the backend login only when on.
+#[test]
+fn client_id_is_forwarded_only_when_asked() {
+    for forward in [false, true] {
+        let mut m = ImapFront::new(
+            ImapFrontSettings {
+                id_forward: forward,
+                ..settings()
+            },
+            seed(),
+        );
+        let _ = drain(&mut m);
+        m.feed(b"a ID (\"name\" \"Mutt\")\r\nb LOGIN bob pw\r\n");
+        let _ = drain(&mut m);
+        m.on_auth(Ok(AuthReply::Accept {
+            backend: "10.0.0.2:143".parse().unwrap(),
+            user: None,
+            pass: None,
+            backend_tls: None,
+            backend_method: None,
+        }));
+        let Some(Step::ConnectBackend(mut plan)) = m.poll() else {
+            panic!("expected a backend plan")
+        };
+        let BackendLogin::Imap(login) = &mut plan.login else {
+            panic!("not an IMAP login")
+        };
+        login.feed(b"* OK [CAPABILITY IMAP4rev1 ID] hi\r\n");
+        let sent: Vec<_> = std::iter::from_fn(|| login.poll()).collect();
+        let want: &[u8] = if forward {
+            b"postern-id ID (\"name\" \"Mutt\")\r\nb LOGIN \"bob\" \"pw\"\r\n"
+        } else {
+            b"b LOGIN \"bob\" \"pw\"\r\n"
+        };
+        assert_eq!(
+            sent,
+            vec![crate::protocol::backend::BackendStep::Send(want.to_vec())],
+            "forward {forward}"
+        );
+    }
 }
 
 #[test]

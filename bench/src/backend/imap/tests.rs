@@ -54,6 +54,17 @@ fn not_authenticated_state() {
 }
 
 #[test]
+fn id_is_answered_with_the_servers_own() {
+    expect(
+        &config(&[("u", "p")]),
+        b"a ID (\"name\" \"x\")\r\nb ID NIL\r\nc ID\r\n",
+        b"* ID (\"name\" \"postern-bench\")\r\na OK ID completed\r\n\
+          * ID (\"name\" \"postern-bench\")\r\nb OK ID completed\r\n\
+          c BAD unknown command\r\n",
+    );
+}
+
+#[test]
 fn login_select_fetch() {
     let msg = seeded_message(2, 100);
     let mut expected = b"+ go ahead\r\n+ go ahead\r\n\
