@@ -229,10 +229,13 @@ echo "postern sessions during the soak, by how they ended:"
 tail -n +"$((LOG_START + 1))" "$WORK/postern.log" | python3 -c '
 import collections, re, sys
 ends = collections.Counter()
-pattern = re.compile(r"\*\d+ client (?:unix:|[0-9a-f.:\[\]]+:\d+)(?:, user \"[^\"]*\")?(?:, backend \S+)?: (.*)$")
+# nginx mail context after the message: ", client: IP[ using starttls],
+# server: ADDR[, login: "user"[, upstream: ADDR]]".
+pattern = re.compile(r"\*\d+ (.*?), client: \S+(?: using starttls)?, server: \S+(?:, login: \"(?:[^\"\\]|\\.)*\")?(?:, upstream: \S+)?$")
 for line in sys.stdin:
     m = pattern.search(line.rstrip("\n"))
-    if not m or m.group(1).startswith("connected to") or m.group(1) == "logged in":
+    # Steps of a session, not its end.
+    if not m or m.group(1) == "logged in" or m.group(1).startswith("client login failed"):
         continue
     reason = re.sub(r" \((splice|copy)\),.*", "", m.group(1))
     reason = re.sub(r"^(reading from|writing to) (client|backend): .*", r"\1 \2: I/O error", reason)
