@@ -868,3 +868,32 @@ fn silent_client_on_a_tls_port_times_out() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(900));
     assert!(s.postern.proc.wait_for("TLS handshake").contains("timed out"));
 }
+
+/// `ssl_session_timeout`: a session resumes within it and not after, both
+/// by ticket and from the session cache (TLS 1.3 stateful tickets, which
+/// rustls announces with its own lifetime, so only Postern's cache can
+/// refuse them).
+#[test]
+fn sessions_resume_until_ssl_session_timeout() {
+    for server in [
+        "        ssl_session_timeout 1s;",
+        "        ssl_session_timeout 1s;\n        ssl_session_tickets off;\n        ssl_session_cache shared:T:1m;",
+    ] {
+        let s = stack(StackSpec {
+            server,
+            ..StackSpec::default()
+        });
+        let config = client_config(&s.pki.ca, None, &[]);
+        let session = |config: &Arc<rustls::ClientConfig>| {
+            let mut c = TlsClient::connect(s.postern.addr, config.clone()).unwrap();
+            // The greeting comes after the tickets: reading it stores them.
+            assert!(c.line().starts_with("* OK"));
+            c.conn().handshake_kind()
+        };
+        assert_eq!(session(&config), Some(rustls::HandshakeKind::Full), "{server}");
+        assert_eq!(session(&config), Some(rustls::HandshakeKind::Resumed), "{server}");
+        // Time itself is what is tested: the session must outlive 1 s.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(session(&config), Some(rustls::HandshakeKind::Full), "{server}");
+    }
+}

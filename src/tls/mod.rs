@@ -15,6 +15,7 @@
 //! - `kx`: `ssl_ecdh_curve` to key-exchange groups.
 //! - `files`: PEM files, with errors naming them.
 //! - `cert_info`: what nginx tells the auth server about a client certificate.
+//! - `session_age`: `ssl_session_timeout` on cached sessions and tickets.
 
 mod backend;
 pub(crate) mod cert_info;
@@ -23,6 +24,7 @@ mod client_verify;
 mod files;
 pub mod kx;
 mod server;
+mod session_age;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

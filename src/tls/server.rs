@@ -14,6 +14,7 @@ use rustls::{
 
 use super::cert_info::ClientCertFacts;
 use super::client_verify::ClientVerifier;
+use super::session_age::{ExpiringStore, ExpiringTickets};
 use super::{ciphers, files, kx};
 use crate::config::{ConfigError, ServerConfig, SessionCache, TlsSettings, TlsVersion, VerifyClient};
 
@@ -35,6 +36,8 @@ pub struct ServerTls {
     /// Everything but the session cache, which `for_core` adds.
     base: rustls::ServerConfig,
     session_cache: SessionCache,
+    /// `ssl_session_timeout`, for each core's cache.
+    session_timeout: std::time::Duration,
     verifier: Option<Arc<ClientVerifier>>,
 }
 
@@ -156,15 +159,16 @@ impl ServerTls {
         config.ignore_client_order = ssl.prefer_server_ciphers;
         if ssl.session_tickets {
             // One ticketer for every core, so a ticket from one core is good
-            // on all. Its keys rotate on rustls's own schedule (a ticket
-            // lives up to 12 hours here, 6 per key): rustls takes no
-            // lifetime, so ssl_session_timeout does not apply to tickets.
-            config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|err| {
+            // on all. Its keys rotate on rustls's own schedule (6 hours per
+            // key); each ticket also carries its expiry, ssl_session_timeout
+            // after it was issued.
+            let keys = rustls::crypto::ring::Ticketer::new().map_err(|err| {
                 ConfigError::at(
                     format!("cannot make session ticket keys: {err}"),
                     server.location.clone(),
                 )
             })?;
+            config.ticketer = Arc::new(ExpiringTickets::new(keys, ssl.session_timeout));
         }
         let cached = matches!(ssl.session_cache, SessionCache::Sessions(n) if n > 0);
         if !ssl.session_tickets && !cached {
@@ -174,19 +178,23 @@ impl ServerTls {
         Ok(Some(ServerTls {
             base: config,
             session_cache: ssl.session_cache.clone(),
+            session_timeout: ssl.session_timeout,
             verifier,
         }))
     }
 
     /// The rustls config one core uses: certificates, keys and the ticketer
     /// shared (read-only), its own session cache (`ssl_session_cache`'s
-    /// sessions split over `cores`). Cached sessions are dropped oldest
-    /// first when the cache is full; rustls keeps no age for them, so
-    /// `ssl_session_timeout` is not enforced on the cache either.
+    /// sessions split over `cores`). Cached sessions expire
+    /// `ssl_session_timeout` after they were stored, and are dropped oldest
+    /// first when the cache is full.
     pub fn for_core(&self, cores: usize) -> Arc<rustls::ServerConfig> {
         let mut config = self.base.clone();
         config.session_storage = match self.session_cache {
-            SessionCache::Sessions(n) if n > 0 => ServerSessionMemoryCache::new((n / cores.max(1)).max(1)),
+            SessionCache::Sessions(n) if n > 0 => Arc::new(ExpiringStore::new(
+                ServerSessionMemoryCache::new((n / cores.max(1)).max(1)),
+                self.session_timeout,
+            )),
             _ => Arc::new(NoServerSessionStorage {}),
         };
         Arc::new(config)
