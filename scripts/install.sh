@@ -44,11 +44,16 @@ else
     install -D -m 0644 packaging/postern.conf "$DESTDIR/etc/postern/postern.conf"
 fi
 
+# The default configuration logs here (the unit's LogsDirectory makes it
+# too); `postern -t` opens the log, as `nginx -t` does, so it must exist.
+install -d -m 0750 "$DESTDIR/var/log/postern"
+
 if [ -z "$DESTDIR" ]; then
     if ! id postern >/dev/null 2>&1; then
         useradd --system --user-group --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin postern
     fi
+    chown postern:postern /var/log/postern
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload
     fi

@@ -29,7 +29,10 @@ grep -q "# edited" "$ROOT/etc/postern/postern.conf" || fail "install.sh overwrot
 [ -f "$ROOT/etc/postern/postern.conf.dist" ] || fail "no postern.conf.dist beside a kept configuration"
 
 echo "== the default configuration passes -t"
-"$ROOT/usr/sbin/postern" -t -c "$ROOT/etc/postern/postern.conf"
+# -t opens the error log, as nginx -t: point it into the staged root.
+[ -d "$ROOT/var/log/postern" ] || fail "install.sh did not make /var/log/postern"
+sed "s#/var/log/postern/#$ROOT/var/log/postern/#g" "$ROOT/etc/postern/postern.conf" >"$ROOT/postern-t.conf"
+"$ROOT/usr/sbin/postern" -t -c "$ROOT/postern-t.conf"
 
 echo "== the unit file"
 unit="$ROOT/usr/lib/systemd/system/postern.service"

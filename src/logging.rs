@@ -24,11 +24,12 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::config::{Config, ErrorLog, LogLevel, LogTarget, SyslogTarget};
+use crate::config::{Config, ErrorLog, LogLevel, LogTarget, SyslogServer, SyslogTarget};
 use crate::protocol::line::printable;
 
 /// `notice!(...)`: an nginx `[notice]` line.
@@ -134,6 +135,23 @@ pub fn open_server_logs(config: &Config) -> Result<(), String> {
         }
     }
     registry().servers = wanted;
+    Ok(())
+}
+
+/// Opens (creating, as a start would) every log file the configuration
+/// names, main and servers', as `nginx -t` does: a log that cannot be
+/// written fails the test instead of the start.
+pub fn check_files(config: &Config) -> Result<(), String> {
+    let logs = config
+        .main
+        .error_log
+        .iter()
+        .chain(config.servers.iter().flat_map(|s| &s.error_log));
+    for log in logs {
+        if let LogTarget::File(path) = &log.target {
+            open_log(path)?;
+        }
+    }
     Ok(())
 }
 
@@ -291,17 +309,43 @@ fn hostname() -> &'static str {
     })
 }
 
-/// A UDP socket sending to the syslog server; non-blocking, as a lost
-/// datagram is better than a core waiting on its log.
-fn syslog_socket(server: SocketAddr) -> Option<UdpSocket> {
-    let local: SocketAddr = match server {
-        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(local).ok()?;
-    socket.connect(server).ok()?;
-    socket.set_nonblocking(true).ok()?;
-    Some(socket)
+/// A socket sending to the syslog server; non-blocking, as a lost datagram
+/// is better than a core waiting on its log.
+enum SyslogSocket {
+    Udp(UdpSocket),
+    /// Unconnected, addressed at each send: a syslog daemon that restarts
+    /// makes a new socket at the same path, which a connected one would
+    /// not reach.
+    Unix(UnixDatagram, PathBuf),
+}
+
+impl SyslogSocket {
+    fn open(server: &SyslogServer) -> Option<SyslogSocket> {
+        match server {
+            SyslogServer::Udp(addr) => {
+                let local: SocketAddr = match addr {
+                    SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+                    SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+                };
+                let socket = UdpSocket::bind(local).ok()?;
+                socket.connect(addr).ok()?;
+                socket.set_nonblocking(true).ok()?;
+                Some(SyslogSocket::Udp(socket))
+            }
+            SyslogServer::Unix(path) => {
+                let socket = UnixDatagram::unbound().ok()?;
+                socket.set_nonblocking(true).ok()?;
+                Some(SyslogSocket::Unix(socket, path.clone()))
+            }
+        }
+    }
+
+    fn send(&self, packet: &[u8]) {
+        let _ = match self {
+            SyslogSocket::Udp(socket) => socket.send(packet),
+            SyslogSocket::Unix(socket, path) => socket.send_to(packet, path),
+        };
+    }
 }
 
 thread_local! {
@@ -329,7 +373,7 @@ enum CoreSink {
     },
     Syslog {
         target: SyslogTarget,
-        socket: Option<UdpSocket>,
+        socket: Option<SyslogSocket>,
     },
 }
 
@@ -380,7 +424,7 @@ impl SessionLog {
                     }
                 },
                 LogTarget::Syslog(target) => CoreSink::Syslog {
-                    socket: syslog_socket(target.server),
+                    socket: SyslogSocket::open(&target.server),
                     target: target.clone(),
                 },
             };
@@ -424,7 +468,7 @@ impl SessionLog {
                 CoreSink::Syslog { target, socket } => {
                     if let Some(socket) = socket {
                         let packet = syslog_packet(target, hostname(), &stamp.syslog, level, &line);
-                        let _ = socket.send(&packet);
+                        socket.send(&packet);
                     }
                 }
             }
@@ -438,7 +482,7 @@ enum SharedSink {
     File(Arc<OpenFile>),
     Syslog {
         target: SyslogTarget,
-        socket: Option<UdpSocket>,
+        socket: Option<SyslogSocket>,
     },
 }
 
@@ -478,7 +522,7 @@ pub fn init(logs: &[ErrorLog]) -> Result<(), String> {
                 SharedSink::File(file)
             }
             LogTarget::Syslog(target) => SharedSink::Syslog {
-                socket: syslog_socket(target.server),
+                socket: SyslogSocket::open(&target.server),
                 target: target.clone(),
             },
         };
@@ -542,7 +586,7 @@ impl log::Log for ErrorLogger {
                 SharedSink::Syslog { target, socket } => {
                     if let Some(socket) = socket {
                         let packet = syslog_packet(target, hostname(), &stamp.syslog, level, &line);
-                        let _ = socket.send(&packet);
+                        socket.send(&packet);
                     }
                 }
             }
@@ -638,7 +682,7 @@ mod tests {
     #[test]
     fn syslog_packets_are_rfc3164_as_nginx_sends_them() {
         let target = SyslogTarget {
-            server: "127.0.0.1:514".parse().unwrap(),
+            server: SyslogServer::Udp("127.0.0.1:514".parse().unwrap()),
             facility: 23,
             tag: "postern".to_string(),
             nohostname: false,

@@ -23,7 +23,15 @@ fn main() -> ExitCode {
     // a start or a reload loads them where it builds its TLS.
     let loaded = config::load_with(&args.config, &load_options);
     let loaded = if args.test {
-        loaded.and_then(|c| tls::check(&c).map(|()| c))
+        loaded
+            .and_then(|c| tls::check(&c).map(|()| c))
+            .and_then(|c| match logging::check_files(&c) {
+                Ok(()) => Ok(c),
+                Err(message) => Err(config::ConfigError {
+                    message,
+                    location: None,
+                }),
+            })
     } else {
         loaded
     };

@@ -38,6 +38,36 @@ fn good_config_is_ok() {
     );
 }
 
+/// As `nginx -t`: every error log is opened (and so created); one that
+/// cannot be fails the test, in main or in a server.
+#[test]
+fn test_opens_the_error_logs() {
+    let dir = TempDir::new("logs");
+    let main_log = dir.path("main.log");
+    let server_log = dir.path("server.log");
+    let text = format!(
+        "error_log {} info;\nmail {{\n    auth_http 127.0.0.1:9000/auth;\n    server {{\n        listen 127.0.0.1:1143;\n        protocol imap;\n        error_log {};\n    }}\n}}\n",
+        main_log.display(),
+        server_log.display()
+    );
+    let (ok, stderr, _) = test_config(&text);
+    assert!(ok, "{stderr}");
+    assert!(main_log.exists() && server_log.exists());
+
+    let missing = dir.path("no-such-dir/server.log");
+    let text = text.replace(&server_log.display().to_string(), &missing.display().to_string());
+    let (ok, stderr, path) = test_config(&text);
+    assert!(!ok);
+    assert_eq!(
+        stderr,
+        format!(
+            "postern: [emerg] open() \"{}\" failed (No such file or directory (os error 2))\n\
+             postern: configuration file {path} test failed\n",
+            missing.display()
+        )
+    );
+}
+
 #[test]
 fn errors_name_file_and_line() {
     let rows: &[(&str, &str)] = &[

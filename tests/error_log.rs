@@ -318,6 +318,55 @@ fn syslog_gets_rfc3164_packets_with_facility_severity_and_tag() {
     assert!(packets.iter().all(|p| p.starts_with("<131>")), "{packets:?}");
 }
 
+/// `syslog:server=unix:PATH`, as `/dev/log`: the same packets over a unix
+/// datagram socket, and still delivered after the daemon makes its socket
+/// anew (Postern addresses each datagram instead of connecting once).
+#[test]
+fn syslog_over_a_unix_datagram_socket() {
+    let backend = start_backend(&["bob:secret"], 1, 10);
+    let auth = start_auth(&["bob:secret"], backend.addr, &[]);
+    let dir = TempDir::new("unix-syslog");
+    let path = dir.path("log.sock");
+    let receiver = || {
+        let _ = std::fs::remove_file(&path);
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        socket
+    };
+    let until = |socket: &std::os::unix::net::UnixDatagram, needle: &str| -> String {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf) {
+                let packet = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if packet.contains(needle) {
+                    return packet;
+                }
+            }
+        }
+        panic!("no datagram with {needle:?}");
+    };
+    let rx = receiver();
+    let s = start_postern_with(
+        "error_log stderr info;",
+        &format!(
+            "    auth_http {}/auth;\n    error_log syslog:server=unix:{},tag=mail info;",
+            auth.addr,
+            path.display()
+        ),
+    );
+    assert!(login(s.addr, "wrong").starts_with("a NO "));
+    let packet = until(&rx, "client login failed");
+    let (pri, _, tag, line) = parse_packet(&packet, false);
+    assert_eq!((pri, tag), (23 * 8 + 6, "mail"), "{packet}");
+    assert!(line.ends_with("login: \"bob\""), "{packet}");
+    // The daemon restarts: a new socket at the same path.
+    drop(rx);
+    let rx = receiver();
+    assert!(login(s.addr, "wrong").starts_with("a NO "));
+    until(&rx, "client login failed");
+}
+
 /// fail2ban's form for nginx error logs (its nginx-error-common prefix:
 /// time, `[level]`, `PID#TID: *CONN `), with the mail module's failed-login
 /// message and context; `<HOST>` is the client address nginx prints.

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::build::Env;
-use super::model::{ErrorLog, LogLevel, LogTarget, SyslogTarget};
+use super::model::{ErrorLog, LogLevel, LogTarget, SyslogServer, SyslogTarget};
 use super::parser::Directive;
 
 /// RFC 3164's facility names in number order (nginx's list).
@@ -146,11 +146,23 @@ fn syslog(params: &str, env: &mut Env) -> Result<SyslogTarget, String> {
 
 /// `addr[:port]`, `[v6][:port]` or `host[:port]`, the first address a host
 /// name resolves to (as nginx). Errors are `ngx_parse_url`'s words.
-fn syslog_server(text: &str, env: &mut Env) -> Result<SocketAddr, String> {
+fn syslog_server(text: &str, env: &mut Env) -> Result<SyslogServer, String> {
     let in_server = |err: &str| format!("{err} in syslog server \"{text}\"");
-    if text.starts_with("unix:") {
-        return Err(in_server("unix domain sockets are not supported yet"));
+    if let Some(path) = text.strip_prefix("unix:") {
+        // ngx_parse_unix_domain_url's checks: a path that fits sun_path.
+        if path.is_empty() {
+            return Err(in_server("no path in the unix domain socket"));
+        }
+        if path.len() >= 108 {
+            return Err(in_server("too long path in the unix domain socket"));
+        }
+        return Ok(SyslogServer::Unix(std::path::PathBuf::from(path)));
     }
+    udp_server(text, env).map(SyslogServer::Udp)
+}
+
+fn udp_server(text: &str, env: &mut Env) -> Result<SocketAddr, String> {
+    let in_server = |err: &str| format!("{err} in syslog server \"{text}\"");
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(|| in_server("invalid IPv6 address"))?;
         if host.parse::<std::net::Ipv6Addr>().is_err() {
@@ -192,7 +204,7 @@ fn syslog_server(text: &str, env: &mut Env) -> Result<SocketAddr, String> {
 mod tests {
     use std::path::{Path, PathBuf};
 
-    use crate::config::{parse_str, Config, ErrorLog, LogLevel, LogTarget, SyslogTarget};
+    use crate::config::{parse_str, Config, ErrorLog, LogLevel, LogTarget, SyslogServer, SyslogTarget};
 
     const FILE: &str = "/etc/postern/postern.conf";
 
@@ -221,7 +233,10 @@ mod tests {
 
     fn syslog(server: &str, facility: u8, tag: &str, nohostname: bool) -> SyslogTarget {
         SyslogTarget {
-            server: server.parse().unwrap(),
+            server: match server.strip_prefix("unix:") {
+                Some(path) => SyslogServer::Unix(PathBuf::from(path)),
+                None => SyslogServer::Udp(server.parse().unwrap()),
+            },
             facility,
             tag: tag.to_string(),
             nohostname,
@@ -276,6 +291,13 @@ mod tests {
                 ErrorLog {
                     target: LogTarget::Syslog(syslog("[::1]:514", 23, "postern", false)),
                     level: LogLevel::Error,
+                },
+            ),
+            (
+                "error_log syslog:server=unix:/dev/log,tag=mail info;",
+                ErrorLog {
+                    target: LogTarget::Syslog(syslog("unix:/dev/log", 23, "mail", false)),
+                    level: LogLevel::Info,
                 },
             ),
         ];
@@ -395,8 +417,8 @@ mod tests {
             ),
             ("error_log syslog:server=:514;", "no host in syslog server \":514\""),
             (
-                "error_log syslog:server=unix:/dev/log;",
-                "unix domain sockets are not supported yet in syslog server \"unix:/dev/log\"",
+                "error_log syslog:server=unix:;",
+                "no path in the unix domain socket in syslog server \"unix:\"",
             ),
         ];
         for (line, want) in rows {

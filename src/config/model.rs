@@ -61,6 +61,15 @@ impl LogLevel {
     }
 }
 
+/// Where syslog datagrams go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyslogServer {
+    /// Resolved once, when the file is read; port 514 unless given.
+    Udp(SocketAddr),
+    /// `unix:/dev/log`: the local syslog daemon's datagram socket.
+    Unix(PathBuf),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogTarget {
     Stderr,
@@ -69,11 +78,11 @@ pub enum LogTarget {
 }
 
 /// `syslog:server=addr[:port][,facility=][,severity=][,tag=][,nohostname]`:
-/// RFC 3164 datagrams over UDP, as nginx sends them.
+/// RFC 3164 datagrams over UDP or a unix datagram socket, as nginx sends
+/// them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyslogTarget {
-    /// Resolved once, when the file is read; port 514 unless given.
-    pub server: SocketAddr,
+    pub server: SyslogServer,
     /// RFC 3164's number: 0 (`kern`) to 23 (`local7`, the default).
     pub facility: u8,
     /// `tag=` (default `postern`): at most 32 letters, digits or `_`.
