@@ -103,6 +103,15 @@ fn counters_move_by_what_the_sessions_did() {
     c.send(b"s SELECT INBOX\r\n");
     while !c.line().starts_with("s OK") {}
     assert_eq!(c.fetch("b", 1).len(), MESSAGE_BYTES);
+    // Counted as they move: the open session's bytes are there already.
+    let during = Scrape::take(s.metrics);
+    let relayed = during.imap("postern_relayed_bytes_total", &[r#"direction="backend_to_client""#])
+        - before.imap("postern_relayed_bytes_total", &[r#"direction="backend_to_client""#]);
+    assert!(
+        relayed >= MESSAGE_BYTES as f64,
+        "backend_to_client {relayed} while open"
+    );
+    assert_eq!(during.imap("postern_connections_active", &[]), 1.0);
     c.expect("c LOGOUT\r\n", &["* BYE logging out\r\n", "c OK LOGOUT completed\r\n"]);
     assert_eq!(c.read_to_close(), b"");
     // A wrong password.

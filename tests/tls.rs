@@ -41,6 +41,8 @@ struct StackSpec<'a> {
     /// Extra flags for the auth server.
     auth: &'a [&'a str],
     size: usize,
+    /// `worker_processes`: cores, each with its own session cache.
+    workers: usize,
 }
 
 impl Default for StackSpec<'_> {
@@ -52,6 +54,7 @@ impl Default for StackSpec<'_> {
             backend: &[],
             auth: &[],
             size: 500,
+            workers: 2,
         }
     }
 }
@@ -99,7 +102,8 @@ fn start_tls_postern(dir: &TempDir, pki: &TestPki, auth: &Companion, spec: &Stac
         .replace("{ca}", &path_text(&pki.ca))
         .replace("{crl}", &path_text(&pki.crl));
     let conf = format!(
-        "worker_processes 2;\nerror_log stderr info;\nmail {{\n    auth_http {}/auth;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    server {{\n        listen 127.0.0.1:{port}{};\n        protocol {};\n{server}\n    }}\n}}\n",
+        "worker_processes {};\nerror_log stderr info;\nmail {{\n    auth_http {}/auth;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    server {{\n        listen 127.0.0.1:{port}{};\n        protocol {};\n{server}\n    }}\n}}\n",
+        spec.workers,
         auth.addr,
         path_text(&pki.server_cert),
         path_text(&pki.server_key),
@@ -879,8 +883,11 @@ fn sessions_resume_until_ssl_session_timeout() {
         "        ssl_session_timeout 1s;",
         "        ssl_session_timeout 1s;\n        ssl_session_tickets off;\n        ssl_session_cache shared:T:1m;",
     ] {
+        // One core: the session cache is per core, and a second connection
+        // could land on the other one.
         let s = stack(StackSpec {
             server,
+            workers: 1,
             ..StackSpec::default()
         });
         let config = client_config(&s.pki.ca, None, &[]);

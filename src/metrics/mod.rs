@@ -326,22 +326,45 @@ impl ActiveSession {
         inc(self.0, close_counter(reason));
     }
 
-    /// A relayed session ended: its bytes, and how it ended. Counted at the
-    /// end, so a long session's bytes appear when it closes.
+    /// A relayed session ended: how it ended (its bytes were counted as
+    /// they moved, by its `RelayTally`).
     pub fn relay_done(self, stats: &RelayStats) {
         let protocol = self.0;
         with(|m| {
-            m.add(protocol, Counter::BytesClientToBackend, stats.client_to_backend);
-            m.add(protocol, Counter::BytesBackendToClient, stats.backend_to_client);
-            let total = stats.client_to_backend.wrapping_add(stats.backend_to_client);
-            m.add(protocol, Counter::BytesSpliced, stats.spliced);
-            m.add(protocol, Counter::BytesCopied, total.saturating_sub(stats.spliced));
             let end = match &stats.error {
                 None => Counter::RelayNormal,
                 Some(e) if e.starts_with("proxy_timeout") => Counter::RelayProxyTimeout,
                 Some(_) => Counter::RelayError,
             };
             m.add(protocol, end, 1);
+        });
+    }
+}
+
+/// A relay's bytes, counted as they move (a long IMAP IDLE session's
+/// traffic shows while it lasts, not when it ends).
+#[derive(Debug, Clone, Copy)]
+pub struct RelayTally(pub Protocol);
+
+impl RelayTally {
+    /// `n` bytes moved one way, through a pipe or through memory.
+    pub fn moved(self, to_backend: bool, n: u64, spliced: bool) {
+        with(|m| {
+            let way = if to_backend {
+                Counter::BytesClientToBackend
+            } else {
+                Counter::BytesBackendToClient
+            };
+            m.add(self.0, way, n);
+            m.add(
+                self.0,
+                if spliced {
+                    Counter::BytesSpliced
+                } else {
+                    Counter::BytesCopied
+                },
+                n,
+            );
         });
     }
 }

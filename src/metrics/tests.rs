@@ -190,7 +190,12 @@ fn counter_calls_reach_the_attached_core_only() {
         let snapshot = registry.snapshot();
         assert_eq!(snapshot.get(1, Protocol::Imap, Counter::Active), 1);
         active.closed_early(CloseReason::LoginRefused.describe());
-        session_started(Protocol::Pop3).relay_done(&RelayStats {
+        let pop3 = session_started(Protocol::Pop3);
+        let tally = RelayTally(Protocol::Pop3);
+        tally.moved(true, 10, false);
+        tally.moved(false, 400, false);
+        tally.moved(false, 600, true);
+        pop3.relay_done(&RelayStats {
             client_to_backend: 10,
             backend_to_client: 1000,
             spliced: 600,

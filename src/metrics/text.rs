@@ -87,7 +87,7 @@ pub(crate) const FAMILIES: &[(&str, Kind, &str)] = &[
     (
         "postern_relayed_bytes_total",
         Kind::Counter,
-        "Bytes relayed after login, by direction, counted when the session ends.",
+        "Bytes relayed after login, by direction, counted as they move.",
     ),
     (
         "postern_relayed_bytes_by_mode_total",

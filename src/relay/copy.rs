@@ -7,7 +7,7 @@
 //! buffer at all. Only bytes the destination could not take at once (a slow
 //! peer) are copied into a buffer of the session's own, freed once sent.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures_lite::io::{split, ReadHalf, WriteHalf};
 use futures_lite::{AsyncRead, AsyncWrite};
 
-use super::{EndOfStream, RelayStats};
+use super::{EndOfStream, RelayStats, Way};
 
 /// The core's read buffer: a TLS record's plaintext (16 KiB) fits several
 /// times over, and a plain socket read rarely returns more.
@@ -52,6 +52,7 @@ pub async fn relay<C, B>(
     to_client: Vec<u8>,
     idle_limit: Duration,
     client_tls: bool,
+    tally: super::RelayTally,
 ) -> RelayStats
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -59,21 +60,21 @@ where
 {
     let (client_rx, client_tx) = split(client);
     let (backend_rx, backend_tx) = split(backend);
-    let meter = super::Meter::new();
+    let meter = super::Meter::new(tally);
     let up = Direction::new(
         client_rx,
         backend_tx,
         to_backend,
-        &meter.up,
-        &meter.last_moved,
+        &meter,
+        Way::ToBackend,
         EndOfStream::HalfClose,
     );
     let down = Direction::new(
         backend_rx,
         client_tx,
         to_client,
-        &meter.down,
-        &meter.last_moved,
+        &meter,
+        Way::ToClient,
         // Either way the backend's end ends the session (`drive`).
         if client_tls {
             EndOfStream::HalfClose
@@ -96,8 +97,8 @@ struct Direction<'m, R, W> {
     unflushed: bool,
     /// The source ended and the end is being passed on.
     closing: bool,
-    count: &'m Cell<u64>,
-    last_moved: &'m Cell<Instant>,
+    meter: &'m super::Meter,
+    way: Way,
     end: EndOfStream,
 }
 
@@ -106,8 +107,8 @@ impl<'m, R, W> Direction<'m, R, W> {
         from: ReadHalf<R>,
         to: WriteHalf<W>,
         already: Vec<u8>,
-        count: &'m Cell<u64>,
-        last_moved: &'m Cell<Instant>,
+        meter: &'m super::Meter,
+        way: Way,
         end: EndOfStream,
     ) -> Self {
         Direction {
@@ -116,8 +117,8 @@ impl<'m, R, W> Direction<'m, R, W> {
             unsent: already,
             unflushed: false,
             closing: false,
-            count,
-            last_moved,
+            meter,
+            way,
             end,
         }
     }
@@ -136,7 +137,7 @@ where
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
                     done += n;
-                    self.count.set(self.count.get() + n as u64);
+                    self.meter.moved(self.way, n as u64, false);
                     self.unflushed = true;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -179,7 +180,7 @@ where
                 match Pin::new(&mut self.from).poll_read(cx, &mut scratch[..]) {
                     Poll::Ready(Ok(0)) => Poll::Ready(Ok(true)),
                     Poll::Ready(Ok(n)) => {
-                        self.last_moved.set(Instant::now());
+                        self.meter.last_moved.set(Instant::now());
                         let written = match self.write_now(cx, &scratch[..n]) {
                             Poll::Ready(Ok(written)) => written,
                             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

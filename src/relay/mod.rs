@@ -10,6 +10,8 @@ use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+pub use crate::metrics::RelayTally;
+
 /// `proxy_dead_peer_timeout`: a peer that vanished without a FIN (power
 /// loss, a dropped route, a NAT that forgot the flow) is found within about
 /// `limit` instead of after `proxy_timeout`. Keepalive probes start after
@@ -53,16 +55,39 @@ pub(crate) struct Meter {
     /// Of those, the bytes that went through a pipe (splice relay).
     pub(crate) spliced: Cell<u64>,
     pub(crate) last_moved: Cell<Instant>,
+    /// The core's counters, told as the bytes move.
+    tally: RelayTally,
+}
+
+/// Which way bytes move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Way {
+    ToBackend,
+    ToClient,
 }
 
 impl Meter {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(tally: RelayTally) -> Self {
         Meter {
             up: Cell::new(0),
             down: Cell::new(0),
             spliced: Cell::new(0),
             last_moved: Cell::new(Instant::now()),
+            tally,
         }
+    }
+
+    /// `n` bytes moved `way`, through a pipe (`spliced`) or through memory.
+    pub(crate) fn moved(&self, way: Way, n: u64, spliced: bool) {
+        let count = match way {
+            Way::ToBackend => &self.up,
+            Way::ToClient => &self.down,
+        };
+        count.set(count.get() + n);
+        if spliced {
+            self.spliced.set(self.spliced.get() + n);
+        }
+        self.tally.moved(way == Way::ToBackend, n, spliced);
     }
 }
 

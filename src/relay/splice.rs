@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
-use super::{EndOfStream, RelayStats};
+use super::{EndOfStream, RelayStats, Way};
 
 /// The capacity of a pipe nobody resized (16 pages).
 const DEFAULT_PIPE: usize = 64 * 1024;
@@ -258,6 +258,7 @@ pub fn relay<'a>(
     to_client: Vec<u8>,
     idle_limit: Duration,
     pool: &'a PipePool,
+    tally: super::RelayTally,
 ) -> impl std::future::Future<Output = RelayStats> + 'a {
     // glommio waits through io_uring and leaves fds blocking; a blocking
     // splice would stall the whole core.
@@ -269,7 +270,7 @@ pub fn relay<'a>(
         }
     }
     let sides = (Side::new(client), Side::new(backend));
-    let meter = super::Meter::new();
+    let meter = super::Meter::new(tally);
     async move {
         if let Some(error) = failed {
             return RelayStats {
@@ -283,7 +284,7 @@ pub fn relay<'a>(
             backend,
             to_backend,
             pool,
-            &meter.up,
+            Way::ToBackend,
             &meter,
             EndOfStream::HalfClose,
         );
@@ -292,7 +293,7 @@ pub fn relay<'a>(
             client,
             to_client,
             pool,
-            &meter.down,
+            Way::ToClient,
             &meter,
             EndOfStream::EndsSession,
         );
@@ -306,13 +307,13 @@ async fn direction(
     to: &Side,
     already: Vec<u8>,
     pool: &PipePool,
-    count: &Cell<u64>,
+    way: Way,
     meter: &super::Meter,
     end: EndOfStream,
 ) -> Result<(), String> {
     if !already.is_empty() {
         to.write_all(&already).await.map_err(|e| e.to_string())?;
-        count.set(count.get() + already.len() as u64);
+        meter.moved(way, already.len() as u64, false);
     }
     // Not kept for the rest of the session.
     drop(already);
@@ -334,13 +335,12 @@ async fn direction(
             to.write_all(&rest).await.map_err(|e| e.to_string())?;
         }
         meter.last_moved.set(Instant::now());
-        count.set(count.get() + n as u64);
+        meter.moved(way, n as u64, false);
         if n == SCRATCH {
             // Boxed: only bulk transfers get here, and an idle session's
             // state should not carry this phase's larger one.
             let spliced = Box::pin(splice_until_dry(from, to, pool)).await?;
-            count.set(count.get() + spliced);
-            meter.spliced.set(meter.spliced.get() + spliced);
+            meter.moved(way, spliced, true);
         }
     }
 }

@@ -677,16 +677,19 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
         let _ = relay::watch_dead_peer(backend.tcp(), limit);
     }
     let idle = ctx.server.proxy_timeout;
+    let tally = relay::RelayTally(ctx.server.protocol);
     match (&ctx.pipes, client, backend) {
         (Some(pool), Stream::Plain(client), Stream::Plain(backend)) => (
             "splice",
-            Box::pin(relay::splice::relay(client, backend, to_backend, to_client, idle, pool)),
+            Box::pin(relay::splice::relay(
+                client, backend, to_backend, to_client, idle, pool, tally,
+            )),
         ),
         // rustls must see every byte of a TLS side.
         (_, client, backend) => {
             let client_tls = client.is_tls();
             let via = if client_tls || backend.is_tls() { "tls" } else { "copy" };
-            let relay = relay::copy::relay(client, backend, to_backend, to_client, idle, client_tls);
+            let relay = relay::copy::relay(client, backend, to_backend, to_client, idle, client_tls, tally);
             (via, Box::pin(relay))
         }
     }
