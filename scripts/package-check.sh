@@ -38,7 +38,8 @@ echo "== the unit file"
 unit="$ROOT/usr/lib/systemd/system/postern.service"
 for want in "ExecStart=/usr/sbin/postern -c /etc/postern/postern.conf" \
     "ExecReload=/bin/kill -HUP \$MAINPID" "AmbientCapabilities=CAP_NET_BIND_SERVICE" \
-    "LimitNOFILE=" "LimitMEMLOCK=" "ProtectSystem=strict" "User=postern"; do
+    "LimitNOFILE=" "LimitMEMLOCK=" "ProtectSystem=strict" "User=postern" "Type=notify" \
+    "NotifyAccess=all"; do
     grep -qF "$want" "$unit" || fail "the unit lacks $want"
 done
 if command -v systemd-analyze >/dev/null 2>&1; then

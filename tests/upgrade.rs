@@ -145,3 +145,54 @@ fn binary_upgrade_hands_over_without_refusing_or_dropping() {
     let log = old.log();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// Under systemd (`Type=notify`, `NotifyAccess=all`): `READY=1` with the
+/// main pid once serving; after SIGUSR2 the new binary names itself the
+/// main pid, so systemd follows it; a new binary that fails hands the main
+/// pid back to the old one.
+#[test]
+fn systemd_is_told_ready_and_the_new_main_pid() {
+    let backend = start_backend(&["bob:secret"], 1, 100);
+    let auth = start_auth(&["bob:secret"], backend.addr, &[]);
+    let dir = TempDir::new("notify");
+    let notify_path = dir.path("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let conf = dir.path("postern.conf");
+    std::fs::write(&conf, conf_text(&dir, &auth, port, "XOLD")).unwrap();
+    let mut cmd = Command::new(postern_bin());
+    cmd.arg("-c").arg(&conf).env("NOTIFY_SOCKET", &notify_path);
+    let old = Proc::spawn(cmd);
+    old.wait_for("started");
+    assert_eq!(next(), format!("READY=1\nMAINPID={}\n", old.pid()));
+
+    // A new binary that cannot start (its configuration broken meanwhile):
+    // the old one is the main process again.
+    std::fs::write(&conf, "mail {\n").unwrap();
+    kill(old.pid(), "USR2");
+    old.wait_for("this one keeps serving");
+    assert_eq!(next(), format!("MAINPID={}\n", old.pid()));
+
+    std::fs::write(&conf, conf_text(&dir, &auth, port, "XNEW")).unwrap();
+    kill(old.pid(), "USR2");
+    let said = next();
+    let new_pid: u32 = said
+        .strip_prefix("READY=1\nMAINPID=")
+        .and_then(|rest| rest.strip_suffix('\n'))
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("{said:?}"));
+    let _successor = KillOnDrop(new_pid);
+    assert_ne!(new_pid, old.pid());
+    kill(old.pid(), "QUIT");
+    old.wait_for("graceful shutdown done");
+    assert_eq!(capability(addr), "* CAPABILITY IMAP4rev1 XNEW AUTH=PLAIN\r\n");
+    kill(new_pid, "TERM");
+    wait_gone(new_pid);
+}

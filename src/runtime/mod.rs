@@ -6,6 +6,7 @@ pub mod cpus;
 mod listener;
 mod pid;
 mod privilege;
+mod service;
 pub mod sys;
 mod upgrade;
 mod uring_probe;
@@ -258,6 +259,7 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
         if options.pin { "" } else { " unpinned" },
         std::process::id()
     );
+    service::ready();
     let mut state = Supervisor {
         current: config,
         reload,
@@ -422,6 +424,7 @@ impl Supervisor<'_> {
                                 log::error!("{e}");
                             }
                         }
+                        service::main_again();
                         log::error!("the new binary (pid {pid}) exited ({status}); this one keeps serving");
                     }
                 }
