@@ -45,11 +45,43 @@ fn millis(timeout: Duration) -> u64 {
     u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A session cache whose entries expire `timeout` after they were stored.
-pub struct ExpiringStore {
-    inner: Arc<dyn StoresServerSessions>,
+/// The timeout and the clock both wrappers stamp and check with.
+#[derive(Clone, Copy)]
+struct Expiry {
     timeout: u64,
     clock: Clock,
+}
+
+impl Expiry {
+    fn new(timeout: Duration, clock: Clock) -> Self {
+        Expiry {
+            timeout: millis(timeout),
+            clock,
+        }
+    }
+
+    /// `value` with the expiry of something made now in front.
+    fn stamp(self, value: &[u8]) -> Vec<u8> {
+        stamped((self.clock)().saturating_add(self.timeout), value)
+    }
+
+    /// The value, if not expired now.
+    fn check(self, stamped: Vec<u8>) -> Option<Vec<u8>> {
+        fresh(stamped, (self.clock)())
+    }
+}
+
+impl fmt::Debug for Expiry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ms", self.timeout)
+    }
+}
+
+/// A session cache whose entries expire `timeout` after they were stored.
+#[derive(Debug)]
+pub struct ExpiringStore {
+    inner: Arc<dyn StoresServerSessions>,
+    expiry: Expiry,
 }
 
 impl ExpiringStore {
@@ -60,32 +92,22 @@ impl ExpiringStore {
     fn with_clock(inner: Arc<dyn StoresServerSessions>, timeout: Duration, clock: Clock) -> Self {
         ExpiringStore {
             inner,
-            timeout: millis(timeout),
-            clock,
+            expiry: Expiry::new(timeout, clock),
         }
-    }
-}
-
-impl fmt::Debug for ExpiringStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExpiringStore")
-            .field("timeout_ms", &self.timeout)
-            .finish()
     }
 }
 
 impl StoresServerSessions for ExpiringStore {
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        let expiry = (self.clock)().saturating_add(self.timeout);
-        self.inner.put(key, stamped(expiry, &value))
+        self.inner.put(key, self.expiry.stamp(&value))
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        fresh(self.inner.get(key)?, (self.clock)())
+        self.expiry.check(self.inner.get(key)?)
     }
 
     fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        fresh(self.inner.take(key)?, (self.clock)())
+        self.expiry.check(self.inner.take(key)?)
     }
 
     fn can_cache(&self) -> bool {
@@ -95,10 +117,10 @@ impl StoresServerSessions for ExpiringStore {
 
 /// Tickets that are refused `timeout` after they were issued, and that tell
 /// the client so in their lifetime hint.
+#[derive(Debug)]
 pub struct ExpiringTickets {
     inner: Arc<dyn ProducesTickets>,
-    timeout: u64,
-    clock: Clock,
+    expiry: Expiry,
 }
 
 impl ExpiringTickets {
@@ -109,17 +131,8 @@ impl ExpiringTickets {
     fn with_clock(inner: Arc<dyn ProducesTickets>, timeout: Duration, clock: Clock) -> Self {
         ExpiringTickets {
             inner,
-            timeout: millis(timeout),
-            clock,
+            expiry: Expiry::new(timeout, clock),
         }
-    }
-}
-
-impl fmt::Debug for ExpiringTickets {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExpiringTickets")
-            .field("timeout_ms", &self.timeout)
-            .finish()
     }
 }
 
@@ -130,17 +143,16 @@ impl ProducesTickets for ExpiringTickets {
 
     /// The shorter of the keys' life and the timeout, in whole seconds.
     fn lifetime(&self) -> u32 {
-        let timeout = u32::try_from(self.timeout / 1000).unwrap_or(u32::MAX);
+        let timeout = u32::try_from(self.expiry.timeout / 1000).unwrap_or(u32::MAX);
         self.inner.lifetime().min(timeout)
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        let expiry = (self.clock)().saturating_add(self.timeout);
-        self.inner.encrypt(&stamped(expiry, plain))
+        self.inner.encrypt(&self.expiry.stamp(plain))
     }
 
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        fresh(self.inner.decrypt(cipher)?, (self.clock)())
+        self.expiry.check(self.inner.decrypt(cipher)?)
     }
 }
 
