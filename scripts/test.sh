@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 . scripts/common.sh
 
 # gcc and git: glommio's build compiles liburing; curl: a real IMAP client;
-# haproxy: the balancer in front of Postern in tests/proxy_protocol.rs.
-need_packages curl:curl gcc:gcc git:git python3:python3 openssl:openssl haproxy:haproxy
+# haproxy: the balancer in front of Postern in tests/proxy_protocol.rs;
+# ip (iproute2): the network namespace of tests/dead_peer.rs.
+need_packages curl:curl gcc:gcc git:git python3:python3 openssl:openssl haproxy:haproxy ip:iproute2
 need_cargo
 
 cargo build --workspace --all-targets
