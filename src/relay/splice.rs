@@ -339,8 +339,7 @@ async fn direction(
         if n == SCRATCH {
             // Boxed: only bulk transfers get here, and an idle session's
             // state should not carry this phase's larger one.
-            let spliced = Box::pin(splice_until_dry(from, to, pool)).await?;
-            meter.moved(way, spliced, true);
+            Box::pin(splice_until_dry(from, to, pool, way, meter)).await?;
         }
     }
 }
@@ -369,15 +368,22 @@ async fn copy_burst(from: &Side, to: &Side, pool: &PipePool) -> io::Result<Optio
 }
 
 /// Splices until the source has nothing more for now; the bytes moved.
-async fn splice_until_dry(from: &Side, to: &Side, pool: &PipePool) -> Result<u64, String> {
-    let mut moved = 0u64;
+/// Each pipeful is counted once it is through, so the counters follow a
+/// long bulk run as it goes.
+async fn splice_until_dry(
+    from: &Side,
+    to: &Side,
+    pool: &PipePool,
+    way: Way,
+    meter: &super::Meter,
+) -> Result<(), String> {
     let mut spill = Vec::new();
     loop {
         let Some(mut pipe) = pool.take() else {
             // No pipe to be had (out of fds): the copy path carries on, so
             // a session never needs a pipe to start or to go on.
             pool.note_copy_fallback();
-            return Ok(moved);
+            return Ok(());
         };
         match splice(from.fd(), pipe.write.as_fd(), pipe.capacity) {
             Ok(Moved::Bytes(n)) => {
@@ -385,12 +391,12 @@ async fn splice_until_dry(from: &Side, to: &Side, pool: &PipePool) -> Result<u64
                 let result = drain(&mut pipe, to, &mut spill).await;
                 pool.give(pipe);
                 result?;
-                moved += n as u64;
+                meter.moved(way, n as u64, true);
             }
             // The end of stream, if it came, is seen by the next burst.
             Ok(Moved::WouldBlock | Moved::Closed) => {
                 pool.give(pipe);
-                return Ok(moved);
+                return Ok(());
             }
             Err(e) => return Err(e.to_string()),
         }
