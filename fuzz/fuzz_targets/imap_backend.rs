@@ -17,7 +17,8 @@ fuzz_target!(|data: &[u8]| {
         Secret::new(pass),
         limit,
         input.has(flag::PASS_ERROR),
-    );
+    )
+    .with_oauth(input.backend_oauth());
     drive_backend(
         &mut login,
         &input,

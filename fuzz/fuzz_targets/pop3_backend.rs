@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
     let input = Input::new(data);
     let (user, pass) = credentials(&input);
     let limit = input.line_limit();
-    let mut login = Pop3Backend::new(user, Secret::new(pass), limit, input.has(flag::PASS_ERROR));
+    let mut login =
+        Pop3Backend::new(user, Secret::new(pass), limit, input.has(flag::PASS_ERROR)).with_oauth(input.backend_oauth());
     drive_backend(
         &mut login,
         &input,

@@ -6,11 +6,11 @@ use libfuzzer_sys::fuzz_target;
 use postern::config::Protocol;
 use postern::protocol::pop3::{Pop3Front, Pop3FrontSettings};
 use postern::protocol::FrontEnd;
-use postern_fuzz::{drive_front, seed, Input};
+use postern_fuzz::{drive_front, input_bound, seed, Input};
 
 fuzz_target!(|data: &[u8]| {
     let input = Input::new(data);
     let server = input.server(Protocol::Pop3);
     let front = Pop3Front::new(Pop3FrontSettings::from_server(&server), seed());
-    drive_front(FrontEnd::Pop3(front), &input, server.pop3.client_buffer);
+    drive_front(FrontEnd::Pop3(front), &input, input_bound(&server));
 });

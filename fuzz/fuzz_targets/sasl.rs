@@ -1,9 +1,12 @@
 //! The SASL decoders: a response line is Cancel, base64 that re-encodes to
 //! itself, or Invalid; PLAIN and CRAM-MD5 splits give what RFC 4616 and
-//! RFC 2195 allow and nothing else.
+//! RFC 2195 allow and nothing else; an OAUTHBEARER or XOAUTH2 message gives
+//! a token of RFC 6750's b64token alphabet, and what Postern would send a
+//! backend for that user and token reads back the same.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use postern::auth::OAuthMechanism;
 use postern::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response};
 
 fuzz_target!(|data: &[u8]| {
@@ -20,6 +23,28 @@ fuzz_target!(|data: &[u8]| {
         tail.push(0);
         tail.extend_from_slice(&pass);
         assert!(data.ends_with(&tail));
+    }
+    for mechanism in [OAuthMechanism::OAuthBearer, OAuthMechanism::XOAuth2] {
+        if let Ok(bearer) = mechanism.parse(data) {
+            let (body, padding) = split_padding(&bearer.token);
+            assert!(!body.is_empty(), "{mechanism:?}: empty token");
+            assert!(
+                body.iter().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(b))
+                    && padding.iter().all(|&b| b == b'='),
+                "{mechanism:?}: token {:?}",
+                bearer.token
+            );
+            // XOAUTH2's user is taken up to the separator: no \x01 inside.
+            if mechanism == OAuthMechanism::XOAuth2 {
+                assert!(!bearer.user.contains(&1));
+            }
+            let again = mechanism.parse(&mechanism.message(&bearer.user, &bearer.token));
+            assert_eq!(
+                again.map(|b| (b.user, b.token)),
+                Ok((bearer.user, bearer.token)),
+                "{mechanism:?}"
+            );
+        }
     }
     if let Some((user, digest)) = split_cram_md5(data) {
         assert!(!user.is_empty());
@@ -45,4 +70,10 @@ fn encode(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// The token's characters and its trailing `=` padding.
+fn split_padding(token: &[u8]) -> (&[u8], &[u8]) {
+    let body = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
+    token.split_at(body)
 }

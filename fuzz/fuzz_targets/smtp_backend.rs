@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postern::auth::{OAuthMechanism, Secret};
+use postern::auth::Secret;
 use postern::protocol::backend::smtp::{Helo, SmtpLogin};
 use postern::protocol::backend::SmtpBackend;
 use postern_fuzz::{credentials, drive_backend, flag, Input};
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         line_limit: limit,
         pass_error_message: input.has(flag::PASS_ERROR),
         // Token pass-through sometimes: the AUTH exchange is input too.
-        oauth: (input.header[1] % 5 == 4).then_some(OAuthMechanism::XOAuth2),
+        oauth: input.backend_oauth(),
     });
     drive_backend(
         &mut login,

@@ -75,6 +75,16 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// Token pass-through in a backend login (the auth server's
+    /// `Auth-Method`), or a password login; from byte 2's upper bits.
+    pub fn backend_oauth(&self) -> Option<postern::auth::OAuthMechanism> {
+        match (self.header[2] >> 3) % 3 {
+            0 => None,
+            1 => Some(postern::auth::OAuthMechanism::OAuthBearer),
+            _ => Some(postern::auth::OAuthMechanism::XOAuth2),
+        }
+    }
+
     /// One `server {}` of `protocol`, with the settings the header picks.
     pub fn server(&self, protocol: config::Protocol) -> ServerConfig {
         let mut server = base_server().clone();
@@ -84,9 +94,9 @@ impl<'a> Input<'a> {
         server.proxy_buffer = self.line_limit();
         if self.has(flag::ALL_METHODS) {
             use AuthMethod::*;
-            server.imap.auth = vec![Plain, Login, CramMd5, External];
-            server.pop3.auth = vec![Plain, Apop, CramMd5, External];
-            server.smtp.auth = vec![Plain, Login, CramMd5, External];
+            server.imap.auth = vec![Plain, Login, CramMd5, External, OAuthBearer, XOAuth2];
+            server.pop3.auth = vec![Plain, Apop, CramMd5, External, OAuthBearer, XOAuth2];
+            server.smtp.auth = vec![Plain, Login, CramMd5, External, OAuthBearer, XOAuth2];
         }
         if self.has(flag::SMTP_AUTH_NONE) {
             server.smtp.auth.push(AuthMethod::None);
@@ -101,8 +111,26 @@ impl<'a> Input<'a> {
             server.imap.client_buffer = small;
             server.pop3.client_buffer = small;
             server.smtp.client_buffer = small;
+            // The token bound, as small as the buffers.
+            server.oauth_max_token_size = small;
         }
         server
+    }
+}
+
+/// The most a front end of `protocol` may leave to the driver while it
+/// wants input: its client buffer, or with OAuth enabled the longer line
+/// that carries a token (`oauth_max_token_size`).
+pub fn input_bound(server: &ServerConfig) -> usize {
+    let (buffer, auth) = match server.protocol {
+        config::Protocol::Imap => (server.imap.client_buffer, &server.imap.auth),
+        config::Protocol::Pop3 => (server.pop3.client_buffer, &server.pop3.auth),
+        config::Protocol::Smtp => (server.smtp.client_buffer, &server.smtp.auth),
+    };
+    if postern::protocol::oauth::enabled(auth).is_empty() {
+        buffer
+    } else {
+        postern::protocol::oauth::line_limit(buffer, server.oauth_max_token_size)
     }
 }
 
@@ -171,11 +199,12 @@ pub fn chunks<'a>(stream: &'a [u8], rng: &mut Rng) -> Vec<&'a [u8]> {
 /// the seed picks, and checks after each call that
 /// - `feed` consumes no more than it was given, and nothing once the
 ///   machine stops wanting input;
-/// - while it wants input, the bytes it leaves to the driver stay under the
-///   client buffer (else the driver's buffer would fill and the session hang);
+/// - while it wants input, the bytes it leaves to the driver stay under
+///   `bound` (`input_bound`: else the driver's buffer would grow unbounded
+///   or the session hang);
 /// - every Send is whole CRLF-ended lines;
 /// - nothing follows Relay or Close.
-pub fn drive_front(mut front: FrontEnd, input: &Input<'_>, client_buffer: usize) {
+pub fn drive_front(mut front: FrontEnd, input: &Input<'_>, bound: usize) {
     let mut rng = input.rng();
     let reads = chunks(input.stream, &mut rng);
     let mut reads = reads.into_iter();
@@ -246,8 +275,8 @@ pub fn drive_front(mut front: FrontEnd, input: &Input<'_>, client_buffer: usize)
         buffered.drain(..used);
         if front.wants_input() {
             assert!(
-                buffered.len() < client_buffer,
-                "{} bytes left buffered, client buffer {client_buffer}",
+                buffered.len() < bound,
+                "{} bytes left buffered, bound {bound}",
                 buffered.len()
             );
         }
