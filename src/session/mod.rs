@@ -26,7 +26,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 
@@ -434,8 +434,9 @@ async fn dialogue(
     // session forever. Since when the command being read has been coming.
     let timeout = ctx.server.timeout;
     let mut command_since: Option<Instant> = None;
-    let mut pending: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut chunk = vec![0u8; READ_CHUNK];
+    // Bytes read and not taken by the machine yet; empty (unallocated)
+    // while the session waits for its client.
+    let mut pending: Vec<u8> = Vec::new();
     let mut backend: Option<(Stream, Vec<u8>)> = None;
     // `Auth-SSL-Backend` of the accepted login, over `proxy_ssl`.
     let mut backend_tls = ctx.server.proxy_ssl.enabled;
@@ -469,17 +470,17 @@ async fn dialogue(
                 }
                 Step::Wait(delay) => glommio::timer::sleep(delay).await,
                 Step::Pause(delay) => {
-                    let read = futures_lite::future::or(async { Some(client.read(&mut chunk).await) }, async {
-                        glommio::timer::sleep(delay).await;
-                        None
-                    });
+                    let read =
+                        futures_lite::future::or(async { Some(read_into(&mut client, &mut pending).await) }, async {
+                            glommio::timer::sleep(delay).await;
+                            None
+                        });
                     match read.await {
                         None => front.on_pause_end(),
                         Some(Ok(0)) => return Err("client closed connection".to_string()),
-                        Some(Ok(n)) => {
-                            pending.extend_from_slice(&chunk[..n]);
+                        Some(Ok(_)) => {
                             let used = front.feed(&pending);
-                            pending.drain(..used);
+                            consume(&mut pending, used);
                         }
                         Some(Err(e)) => return Err(io_reason("reading from client", &e)),
                     }
@@ -536,7 +537,7 @@ async fn dialogue(
         if !pending.is_empty() {
             let used = front.feed(&pending);
             if used > 0 {
-                pending.drain(..used);
+                consume(&mut pending, used);
                 continue;
             }
         }
@@ -549,7 +550,7 @@ async fn dialogue(
                 None => return Err("client timed out: command not complete within timeout".to_string()),
             }
         }
-        let read = futures_lite::future::or(async { Some(client.read(&mut chunk).await) }, async {
+        let read = futures_lite::future::or(async { Some(read_into(&mut client, &mut pending).await) }, async {
             // Never granted a permit: this only returns once the semaphore is closed.
             let _ = ctx.stopping.acquire_permit(1).await;
             None
@@ -562,15 +563,50 @@ async fn dialogue(
         if n == 0 {
             return Err("client closed connection".to_string());
         }
-        pending.extend_from_slice(&chunk[..n]);
         let used = front.feed(&pending);
-        pending.drain(..used);
+        consume(&mut pending, used);
         if used > 0 || pending.is_empty() {
             // A command was taken whole: the next one's time starts now.
             command_since = (!pending.is_empty()).then(Instant::now);
         } else if command_since.is_none() {
             command_since = Some(Instant::now());
         }
+    }
+}
+
+thread_local! {
+    // One per core: each core is one thread, and a read borrows it only
+    // inside the poll that completes it.
+    static READ_SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
+}
+
+/// Reads what the client sent onto the end of `pending`, through the
+/// core's scratch buffer, borrowed only inside the poll that completes the
+/// read: a session waiting for its client holds no read buffer of its own
+/// (as the copy relay's directions). The bytes read; 0 at end of stream.
+async fn read_into(client: &mut Stream, pending: &mut Vec<u8>) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        READ_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            match std::pin::Pin::new(&mut *client).poll_read(cx, &mut scratch[..]) {
+                std::task::Poll::Ready(Ok(n)) => {
+                    pending.extend_from_slice(&scratch[..n]);
+                    std::task::Poll::Ready(Ok(n))
+                }
+                other => other,
+            }
+        })
+    })
+    .await
+}
+
+/// Drops the `used` bytes the machine took; an emptied buffer gives its
+/// memory back, so an idle session keeps none.
+fn consume(pending: &mut Vec<u8>, used: usize) {
+    if used >= pending.len() {
+        *pending = Vec::new();
+    } else {
+        pending.drain(..used);
     }
 }
 
