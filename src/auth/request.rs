@@ -123,28 +123,13 @@ pub fn build(req: &AuthRequest, ctx: &RequestContext<'_>) -> Vec<u8> {
 /// at most `MAX_AUTH_ID` bytes: a pair that would pass the bound is left out
 /// with every pair after it, so the list stays well formed.
 fn id_list(id: &ClientId) -> Vec<u8> {
-    let quoted = |text: &[u8], out: &mut Vec<u8>| {
-        out.push(b'"');
-        for &b in text {
-            if b == b'"' || b == b'\\' {
-                out.push(b'\\');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
-    };
     let mut list = b"(".to_vec();
     for (field, value) in id {
         let mut pair = Vec::new();
         if list.len() > 1 {
             pair.push(b' ');
         }
-        quoted(field, &mut pair);
-        pair.push(b' ');
-        match value {
-            Some(value) => quoted(value, &mut pair),
-            None => pair.extend_from_slice(b"NIL"),
-        }
+        crate::protocol::imap::push_id_pair(&mut pair, field, value.as_deref());
         if list.len() + pair.len() + 1 > MAX_AUTH_ID {
             break;
         }

@@ -27,7 +27,7 @@ use base64::Engine as _;
 
 use super::BackendStep;
 use crate::auth::{OAuthMechanism, Secret};
-use crate::protocol::imap::ClientId;
+use crate::protocol::imap::{push_id_pair, push_quoted, ClientId};
 use crate::protocol::BackendOutcome;
 
 /// The tag of the forwarded ID; its replies end before the login's.
@@ -278,17 +278,6 @@ fn quotable(value: &[u8]) -> bool {
         .all(|&b| (1..=0x7f).contains(&b) && b != b'\r' && b != b'\n')
 }
 
-fn push_quoted(out: &mut Vec<u8>, value: &[u8]) {
-    out.push(b'"');
-    for &b in value {
-        if b == b'"' || b == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
-}
-
 /// `postern-id ID ("name" "value" ...)\r\n` from the client's parameters:
 /// the pairs whose field and value are quotable and within RFC 2971's
 /// bounds, at most 30 of them; `None` when none is left.
@@ -302,12 +291,7 @@ fn id_command(id: &[(Vec<u8>, Option<Vec<u8>>)]) -> Option<Vec<u8>> {
     };
     for (field, value) in id.iter().filter(|(f, v)| fit(f, v.as_deref())).take(ID_MAX_PAIRS) {
         list.push(if list.is_empty() { b'(' } else { b' ' });
-        push_quoted(&mut list, field);
-        list.push(b' ');
-        match value {
-            Some(value) => push_quoted(&mut list, value),
-            None => list.extend_from_slice(b"NIL"),
-        }
+        push_id_pair(&mut list, field, value.as_deref());
     }
     if list.is_empty() {
         return None;

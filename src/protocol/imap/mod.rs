@@ -18,6 +18,7 @@ use crate::protocol::line::{next_line, Line};
 use crate::protocol::oauth::{self, OAuthMechanism};
 use crate::protocol::sasl::{decode_response, split_cram_md5, split_plain, Response as SaslResponse};
 use crate::protocol::{BackendOutcome, BackendPlan, ClientTls, CloseReason, Outbox, SessionSeed, Step};
+pub use syntax::{push_id_pair, push_quoted};
 use syntax::{Arg, LineEnd};
 
 pub const GREETING: &[u8] = b"* OK IMAP4 ready\r\n";
@@ -664,14 +665,11 @@ impl ImapFront {
         let window = &rest[..rest.len().min(self.settings.client_buffer)];
         let space = memchr::memchr(b' ', window)?;
         let (tag, command) = (&window[..space], &window[space + 1..]);
-        let valid_tag = !tag.is_empty()
-            && tag.len() <= 32
-            && tag
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         let authenticate = command.get(..13)?.eq_ignore_ascii_case(b"AUTHENTICATE ");
-        (valid_tag && authenticate && oauth::starts_initial_response(command, 13, &self.settings.oauth).is_some())
-            .then(|| tag.to_vec())
+        (syntax::valid_tag(tag)
+            && authenticate
+            && oauth::starts_initial_response(command, 13, &self.settings.oauth).is_some())
+        .then(|| tag.to_vec())
     }
 
     /// A token over `oauth_max_token_size`: refused, and the session ends,

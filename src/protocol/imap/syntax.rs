@@ -4,7 +4,7 @@
 //! with literals is assembled across lines by the caller.
 
 /// The longest tag nginx accepts; tags are echoed into backend commands, so
-/// they are also kept to a safe alphabet (`tag_char`).
+/// they are also kept to a safe alphabet (`valid_tag`).
 const MAX_TAG: usize = 32;
 
 /// Longest literal length written in a command, in digits: anything longer
@@ -59,7 +59,7 @@ pub struct FirstLine {
 pub fn parse_first_line(line: &[u8]) -> Result<FirstLine, Option<Vec<u8>>> {
     let tag_end = memchr::memchr(b' ', line).ok_or(None)?;
     let tag = &line[..tag_end];
-    if tag.is_empty() || tag.len() > MAX_TAG || !tag.iter().all(|&b| tag_char(b)) {
+    if !valid_tag(tag) {
         return Err(None);
     }
     let rest = &line[tag_end + 1..];
@@ -80,8 +80,13 @@ pub fn parse_first_line(line: &[u8]) -> Result<FirstLine, Option<Vec<u8>>> {
     }
 }
 
-fn tag_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+/// A tag Postern answers: 1 to 32 of `[A-Za-z0-9._-]`, as nginx.
+pub(super) fn valid_tag(tag: &[u8]) -> bool {
+    !tag.is_empty()
+        && tag.len() <= MAX_TAG
+        && tag
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Parses ` arg arg ...` to the end of a line (the rest of a first line, or
@@ -176,6 +181,30 @@ fn parse_literal(s: &[u8]) -> Result<LineEnd, Invalid> {
         .and_then(|d| d.parse().ok())
         .ok_or(Invalid)?;
     Ok(LineEnd::Literal { len, synchronizing })
+}
+
+/// `value` as an IMAP quoted string: `"` and `\` escaped (RFC 3501
+/// `quoted`; the caller keeps CR, LF and NUL out).
+pub fn push_quoted(out: &mut Vec<u8>, value: &[u8]) {
+    out.push(b'"');
+    for &b in value {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// One ID parameter pair (RFC 2971): the quoted field, then the quoted
+/// value or NIL.
+pub fn push_id_pair(out: &mut Vec<u8>, field: &[u8], value: Option<&[u8]>) {
+    push_quoted(out, field);
+    out.push(b' ');
+    match value {
+        Some(value) => push_quoted(out, value),
+        None => out.extend_from_slice(b"NIL"),
+    }
 }
 
 #[cfg(test)]
