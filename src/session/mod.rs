@@ -258,14 +258,17 @@ pub fn serve(
         proxied: None,
         starttls: false,
     };
-    // As nginx: the port too, and no context yet.
-    let shown = peer.map_or_else(|| "unix:".to_string(), |a| a.to_string());
-    ctx.log.session(
-        crate::config::LogLevel::Info,
-        id,
-        None,
-        format_args!("client {shown} connected to {}", ctx.listen_name),
-    );
+    // As nginx: the port too, and no context yet. Formatted only when a
+    // log takes info lines: this runs for every connection.
+    if ctx.log.enabled(crate::config::LogLevel::Info) {
+        let shown = peer.map_or_else(|| "unix:".to_string(), |a| a.to_string());
+        ctx.log.session(
+            crate::config::LogLevel::Info,
+            id,
+            None,
+            format_args!("client {shown} connected to {}", ctx.listen_name),
+        );
+    }
     // TCP_NODELAY comes from the listening socket (accepted sockets
     // inherit it). Fails harmlessly on a unix-socket client.
     if ctx.server.so_keepalive {
@@ -489,11 +492,8 @@ async fn dialogue(
                     trace.backend = Some(plan.addr);
                     trace.user = Some(plan.user.clone());
                     let tls = backend_tls.then_some(&ctx.backend_tls);
-                    let preface = proxied::backend_preface(
-                        ctx.server.proxy_protocol,
-                        trace.client,
-                        client.tcp().local_addr().ok(),
-                    );
+                    // The address the client reached, read once at accept.
+                    let preface = proxied::backend_preface(ctx.server.proxy_protocol, trace.client, trace.server);
                     let (stream, outcome) = backend::login(plan, tls, ctx, trace, preface).await;
                     crate::metrics::backend_login(ctx.server.protocol, stream.is_some());
                     backend = stream;
