@@ -319,6 +319,29 @@ enum SyslogSocket {
     Unix(UnixDatagram, PathBuf),
 }
 
+/// One syslog target and the socket to it (none if it could not be made:
+/// its lines are lost, as a datagram that goes nowhere would be).
+struct SyslogSink {
+    target: SyslogTarget,
+    socket: Option<SyslogSocket>,
+}
+
+impl SyslogSink {
+    fn open(target: &SyslogTarget) -> SyslogSink {
+        SyslogSink {
+            socket: SyslogSocket::open(&target.server),
+            target: target.clone(),
+        }
+    }
+
+    /// `line` as one datagram, stamped with `stamp` (syslog's own form).
+    fn write(&self, stamp: &str, level: LogLevel, line: &str) {
+        if let Some(socket) = &self.socket {
+            socket.send(&syslog_packet(&self.target, hostname(), stamp, level, line));
+        }
+    }
+}
+
 impl SyslogSocket {
     fn open(server: &SyslogServer) -> Option<SyslogSocket> {
         match server {
@@ -371,10 +394,7 @@ enum CoreSink {
         seen: Cell<u64>,
         handle: RefCell<Arc<File>>,
     },
-    Syslog {
-        target: SyslogTarget,
-        socket: Option<SyslogSocket>,
-    },
+    Syslog(SyslogSink),
 }
 
 struct CoreLog {
@@ -423,10 +443,7 @@ impl SessionLog {
                         continue;
                     }
                 },
-                LogTarget::Syslog(target) => CoreSink::Syslog {
-                    socket: SyslogSocket::open(&target.server),
-                    target: target.clone(),
-                },
+                LogTarget::Syslog(target) => CoreSink::Syslog(SyslogSink::open(target)),
             };
             built.push(CoreLog { level: log.level, sink });
         }
@@ -465,12 +482,7 @@ impl SessionLog {
                     let handle = handle.borrow();
                     let _ = (&**handle).write_all(line.as_bytes());
                 }
-                CoreSink::Syslog { target, socket } => {
-                    if let Some(socket) = socket {
-                        let packet = syslog_packet(target, hostname(), &stamp.syslog, level, &line);
-                        socket.send(&packet);
-                    }
-                }
+                CoreSink::Syslog(syslog) => syslog.write(&stamp.syslog, level, &line),
             }
         }
     }
@@ -480,10 +492,7 @@ impl SessionLog {
 enum SharedSink {
     Stderr,
     File(Arc<OpenFile>),
-    Syslog {
-        target: SyslogTarget,
-        socket: Option<SyslogSocket>,
-    },
+    Syslog(SyslogSink),
 }
 
 struct MainLog {
@@ -521,10 +530,7 @@ pub fn init(logs: &[ErrorLog]) -> Result<(), String> {
                 };
                 SharedSink::File(file)
             }
-            LogTarget::Syslog(target) => SharedSink::Syslog {
-                socket: SyslogSocket::open(&target.server),
-                target: target.clone(),
-            },
+            LogTarget::Syslog(target) => SharedSink::Syslog(SyslogSink::open(target)),
         };
         built.push(MainLog { level: log.level, sink });
     }
@@ -583,12 +589,7 @@ impl log::Log for ErrorLogger {
                 SharedSink::File(file) => {
                     let _ = (&*file.handle()).write_all(line.as_bytes());
                 }
-                SharedSink::Syslog { target, socket } => {
-                    if let Some(socket) = socket {
-                        let packet = syslog_packet(target, hostname(), &stamp.syslog, level, &line);
-                        socket.send(&packet);
-                    }
-                }
+                SharedSink::Syslog(syslog) => syslog.write(&stamp.syslog, level, &line),
             }
         }
     }
