@@ -151,9 +151,14 @@ fn copy_relay_when_asked() {
 fn proxy_timeout_closes_an_idle_relay() {
     let (_b, _a, postern) = start(10, "error_log stderr info;", "    proxy_timeout 1s;", &[]);
     let mut c = login(postern.addr);
+    // The relay's clock starts before this side has read the login reply, so
+    // the idle second is timed from a command sent now: its answer moves
+    // bytes, which must push the close at least a second past this instant.
     let idle_since = Instant::now();
+    c.expect("n NOOP\r\n", &["n OK NOOP completed\r\n"]);
     assert_eq!(c.read_to_close(), b"");
-    assert!(idle_since.elapsed() >= Duration::from_secs(1));
+    let idle = idle_since.elapsed();
+    assert!(idle >= Duration::from_secs(1), "closed after {idle:?}");
     assert!(postern.proc.wait_for("session done").contains("proxy_timeout"));
 }
 
