@@ -8,6 +8,7 @@ use clap::Parser;
 use crate::config::{LogLevel, Workers};
 use crate::relay::RelayMode;
 use crate::runtime::cpus::parse_cpu_list;
+use crate::tls::ktls::KtlsMode;
 
 pub const DEFAULT_CONFIG: &str = "/etc/postern/postern.conf";
 
@@ -97,6 +98,12 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "1m")]
     pub pipe_size: usize,
 
+    /// Kernel TLS: `auto` hands a logged-in TLS session with a plaintext
+    /// backend to the kernel, where it offers TLS, and splices it; `off`
+    /// keeps every TLS session in rustls.
+    #[arg(long, value_name = "auto|off", value_parser = parse_ktls, default_value = "auto")]
+    pub ktls: KtlsMode,
+
     /// Microseconds an idle executor spins before it sleeps in the kernel
     /// (glommio's spin_before_park). Trades CPU for fewer wake-ups; 0 = off.
     #[arg(long, value_name = "MICROS", default_value = "0")]
@@ -155,6 +162,14 @@ fn parse_relay(text: &str) -> Result<RelayMode, String> {
     }
 }
 
+fn parse_ktls(text: &str) -> Result<KtlsMode, String> {
+    match text {
+        "auto" => Ok(KtlsMode::Auto),
+        "off" => Ok(KtlsMode::Off),
+        _ => Err(format!("expected \"auto\" or \"off\", got \"{text}\"")),
+    }
+}
+
 fn parse_level(text: &str) -> Result<LogLevel, String> {
     LogLevel::parse(text).ok_or_else(|| format!("unknown log level \"{text}\""))
 }
@@ -176,6 +191,12 @@ mod tests {
         assert_eq!(args.relay, RelayMode::Splice);
         assert_eq!(args.pipe_size, 1 << 20);
         assert_eq!(args.spin_before_park, 0);
+        assert_eq!(args.ktls, KtlsMode::Auto);
+        assert_eq!(
+            Args::try_parse_from(["postern", "--ktls", "off"]).unwrap().ktls,
+            KtlsMode::Off
+        );
+        assert!(Args::try_parse_from(["postern", "--ktls", "on"]).is_err());
         let args = Args::try_parse_from(["postern", "--relay", "copy", "--pipe-size", "64k"]).unwrap();
         assert_eq!((args.relay, args.pipe_size), (RelayMode::Copy, 64 << 10));
         assert!(Args::try_parse_from(["postern", "--relay", "sendfile"]).is_err());

@@ -80,6 +80,7 @@ fn main() -> ExitCode {
         max_conns: args.max_conns,
         relay: args.relay,
         pipe_size: args.pipe_size,
+        ktls: args.ktls,
         spin_before_park: std::time::Duration::from_micros(args.spin_before_park),
     };
     // SIGHUP reads the same file with the same -p and -e; `--log-level`

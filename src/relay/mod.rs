@@ -47,6 +47,16 @@ pub struct RelayStats {
     pub error: Option<String>,
 }
 
+impl RelayStats {
+    /// A relay that could not start.
+    pub fn failed(reason: String) -> RelayStats {
+        RelayStats {
+            error: Some(reason),
+            ..RelayStats::default()
+        }
+    }
+}
+
 /// What a relay's two directions update as bytes move.
 #[derive(Debug)]
 pub(crate) struct Meter {

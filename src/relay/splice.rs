@@ -214,14 +214,18 @@ fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 struct Side {
     stream: RefCell<TcpStream>,
     fd: RawFd,
+    /// Kernel TLS: a read that fails with EIO met a record that is not
+    /// data, and splice refuses one with EINVAL.
+    ktls: bool,
 }
 
 impl Side {
-    fn new(stream: TcpStream) -> Side {
+    fn new(stream: TcpStream, ktls: bool) -> Side {
         let fd = stream.as_raw_fd();
         Side {
             stream: RefCell::new(stream),
             fd,
+            ktls,
         }
     }
 
@@ -246,14 +250,22 @@ impl Side {
     }
 }
 
+/// The two sockets of a spliced session.
+pub struct Ends {
+    pub client: TcpStream,
+    pub backend: TcpStream,
+    /// The client's socket is kernel TLS: the kernel decrypts and encrypts,
+    /// and a record that is not data (an alert) is read apart.
+    pub client_ktls: bool,
+}
+
 /// As `copy::relay`, by splice for bulk and by copy for small bursts.
 ///
 /// The setup runs before the future is made, so the future holds the sides
 /// once: an async fn would keep its arguments for its whole life beside
 /// the locals made from them, which an idle session pays in memory.
 pub fn relay<'a>(
-    client: TcpStream,
-    backend: TcpStream,
+    ends: Ends,
     to_backend: Vec<u8>,
     to_client: Vec<u8>,
     idle_limit: Duration,
@@ -262,6 +274,11 @@ pub fn relay<'a>(
 ) -> impl std::future::Future<Output = RelayStats> + 'a {
     // glommio waits through io_uring and leaves fds blocking; a blocking
     // splice would stall the whole core.
+    let Ends {
+        client,
+        backend,
+        client_ktls,
+    } = ends;
     let mut failed = None;
     for stream in [&client, &backend] {
         // SAFETY: the stream owns its fd for the call.
@@ -269,14 +286,11 @@ pub fn relay<'a>(
             failed = Some(format!("ioctl(FIONBIO) failed ({e})"));
         }
     }
-    let sides = (Side::new(client), Side::new(backend));
+    let sides = (Side::new(client, client_ktls), Side::new(backend, false));
     let meter = super::Meter::new(tally);
     async move {
         if let Some(error) = failed {
-            return RelayStats {
-                error: Some(error),
-                ..RelayStats::default()
-            };
+            return RelayStats::failed(error);
         }
         let (client, backend) = (&sides.0, &sides.1);
         let up = direction(
@@ -298,7 +312,13 @@ pub fn relay<'a>(
             EndOfStream::EndsSession,
         );
         let (up, down) = (std::pin::pin!(up), std::pin::pin!(down));
-        super::drive(up, down, idle_limit, &meter).await
+        let stats = super::drive(up, down, idle_limit, &meter).await;
+        if client.ktls {
+            // As the rustls relay does: the client can tell a clean end
+            // from a cut connection.
+            crate::tls::ktls::send_close_notify(client.fd());
+        }
+        stats
     }
 }
 
@@ -357,6 +377,9 @@ async fn copy_burst(from: &Side, to: &Side, pool: &PipePool) -> io::Result<Optio
         let mut scratch = pool.scratch.borrow_mut();
         match Pin::new(&mut *from.stream.borrow_mut()).poll_read(cx, &mut scratch[..]) {
             Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) if from.ktls && e.raw_os_error() == Some(libc::EIO) => {
+                Poll::Ready(control_record(from).map(|()| None))
+            }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Ready(Ok(0)) => Poll::Ready(Ok(None)),
             Poll::Ready(Ok(n)) => {
@@ -365,6 +388,23 @@ async fn copy_burst(from: &Side, to: &Side, pool: &PipePool) -> io::Result<Optio
         }
     })
     .await
+}
+
+/// Reads the record that stopped a read of a kernel TLS socket: the peer's
+/// close_notify is its end of stream (`Ok`); anything else ends the
+/// session, a KeyUpdate included (the kernel cannot take new keys from
+/// rustls, which no longer has the session).
+fn control_record(from: &Side) -> io::Result<()> {
+    use crate::tls::ktls::Control;
+    match crate::tls::ktls::read_control(from.fd())? {
+        Control::CloseNotify => Ok(()),
+        Control::Alert(level, description) => Err(io::Error::other(format!("TLS alert {description} (level {level})"))),
+        Control::Handshake(24) => Err(io::Error::other("a TLS KeyUpdate, which kernel TLS cannot follow")),
+        Control::Handshake(kind) => Err(io::Error::other(format!(
+            "TLS handshake message {kind} after the handshake"
+        ))),
+        Control::Other(kind) => Err(io::Error::other(format!("a TLS record of type {kind}"))),
+    }
 }
 
 /// Splices until the source has nothing more for now; the bytes moved.
@@ -395,6 +435,12 @@ async fn splice_until_dry(
             }
             // The end of stream, if it came, is seen by the next burst.
             Ok(Moved::WouldBlock | Moved::Closed) => {
+                pool.give(pipe);
+                return Ok(());
+            }
+            // Kernel TLS splices data records only; the next burst's read
+            // meets the other record and deals with it.
+            Err(e) if from.ktls && e.raw_os_error() == Some(libc::EINVAL) => {
                 pool.give(pipe);
                 return Ok(());
             }

@@ -49,6 +49,8 @@ pub struct RuntimeOptions {
     pub pipe_size: usize,
     /// `--spin-before-park`: how long an idle executor spins first.
     pub spin_before_park: std::time::Duration,
+    /// `--ktls`.
+    pub ktls: crate::tls::ktls::KtlsMode,
 }
 
 /// The default `--pipe-size`: 1 MiB, measured best on these machines
@@ -69,6 +71,7 @@ impl Default for RuntimeOptions {
             relay: RelayMode::Splice,
             pipe_size: DEFAULT_PIPE_SIZE,
             spin_before_park: std::time::Duration::ZERO,
+            ktls: crate::tls::ktls::KtlsMode::Auto,
         }
     }
 }
@@ -109,6 +112,11 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
         return Err("the number of cores must be at least 1".to_string());
     }
     let max_sessions = options.max_conns.unwrap_or(config.main.worker_connections);
+    if config.servers.iter().any(crate::tls::wanted) {
+        // Before any core builds its rustls configs: whether the keys may
+        // leave rustls depends on it.
+        crate::tls::ktls::configure(options.ktls);
+    }
     let tls = tls_setups(&config)?;
     // Sockets handed over by the Postern this one upgrades (SIGUSR2) are
     // used instead of binding: both then accept on them.
@@ -545,11 +553,6 @@ fn tls_setups(config: &Config) -> Result<Vec<TlsSetup>, String> {
         .map(TlsSetup::build)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    if setups.iter().any(|s| s.server.is_some()) && !crate::tls::ktls_available() {
-        log::info!(
-            "kernel TLS is not available (no \"tls\" in /proc/sys/net/ipv4/tcp_available_ulp): TLS sessions are relayed through rustls"
-        );
-    }
     Ok(setups)
 }
 

@@ -83,7 +83,14 @@ async fn steps(
     }
     let mut stream = match tls {
         None => Stream::Plain(tcp),
-        Some(tls) => match tls.connector.connect(tls.names.server_name(plan.addr), tcp).await {
+        Some(tls) => match tls
+            .connector
+            .connect(
+                tls.names.server_name(plan.addr),
+                crate::tls::ktls::RecordWatch::new(tcp),
+            )
+            .await
+        {
             Ok(private) => Stream::Tls(Box::new(private.into())),
             Err(e) => {
                 say!(

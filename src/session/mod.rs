@@ -105,6 +105,9 @@ pub struct ServerContext {
     pub listen_name: String,
     /// The core's pipes; `None` relays by copy (`--relay copy`).
     pub pipes: Option<Rc<PipePool>>,
+    /// Kernel TLS, when `--ktls auto` found it and TLS sessions can be
+    /// spliced (a pipe pool, a client-side TLS config).
+    ktls: Option<tls::ktls::KernelTls>,
     /// Closed (never given permits) when a graceful stop begins: a session
     /// waiting on it for a client command wakes and says goodbye.
     pub stopping: Rc<Semaphore>,
@@ -160,7 +163,9 @@ impl ServerContext {
             }
             _ => None,
         };
+        let ktls = tls::ktls::kernel().filter(|_| client_tls.is_some() && pipes.is_some());
         ServerContext {
+            ktls,
             resolver,
             front: FrontSettings::from_server(&server),
             log: crate::logging::SessionLog::new(&server.error_log),
@@ -397,7 +402,7 @@ async fn accept_tls(client: TcpStream, ctx: &ServerContext) -> Result<(Stream, t
         // builds the client side's TLS: a broken invariant, not a panic.
         return Err("TLS requested but not configured".to_string());
     };
-    let handshake = tls.acceptor.accept(client);
+    let handshake = tls.acceptor.accept(tls::ktls::RecordWatch::new(client));
     let accepted = if ctx.server.timeout.is_zero() {
         handshake.await
     } else {
@@ -714,13 +719,44 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
     }
     let idle = ctx.server.proxy_timeout;
     let tally = relay::RelayTally(ctx.server.protocol);
+    let mut to_backend = to_backend;
+    let (client, backend) = match (ctx.ktls, &ctx.pipes, client, backend) {
+        (Some(kernel), Some(pool), Stream::Tls(tls), Stream::Plain(backend)) => {
+            match tls::ktls::hand_off(tls, kernel) {
+                tls::ktls::Handoff::Kernel { socket, plaintext } => {
+                    // After what the session read itself: rustls decrypted it later.
+                    to_backend.extend_from_slice(&plaintext);
+                    let ends = relay::splice::Ends {
+                        client: socket,
+                        backend,
+                        client_ktls: true,
+                    };
+                    let relay = relay::splice::relay(ends, to_backend, to_client, idle, pool, tally);
+                    return ("ktls", Box::pin(relay));
+                }
+                tls::ktls::Handoff::Kept(tls, why) => {
+                    log::debug!("kernel TLS not used for this session: {why}");
+                    (Stream::Tls(tls), Stream::Plain(backend))
+                }
+                tls::ktls::Handoff::Lost(reason) => {
+                    return ("ktls", Box::pin(std::future::ready(relay::RelayStats::failed(reason))));
+                }
+            }
+        }
+        (_, _, client, backend) => (client, backend),
+    };
     match (&ctx.pipes, client, backend) {
-        (Some(pool), Stream::Plain(client), Stream::Plain(backend)) => (
-            "splice",
-            Box::pin(relay::splice::relay(
-                client, backend, to_backend, to_client, idle, pool, tally,
-            )),
-        ),
+        (Some(pool), Stream::Plain(client), Stream::Plain(backend)) => {
+            let ends = relay::splice::Ends {
+                client,
+                backend,
+                client_ktls: false,
+            };
+            (
+                "splice",
+                Box::pin(relay::splice::relay(ends, to_backend, to_client, idle, pool, tally)),
+            )
+        }
         // rustls must see every byte of a TLS side.
         (_, client, backend) => {
             let client_tls = client.is_tls();

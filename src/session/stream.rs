@@ -14,7 +14,7 @@ pub enum Stream {
     Plain(TcpStream),
     /// Boxed: rustls's connection state is several KiB, and a plain session
     /// should not carry its room.
-    Tls(Box<futures_rustls::TlsStream<TcpStream>>),
+    Tls(Box<crate::tls::ktls::TlsSocket>),
 }
 
 impl Stream {
@@ -22,7 +22,7 @@ impl Stream {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(tcp) => tcp,
-            Stream::Tls(tls) => tls.get_ref().0,
+            Stream::Tls(tls) => tls.get_ref().0.get_ref(),
         }
     }
 

@@ -16,12 +16,14 @@
 //! - `files`: PEM files, with errors naming them.
 //! - `cert_info`: what nginx tells the auth server about a client certificate.
 //! - `session_age`: `ssl_session_timeout` on cached sessions and tickets.
+//! - `ktls`: handing established sessions to kernel TLS (`--ktls`).
 
 mod backend;
 pub(crate) mod cert_info;
 pub mod ciphers;
 mod client_verify;
 mod files;
+pub mod ktls;
 pub mod kx;
 mod server;
 mod session_age;

@@ -190,6 +190,8 @@ impl ServerTls {
     /// first when the cache is full.
     pub fn for_core(&self, cores: usize) -> Arc<rustls::ServerConfig> {
         let mut config = self.base.clone();
+        // The keys must be able to leave rustls for the kernel.
+        config.enable_secret_extraction = super::ktls::kernel().is_some();
         config.session_storage = match self.session_cache {
             SessionCache::Sessions(n) if n > 0 => Arc::new(ExpiringStore::new(
                 ServerSessionMemoryCache::new((n / cores.max(1)).max(1)),
