@@ -14,6 +14,10 @@ need_cargo
 cargo build --workspace --all-targets
 cargo test --workspace "$@"
 
+# Kernel TLS end to end: this kernel has no tls module, Debian's has; it
+# boots in qemu (scripts/vm/run.sh installs qemu and fetches the kernel).
+POSTERN_VM_PROFILE=debug scripts/vm/ktls.sh
+
 # The fuzz targets are their own workspace (libFuzzer wants nightly flags to
 # run); type-checking them here keeps them in step with the code they drive.
 (cd fuzz && RUSTC_BOOTSTRAP=1 cargo check --bins)

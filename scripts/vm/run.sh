@@ -125,6 +125,9 @@ busybox depmod -b "$ROOT" "$KVER"
 for bin in "${BINS[@]}"; do
     [ -x "$bin" ] || die "not an executable: $bin"
     cp "$bin" "$ROOT/opt/bin/"
+    # Debug info is most of a Rust binary (90 MB for a debug build): the
+    # initramfs is unpacked into the guest's memory.
+    strip --strip-debug "$ROOT/opt/bin/$(basename "$bin")" 2>/dev/null || true
     for lib in $(ldd "$bin" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
         mkdir -p "$ROOT/$(dirname "$lib")"
         cp -L "$lib" "$ROOT/$lib"
