@@ -168,7 +168,10 @@ impl KernelTls {
     /// used.
     pub fn probe() -> Result<KernelTls, String> {
         if !super::ktls_available() {
-            return Err("no \"tls\" in /proc/sys/net/ipv4/tcp_available_ulp".to_string());
+            return Err(
+                "no \"tls\" in /proc/sys/net/ipv4/tcp_available_ulp; `modprobe tls` loads it where the kernel has it"
+                    .to_string(),
+            );
         }
         let mut kernel = KernelTls::default();
         let mut refusal = None;
