@@ -36,6 +36,14 @@ wait_for "$W/backend.out" listening
 postern-bench auth --listen 127.0.0.1:9000 --user demo:demo-password \
     --backend imap=127.0.0.1:11143 >"$W/auth.out" 2>&1 &
 wait_for "$W/auth.out" listening
+# The same behind TLS, for proxy_ssl.
+postern-bench backend --listen 127.0.0.1:11993 --user demo:demo-password \
+    --messages 2 --msg-bytes "$BIG" --tls-cert "$W/pki/server.pem" --tls-key "$W/pki/server.key" \
+    >"$W/backend-tls.out" 2>&1 &
+wait_for "$W/backend-tls.out" listening
+postern-bench auth --listen 127.0.0.1:9001 --user demo:demo-password \
+    --backend imap=127.0.0.1:11993 >"$W/auth-tls.out" 2>&1 &
+wait_for "$W/auth-tls.out" listening
 
 # start_postern MODE: Postern with --ktls MODE, an IMAPS and a STARTTLS port.
 start_postern() {
@@ -53,6 +61,13 @@ mail {
         starttls on;
         protocol imap;
     }
+    server {
+        listen 127.0.0.1:10994 ssl;
+        listen 127.0.0.1:10144;
+        protocol imap;
+        auth_http 127.0.0.1:9001/auth;
+        proxy_ssl on;
+    }
 }
 CONF
     postern --ktls "$1" -c "$W/postern.conf" 2>"$W/postern.log" &
@@ -69,23 +84,27 @@ grep "kernel TLS" "$W/postern.log"
 grep -q "kernel TLS on (TLS 1.2 AES-128-GCM, AES-256-GCM, CHACHA20-POLY1305; TLS 1.3 AES-128-GCM, AES-256-GCM, CHACHA20-POLY1305)" \
     "$W/postern.log" || fail "Postern did not find every cipher in the kernel"
 
-echo "== IMAPS and STARTTLS through Postern, every byte checked"
+echo "== IMAPS, STARTTLS, IMAPS to a TLS backend, plain to a TLS backend: every byte checked"
 postern-bench fetch --addr 127.0.0.1:10993 --tls --ca "$W/pki/ca.pem" \
     --user demo:demo-password --count 3 --verify || fail "IMAPS fetch failed"
 postern-bench fetch --addr 127.0.0.1:10143 --starttls --ca "$W/pki/ca.pem" \
     --user demo:demo-password --count 3 --verify || fail "STARTTLS fetch failed"
+postern-bench fetch --addr 127.0.0.1:10994 --tls --ca "$W/pki/ca.pem" \
+    --user demo:demo-password --count 3 --verify || fail "IMAPS to a TLS backend failed"
+postern-bench fetch --addr 127.0.0.1:10144 \
+    --user demo:demo-password --count 3 --verify || fail "plain IMAP to a TLS backend failed"
 # The fetch's LOGOUT ends each session; the lines come just after.
 i=0
-until [ "$(grep -c 'session done' "$W/postern.log")" -ge 2 ]; do
+until [ "$(grep -c 'session done' "$W/postern.log")" -ge 4 ]; do
     i=$((i + 1)); [ "$i" -le 300 ] || fail "no session done lines"; sleep 0.1
 done
 grep "session done" "$W/postern.log"
-[ "$(grep -c 'session done (ktls)' "$W/postern.log")" -eq 2 ] || fail "not both sessions went through kernel TLS"
-# Each took (nearly) all of its three messages by splice, and ended
-# without an error.
+[ "$(grep -c 'session done (ktls)' "$W/postern.log")" -eq 4 ] || fail "not every session went through kernel TLS"
+# Each took most of its three messages by splice (a TLS backend's smaller
+# records go by copy more often), and ended without an error.
 grep 'session done (ktls)' "$W/postern.log" | while read -r line; do
     spliced=$(echo "$line" | sed -n 's/.* \([0-9]*\) spliced.*/\1/p')
-    [ "${spliced:-0}" -gt $((BIG * 3 * 9 / 10)) ] || fail "only ${spliced:-0} bytes spliced: $line"
+    [ "${spliced:-0}" -gt $((BIG * 3 / 2)) ] || fail "only ${spliced:-0} bytes spliced: $line"
     case $line in *"backend->client:"* | *"client->backend:"* | *proxy_timeout*) fail "ended with an error: $line" ;; esac
 done
 stop_postern

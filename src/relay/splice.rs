@@ -257,6 +257,8 @@ pub struct Ends {
     /// The client's socket is kernel TLS: the kernel decrypts and encrypts,
     /// and a record that is not data (an alert) is read apart.
     pub client_ktls: bool,
+    /// The backend's socket is kernel TLS.
+    pub backend_ktls: bool,
 }
 
 /// As `copy::relay`, by splice for bulk and by copy for small bursts.
@@ -278,6 +280,7 @@ pub fn relay<'a>(
         client,
         backend,
         client_ktls,
+        backend_ktls,
     } = ends;
     let mut failed = None;
     for stream in [&client, &backend] {
@@ -286,7 +289,7 @@ pub fn relay<'a>(
             failed = Some(format!("ioctl(FIONBIO) failed ({e})"));
         }
     }
-    let sides = (Side::new(client, client_ktls), Side::new(backend, false));
+    let sides = (Side::new(client, client_ktls), Side::new(backend, backend_ktls));
     let meter = super::Meter::new(tally);
     async move {
         if let Some(error) = failed {
@@ -345,9 +348,15 @@ async fn direction(
         // whose rest goes by splice until the source runs dry.
         let Some((n, rest)) = copy_burst(from, to, pool).await.map_err(|e| e.to_string())? else {
             return match end {
-                EndOfStream::HalfClose => socket2::SockRef::from(&to.fd())
-                    .shutdown(Shutdown::Write)
-                    .map_err(|e| e.to_string()),
+                EndOfStream::HalfClose => {
+                    if to.ktls {
+                        // As rustls would before the half-close.
+                        crate::tls::ktls::send_close_notify(to.fd());
+                    }
+                    socket2::SockRef::from(&to.fd())
+                        .shutdown(Shutdown::Write)
+                        .map_err(|e| e.to_string())
+                }
                 EndOfStream::EndsSession => Ok(()),
             };
         };
@@ -373,31 +382,43 @@ const SCRATCH: usize = 16 * 1024;
 /// send. `None` at the end of the stream. The buffer is borrowed only inside
 /// the poll that completes the read, so every session of the core shares it.
 async fn copy_burst(from: &Side, to: &Side, pool: &PipePool) -> io::Result<Option<(usize, Vec<u8>)>> {
-    std::future::poll_fn(|cx| {
+    std::future::poll_fn(|cx| loop {
         let mut scratch = pool.scratch.borrow_mut();
-        match Pin::new(&mut *from.stream.borrow_mut()).poll_read(cx, &mut scratch[..]) {
+        return match Pin::new(&mut *from.stream.borrow_mut()).poll_read(cx, &mut scratch[..]) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) if from.ktls && e.raw_os_error() == Some(libc::EIO) => {
-                Poll::Ready(control_record(from).map(|()| None))
-            }
+            Poll::Ready(Err(e)) if from.ktls && e.raw_os_error() == Some(libc::EIO) => match control_record(from) {
+                Ok(Record::End) => Poll::Ready(Ok(None)),
+                Ok(Record::Skipped) => continue,
+                Err(e) => Poll::Ready(Err(e)),
+            },
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Ready(Ok(0)) => Poll::Ready(Ok(None)),
             Poll::Ready(Ok(n)) => {
                 Poll::Ready(send(to.fd(), &scratch[..n]).map(|sent| Some((n, scratch[sent..n].to_vec()))))
             }
-        }
+        };
     })
     .await
 }
 
-/// Reads the record that stopped a read of a kernel TLS socket: the peer's
-/// close_notify is its end of stream (`Ok`); anything else ends the
-/// session, a KeyUpdate included (the kernel cannot take new keys from
-/// rustls, which no longer has the session).
-fn control_record(from: &Side) -> io::Result<()> {
+/// What a record that is not data meant.
+enum Record {
+    /// The peer's close_notify: its end of stream.
+    End,
+    /// A session ticket from a TLS 1.3 backend: of no use once the kernel
+    /// has the session.
+    Skipped,
+}
+
+/// Reads the record that stopped a read of a kernel TLS socket. Anything
+/// but a close_notify or a ticket ends the session, a KeyUpdate included
+/// (the kernel cannot take new keys from rustls, which no longer has the
+/// session).
+fn control_record(from: &Side) -> io::Result<Record> {
     use crate::tls::ktls::Control;
     match crate::tls::ktls::read_control(from.fd())? {
-        Control::CloseNotify => Ok(()),
+        Control::CloseNotify => Ok(Record::End),
+        Control::Handshake(4) => Ok(Record::Skipped),
         Control::Alert(level, description) => Err(io::Error::other(format!("TLS alert {description} (level {level})"))),
         Control::Handshake(24) => Err(io::Error::other("a TLS KeyUpdate, which kernel TLS cannot follow")),
         Control::Handshake(kind) => Err(io::Error::other(format!(

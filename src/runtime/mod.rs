@@ -112,11 +112,10 @@ pub fn run(config: Config, options: RuntimeOptions, reload: Reload<'_>) -> Resul
         return Err("the number of cores must be at least 1".to_string());
     }
     let max_sessions = options.max_conns.unwrap_or(config.main.worker_connections);
-    if config.servers.iter().any(crate::tls::wanted) {
-        // Before any core builds its rustls configs: whether the keys may
-        // leave rustls depends on it.
-        crate::tls::ktls::configure(options.ktls);
-    }
+    // Before the rustls configs are built: whether the keys may leave
+    // rustls depends on it. Any server may use TLS toward its backends
+    // (`Auth-SSL-Backend`), so it is decided for all.
+    crate::tls::ktls::configure(options.ktls);
     let tls = tls_setups(&config)?;
     // Sockets handed over by the Postern this one upgrades (SIGUSR2) are
     // used instead of binding: both then accept on them.

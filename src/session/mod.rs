@@ -106,7 +106,7 @@ pub struct ServerContext {
     /// The core's pipes; `None` relays by copy (`--relay copy`).
     pub pipes: Option<Rc<PipePool>>,
     /// Kernel TLS, when `--ktls auto` found it and TLS sessions can be
-    /// spliced (a pipe pool, a client-side TLS config).
+    /// spliced (the core has a pipe pool).
     ktls: Option<tls::ktls::KernelTls>,
     /// Closed (never given permits) when a graceful stop begins: a session
     /// waiting on it for a client command wakes and says goodbye.
@@ -163,7 +163,7 @@ impl ServerContext {
             }
             _ => None,
         };
-        let ktls = tls::ktls::kernel().filter(|_| client_tls.is_some() && pipes.is_some());
+        let ktls = tls::ktls::kernel().filter(|_| pipes.is_some());
         ServerContext {
             ktls,
             resolver,
@@ -719,31 +719,33 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
     }
     let idle = ctx.server.proxy_timeout;
     let tally = relay::RelayTally(ctx.server.protocol);
-    let mut to_backend = to_backend;
-    let (client, backend) = match (ctx.ktls, &ctx.pipes, client, backend) {
-        (Some(kernel), Some(pool), Stream::Tls(tls), Stream::Plain(backend)) => {
-            match tls::ktls::hand_off(tls, kernel) {
-                tls::ktls::Handoff::Kernel { socket, plaintext } => {
-                    // After what the session read itself: rustls decrypted it later.
-                    to_backend.extend_from_slice(&plaintext);
+    let (client, backend) = match (ctx.ktls, &ctx.pipes) {
+        (Some(kernel), Some(pool)) if client.is_tls() || backend.is_tls() => {
+            let (mut to_backend, mut to_client) = (to_backend, to_client);
+            let handed = to_kernel(client, kernel, &mut to_backend)
+                .and_then(|client| Ok((client, to_kernel(backend, kernel, &mut to_client)?)));
+            match handed {
+                Ok(((Stream::Plain(client), client_ktls), (Stream::Plain(backend), backend_ktls))) => {
                     let ends = relay::splice::Ends {
-                        client: socket,
+                        client,
                         backend,
-                        client_ktls: true,
+                        client_ktls,
+                        backend_ktls,
                     };
                     let relay = relay::splice::relay(ends, to_backend, to_client, idle, pool, tally);
                     return ("ktls", Box::pin(relay));
                 }
-                tls::ktls::Handoff::Kept(tls, why) => {
-                    log::debug!("kernel TLS not used for this session: {why}");
-                    (Stream::Tls(tls), Stream::Plain(backend))
+                // A side kept rustls: the copy relay carries both (a side
+                // the kernel took reads as plaintext there).
+                Ok(((client, _), (backend, _))) => {
+                    let client_tls = client.is_tls();
+                    let relay = relay::copy::relay(client, backend, to_backend, to_client, idle, client_tls, tally);
+                    return ("tls", Box::pin(relay));
                 }
-                tls::ktls::Handoff::Lost(reason) => {
-                    return ("ktls", Box::pin(std::future::ready(relay::RelayStats::failed(reason))));
-                }
+                Err(reason) => return ("ktls", Box::pin(std::future::ready(relay::RelayStats::failed(reason)))),
             }
         }
-        (_, _, client, backend) => (client, backend),
+        _ => (client, backend),
     };
     match (&ctx.pipes, client, backend) {
         (Some(pool), Stream::Plain(client), Stream::Plain(backend)) => {
@@ -751,6 +753,7 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
                 client,
                 backend,
                 client_ktls: false,
+                backend_ktls: false,
             };
             (
                 "splice",
@@ -764,6 +767,27 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
             let relay = relay::copy::relay(client, backend, to_backend, to_client, idle, client_tls, tally);
             (via, Box::pin(relay))
         }
+    }
+}
+
+/// A TLS side handed to the kernel when it can be (then plain, and `true`),
+/// with what rustls had decrypted but nobody read appended to `unread`;
+/// `Err` when its keys left rustls but the kernel refused them.
+fn to_kernel(stream: Stream, kernel: tls::ktls::KernelTls, unread: &mut Vec<u8>) -> Result<(Stream, bool), String> {
+    let Stream::Tls(tls) = stream else {
+        return Ok((stream, false));
+    };
+    match tls::ktls::hand_off(tls, kernel) {
+        tls::ktls::Handoff::Kernel { socket, plaintext } => {
+            // After what the session read itself: rustls decrypted it later.
+            unread.extend_from_slice(&plaintext);
+            Ok((Stream::Plain(socket), true))
+        }
+        tls::ktls::Handoff::Kept(tls, why) => {
+            log::debug!("kernel TLS not used for this side of the session: {why}");
+            Ok((Stream::Tls(tls), false))
+        }
+        tls::ktls::Handoff::Lost(reason) => Err(reason),
     }
 }
 

@@ -51,6 +51,9 @@ impl BackendTls {
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
+        // The keys must be able to leave rustls for the kernel.
+        let mut config = config;
+        config.enable_secret_extraction = super::ktls::kernel().is_some();
         let name = match &proxy.name {
             Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
                 ConfigError::at(

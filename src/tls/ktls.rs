@@ -257,25 +257,56 @@ pub enum Handoff {
     Lost(String),
 }
 
-/// Hands an established client-side session to the kernel when it can be
-/// done without losing a byte.
+/// Hands an established session (rustls as the server toward a client, or
+/// as the client toward a backend) to the kernel when it can be done
+/// without losing a byte.
 pub fn hand_off(tls: Box<TlsSocket>, kernel: KernelTls) -> Handoff {
-    let mut server = match *tls {
-        futures_rustls::TlsStream::Server(server) => server,
-        other => return Handoff::Kept(Box::new(other), "not the server side"),
-    };
-    let kept = |server, why| Handoff::Kept(Box::new(futures_rustls::TlsStream::Server(server)), why);
-    let (watch, conn) = server.get_mut();
+    use futures_rustls::TlsStream;
+    match *tls {
+        TlsStream::Server(mut server) => {
+            let (watch, conn) = server.get_mut();
+            let (version, unread) = match prepare(watch, conn, kernel) {
+                Ready::Go(version, unread) => (version, unread),
+                Ready::Keep(why) => return Handoff::Kept(Box::new(TlsStream::Server(server)), why),
+                Ready::Lost(reason) => return Handoff::Lost(reason),
+            };
+            let (watch, conn) = server.into_inner();
+            install(watch.into_inner(), version, unread, conn.dangerous_extract_secrets())
+        }
+        TlsStream::Client(mut client) => {
+            let (watch, conn) = client.get_mut();
+            let (version, unread) = match prepare(watch, conn, kernel) {
+                Ready::Go(version, unread) => (version, unread),
+                Ready::Keep(why) => return Handoff::Kept(Box::new(TlsStream::Client(client)), why),
+                Ready::Lost(reason) => return Handoff::Lost(reason),
+            };
+            let (watch, conn) = client.into_inner();
+            install(watch.into_inner(), version, unread, conn.dangerous_extract_secrets())
+        }
+    }
+}
+
+/// Whether the keys can go: `Go` with the kernel's version number and what
+/// rustls had decrypted but nobody read, once the socket has the tls
+/// protocol; `Keep` and why not, with nothing changed; `Lost` when the
+/// socket has the protocol but rustls could not give up its bytes.
+enum Ready {
+    Go(u16, Vec<u8>),
+    Keep(&'static str),
+    Lost(String),
+}
+
+fn prepare<D>(watch: &RecordWatch<TcpStream>, conn: &mut rustls::ConnectionCommon<D>, kernel: KernelTls) -> Ready {
     if !watch.at_record_boundary() {
-        return kept(server, "a partial TLS record was read");
+        return Ready::Keep("a partial TLS record was read");
     }
     if conn.wants_write() {
-        return kept(server, "TLS records wait to be sent");
+        return Ready::Keep("TLS records wait to be sent");
     }
     let version = match conn.protocol_version() {
         Some(ProtocolVersion::TLSv1_2) => libc::TLS_1_2_VERSION,
         Some(ProtocolVersion::TLSv1_3) => libc::TLS_1_3_VERSION,
-        _ => return kept(server, "no TLS version"),
+        _ => return Ready::Keep("no TLS version"),
     };
     let cipher = match conn.negotiated_cipher_suite().map(|s| s.suite()) {
         Some(
@@ -293,31 +324,39 @@ pub fn hand_off(tls: Box<TlsSocket>, kernel: KernelTls) -> Handoff {
             | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
             | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
         ) => Cipher::Chacha20Poly1305,
-        _ => return kept(server, "a cipher the kernel does not implement"),
+        _ => return Ready::Keep("a cipher the kernel does not implement"),
     };
     if !kernel.accepts(version, cipher) {
-        return kept(server, "a cipher this kernel refused at start-up");
+        return Ready::Keep("a cipher this kernel refused at start-up");
     }
     // Every whole record read is decrypted now, so the record sequence
     // rustls reports is the kernel's next one.
     let plaintext = match conn.process_new_packets() {
-        Ok(state) if state.peer_has_closed() => return kept(server, "the client has closed"),
+        Ok(state) if state.peer_has_closed() => return Ready::Keep("the peer has closed"),
         Ok(state) => state.plaintext_bytes_to_read(),
-        Err(_) => return kept(server, "a TLS error is pending"),
+        Err(_) => return Ready::Keep("a TLS error is pending"),
     };
     // Before anything leaves rustls: a kernel that refuses the protocol
     // leaves the socket as it was, and rustls carries on.
     // SAFETY: the stream owns its fd for the call.
     if set_ulp(unsafe { BorrowedFd::borrow_raw(watch.get_ref().as_raw_fd()) }).is_err() {
-        return kept(server, "the kernel refused the tls protocol");
+        return Ready::Keep("the kernel refused the tls protocol");
     }
     let mut unread = vec![0; plaintext];
     if let Err(e) = io::Read::read_exact(&mut conn.reader(), &mut unread) {
-        return Handoff::Lost(format!("reading what rustls had decrypted failed: {e}"));
+        return Ready::Lost(format!("reading what rustls had decrypted failed: {e}"));
     }
-    let (watch, conn) = server.into_inner();
-    let socket = watch.into_inner();
-    let secrets = match conn.dangerous_extract_secrets() {
+    Ready::Go(version, unread)
+}
+
+/// Gives the extracted keys to the kernel.
+fn install(
+    socket: TcpStream,
+    version: u16,
+    unread: Vec<u8>,
+    secrets: Result<rustls::ExtractedSecrets, rustls::Error>,
+) -> Handoff {
+    let secrets = match secrets {
         Ok(secrets) => secrets,
         Err(e) => return Handoff::Lost(format!("extracting the TLS keys failed: {e}")),
     };
@@ -633,14 +672,16 @@ mod tests {
         }
     }
 
-    /// A real session over loopback, handed off after a first exchange:
-    /// with kernel TLS the kernel decrypts what the client sends next (some
-    /// of it queued in the socket before the keys were set) and encrypts
-    /// what the server sends, with the record numbers rustls left off at,
-    /// and close_notify goes both ways; rustls on the client side checks
-    /// every record. Without kernel TLS (these machines: `scripts/vm/run.sh`
-    /// runs this test on a kernel with it) the hand-off keeps rustls, and
-    /// the session goes on with nothing lost. Each TLS 1.2 and 1.3 cipher.
+    /// A real session over loopback, handed off after a first exchange,
+    /// with Postern's side as the TLS server (toward a client) and as the
+    /// TLS client (toward a backend): with kernel TLS the kernel decrypts
+    /// what the peer sends next (some of it queued in the socket before the
+    /// keys were set) and encrypts what Postern's side sends, with the
+    /// record numbers rustls left off at, and close_notify goes both ways;
+    /// rustls on the peer checks every record. Without kernel TLS (these
+    /// machines: `scripts/vm/ktls.sh` runs this test on a kernel with it)
+    /// the hand-off keeps rustls, and the session goes on with nothing
+    /// lost. Each TLS 1.2 and 1.3 cipher.
     #[test]
     fn hand_off_keeps_the_session() {
         use rustls::crypto::ring::cipher_suite as suites;
@@ -664,64 +705,116 @@ mod tests {
             suites::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
             suites::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
         ] {
-            one_hand_off(config.clone(), suite, probed.clone());
+            for postern_is_server in [true, false] {
+                one_hand_off(config.clone(), suite, postern_is_server, probed.clone());
+            }
         }
+    }
+
+    fn client_config(suite: rustls::SupportedCipherSuite) -> rustls::ClientConfig {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites = vec![suite];
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+            .with_protocol_versions(&[suite.version()])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(AnyServer))
+            .with_no_client_auth()
+    }
+
+    /// The peer's side of the exchange, in either TLS role.
+    fn peer<C, S>(tls: &mut rustls::StreamOwned<C, std::net::TcpStream>)
+    where
+        C: std::ops::DerefMut + std::ops::Deref<Target = rustls::ConnectionCommon<S>>,
+        S: rustls::SideData,
+    {
+        use std::io::{Read, Write};
+        // One record: Postern's side reads only the first line of it.
+        tls.write_all(b"ping\r\nextra\r\n").unwrap();
+        let mut pong = [0u8; 6];
+        tls.read_exact(&mut pong).unwrap();
+        assert_eq!(&pong, b"pong\r\n");
+        // Sent before or after the hand-off, whichever comes first.
+        tls.write_all(b"after\r\n").unwrap();
+        let mut line = [0u8; 13];
+        tls.read_exact(&mut line).unwrap();
+        assert_eq!(&line, b"from-kernel\r\n");
+        tls.conn.send_close_notify();
+        tls.flush().unwrap();
+        // A clean end: the other side's close_notify, then nothing.
+        let mut rest = Vec::new();
+        tls.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"");
     }
 
     fn one_hand_off(
         config: std::sync::Arc<rustls::ServerConfig>,
         suite: rustls::SupportedCipherSuite,
+        postern_is_server: bool,
         probed: Result<KernelTls, String>,
     ) {
         use futures_lite::{AsyncReadExt, AsyncWriteExt};
-        use std::io::{Read, Write};
-        let name = format!("{:?}", suite.suite());
+        let name = format!(
+            "{:?}, Postern as the TLS {}",
+            suite.suite(),
+            if postern_is_server { "server" } else { "client" }
+        );
         glommio::LocalExecutor::default().run(async move {
             let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
-            let client = std::thread::spawn(move || {
-                let mut provider = rustls::crypto::ring::default_provider();
-                provider.cipher_suites = vec![suite];
-                let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
-                    .with_protocol_versions(&[suite.version()])
-                    .unwrap()
-                    .dangerous()
-                    .with_custom_certificate_verifier(std::sync::Arc::new(AnyServer))
-                    .with_no_client_auth();
-                let tcp = std::net::TcpStream::connect(addr).unwrap();
+            let server_config = config.clone();
+            let peer = std::thread::spawn(move || {
+                let tcp = if postern_is_server {
+                    std::net::TcpStream::connect(addr).unwrap()
+                } else {
+                    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                    let port = listener.local_addr().unwrap().port();
+                    // Postern's side connects to the port this thread sends.
+                    let mut announce = std::net::TcpStream::connect(addr).unwrap();
+                    std::io::Write::write_all(&mut announce, &port.to_be_bytes()).unwrap();
+                    listener.accept().unwrap().0
+                };
                 tcp.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-                let conn =
-                    rustls::ClientConnection::new(std::sync::Arc::new(config), "mail.example.test".try_into().unwrap())
-                        .unwrap();
-                let mut tls = rustls::StreamOwned::new(conn, tcp);
-                // One record: the server reads only the first line of it.
-                tls.write_all(b"ping\r\nextra\r\n").unwrap();
-                let mut pong = [0u8; 6];
-                tls.read_exact(&mut pong).unwrap();
-                assert_eq!(&pong, b"pong\r\n");
-                // Sent before or after the hand-off, whichever comes first.
-                tls.write_all(b"after\r\n").unwrap();
-                let mut line = [0u8; 13];
-                tls.read_exact(&mut line).unwrap();
-                assert_eq!(&line, b"from-server\r\n");
-                tls.conn.send_close_notify();
-                tls.flush().unwrap();
-                // A clean end: the server's close_notify, then nothing.
-                let mut rest = Vec::new();
-                tls.read_to_end(&mut rest).unwrap();
-                assert_eq!(rest, b"");
+                if postern_is_server {
+                    let conn = rustls::ClientConnection::new(
+                        std::sync::Arc::new(client_config(suite)),
+                        "mail.example.test".try_into().unwrap(),
+                    )
+                    .unwrap();
+                    peer(&mut rustls::StreamOwned::new(conn, tcp));
+                } else {
+                    let conn = rustls::ServerConnection::new(server_config).unwrap();
+                    peer(&mut rustls::StreamOwned::new(conn, tcp));
+                }
             });
-            let tcp = listener.accept().await.unwrap();
-            let acceptor = futures_rustls::TlsAcceptor::from(config);
-            let mut tls = acceptor.accept(RecordWatch::new(tcp)).await.unwrap();
+            let mut tls: TlsSocket = if postern_is_server {
+                let tcp = listener.accept().await.unwrap();
+                let acceptor = futures_rustls::TlsAcceptor::from(config);
+                acceptor.accept(RecordWatch::new(tcp)).await.unwrap().into()
+            } else {
+                let mut announce = listener.accept().await.unwrap();
+                let mut port = [0u8; 2];
+                announce.read_exact(&mut port).await.unwrap();
+                let tcp = glommio::net::TcpStream::connect(("127.0.0.1", u16::from_be_bytes(port)))
+                    .await
+                    .unwrap();
+                let mut config = client_config(suite);
+                config.enable_secret_extraction = true;
+                let connector = futures_rustls::TlsConnector::from(std::sync::Arc::new(config));
+                let server_name = "mail.example.test".try_into().unwrap();
+                connector
+                    .connect(server_name, RecordWatch::new(tcp))
+                    .await
+                    .unwrap()
+                    .into()
+            };
             let mut ping = [0u8; 6];
             tls.read_exact(&mut ping).await.unwrap();
             assert_eq!(&ping, b"ping\r\n");
             tls.write_all(b"pong\r\n").await.unwrap();
             tls.flush().await.unwrap();
-            let stream: TlsSocket = tls.into();
             match (
-                hand_off(Box::new(stream), probed.clone().unwrap_or(KernelTls::ALL)),
+                hand_off(Box::new(tls), probed.clone().unwrap_or(KernelTls::ALL)),
                 probed,
             ) {
                 (Handoff::Kernel { mut socket, plaintext }, Ok(_)) => {
@@ -729,7 +822,7 @@ mod tests {
                     let mut after = [0u8; 7];
                     socket.read_exact(&mut after).await.unwrap();
                     assert_eq!(&after, b"after\r\n", "{name}");
-                    socket.write_all(b"from-server\r\n").await.unwrap();
+                    socket.write_all(b"from-kernel\r\n").await.unwrap();
                     let mut buf = [0u8; 16];
                     let e = socket.read(&mut buf).await.unwrap_err();
                     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{name}: {e}");
@@ -743,17 +836,17 @@ mod tests {
                     let mut rest = [0u8; 14];
                     tls.read_exact(&mut rest).await.unwrap();
                     assert_eq!(&rest, b"extra\r\nafter\r\n");
-                    tls.write_all(b"from-server\r\n").await.unwrap();
+                    tls.write_all(b"from-kernel\r\n").await.unwrap();
                     tls.flush().await.unwrap();
                     let mut buf = [0u8; 16];
-                    assert_eq!(tls.read(&mut buf).await.unwrap(), 0, "the client's close_notify");
+                    assert_eq!(tls.read(&mut buf).await.unwrap(), 0, "the peer's close_notify");
                     tls.close().await.unwrap();
                 }
                 (Handoff::Kernel { .. }, Err(e)) => panic!("{name}: handed off on a kernel the probe refused ({e})"),
                 (Handoff::Kept(_, why), Ok(_)) => panic!("{name}: kept: {why}"),
                 (Handoff::Lost(e), _) => panic!("{name}: {e}"),
             }
-            client.join().unwrap();
+            peer.join().unwrap();
         });
     }
 
