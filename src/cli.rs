@@ -98,8 +98,8 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "1m")]
     pub pipe_size: usize,
 
-    /// Kernel TLS: `auto` hands a logged-in TLS session with a plaintext
-    /// backend to the kernel, where it offers TLS, and splices it; `off`
+    /// Kernel TLS: `auto` hands the TLS sides of a logged-in session to
+    /// the kernel, where it offers TLS, and splices the session; `off`
     /// keeps every TLS session in rustls.
     #[arg(long, value_name = "auto|off", value_parser = parse_ktls, default_value = "auto")]
     pub ktls: KtlsMode,

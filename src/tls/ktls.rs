@@ -1,15 +1,15 @@
-//! Kernel TLS (`--ktls auto`): once a client-side TLS session is logged in
-//! and its backend is plaintext, its keys go to the kernel (the `tls` upper
-//! layer protocol: TCP_ULP, then TLS_TX and TLS_RX) and rustls steps aside;
-//! the kernel encrypts and decrypts, so the splice relay carries the session
-//! as it carries a plaintext one.
+//! Kernel TLS (`--ktls auto`): once a session is logged in, the keys of each
+//! TLS side (toward the client, toward the backend) go to the kernel (the
+//! `tls` upper layer protocol: TCP_ULP, then TLS_TX and TLS_RX) and rustls
+//! steps aside; the kernel encrypts and decrypts, so the splice relay
+//! carries the session as it carries a plaintext one.
 //!
 //! The hand-off is safe only when rustls holds no received bytes the kernel
 //! would never see: `RecordWatch` follows the record framing of everything
 //! read from the socket, and a session whose last read ended inside a record
 //! (a command pipelined and cut mid-record, rare) keeps rustls.
 //!
-//! What the kernel does not do: a client's TLS 1.3 KeyUpdate (it would need
+//! What the kernel does not do: a peer's TLS 1.3 KeyUpdate (it would need
 //! new keys from a TLS stack) ends the session with an error; alerts and
 //! other non-data records arrive as control records, read by
 //! `read_control`.
