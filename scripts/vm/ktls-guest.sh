@@ -73,6 +73,12 @@ CONF
     postern --ktls "$1" -c "$W/postern.conf" 2>"$W/postern.log" &
     PID=$!
     wait_for "$W/postern.log" started
+    # glommio's rings show up as anon_inode:[io_uring] descriptors.
+    rings=0
+    for fd in "/proc/$PID"/fd/*; do
+        case $(readlink "$fd") in *io_uring*) rings=$((rings + 1)) ;; esac
+    done
+    [ "$rings" -gt 0 ] || fail "Postern has no io_uring"
 }
 stop_postern() {
     kill "$PID"

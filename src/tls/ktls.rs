@@ -422,27 +422,24 @@ fn crypto_info(version: u16, seq: u64, cipher: Cipher, key: &[u8], nonce: &[u8])
     }
     let rec_seq = seq.to_be_bytes();
     let (salt, iv) = nonce.split_at(4.min(nonce.len()));
+    // The two GCM structures differ only in their key's length.
+    macro_rules! gcm {
+        ($structure:ident, $cipher:ident) => {
+            bytes_of(&libc::$structure {
+                info: libc::tls_crypto_info {
+                    version,
+                    cipher_type: libc::$cipher,
+                },
+                iv: iv.try_into().ok()?,
+                key: key.try_into().ok()?,
+                salt: salt.try_into().ok()?,
+                rec_seq,
+            })
+        };
+    }
     Some(match cipher {
-        Cipher::Aes128Gcm => bytes_of(&libc::tls12_crypto_info_aes_gcm_128 {
-            info: libc::tls_crypto_info {
-                version,
-                cipher_type: libc::TLS_CIPHER_AES_GCM_128,
-            },
-            iv: iv.try_into().ok()?,
-            key: key.try_into().ok()?,
-            salt: salt.try_into().ok()?,
-            rec_seq,
-        }),
-        Cipher::Aes256Gcm => bytes_of(&libc::tls12_crypto_info_aes_gcm_256 {
-            info: libc::tls_crypto_info {
-                version,
-                cipher_type: libc::TLS_CIPHER_AES_GCM_256,
-            },
-            iv: iv.try_into().ok()?,
-            key: key.try_into().ok()?,
-            salt: salt.try_into().ok()?,
-            rec_seq,
-        }),
+        Cipher::Aes128Gcm => gcm!(tls12_crypto_info_aes_gcm_128, TLS_CIPHER_AES_GCM_128),
+        Cipher::Aes256Gcm => gcm!(tls12_crypto_info_aes_gcm_256, TLS_CIPHER_AES_GCM_256),
         Cipher::Chacha20Poly1305 => bytes_of(&libc::tls12_crypto_info_chacha20_poly1305 {
             info: libc::tls_crypto_info {
                 version,
