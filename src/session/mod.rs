@@ -721,11 +721,21 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
     let tally = relay::RelayTally(ctx.server.protocol);
     let (client, backend) = match (ctx.ktls, &ctx.pipes) {
         (Some(kernel), Some(pool)) if client.is_tls() || backend.is_tls() => {
-            let (mut to_backend, mut to_client) = (to_backend, to_client);
-            let handed = to_kernel(client, kernel, &mut to_backend)
-                .and_then(|client| Ok((client, to_kernel(backend, kernel, &mut to_client)?)));
-            match handed {
-                Ok(((Stream::Plain(client), client_ktls), (Stream::Plain(backend), backend_ktls))) => {
+            // Both TLS sides go to the kernel, or neither: a kernel TLS
+            // socket read as plaintext by the copy relay would take the
+            // peer's close_notify for an error.
+            match (KtlsSide::prepare(client, kernel), KtlsSide::prepare(backend, kernel)) {
+                (Ok(client), Ok(backend)) => {
+                    let (mut to_backend, mut to_client) = (to_backend, to_client);
+                    let committed = client
+                        .commit(&mut to_backend)
+                        .and_then(|client| Ok((client, backend.commit(&mut to_client)?)));
+                    let ((client, client_ktls), (backend, backend_ktls)) = match committed {
+                        Ok(ends) => ends,
+                        Err(reason) => {
+                            return ("ktls", Box::pin(std::future::ready(relay::RelayStats::failed(reason))));
+                        }
+                    };
                     let ends = relay::splice::Ends {
                         client,
                         backend,
@@ -735,14 +745,7 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
                     let relay = relay::splice::relay(ends, to_backend, to_client, idle, pool, tally);
                     return ("ktls", Box::pin(relay));
                 }
-                // A side kept rustls: the copy relay carries both (a side
-                // the kernel took reads as plaintext there).
-                Ok(((client, _), (backend, _))) => {
-                    let client_tls = client.is_tls();
-                    let relay = relay::copy::relay(client, backend, to_backend, to_client, idle, client_tls, tally);
-                    return ("tls", Box::pin(relay));
-                }
-                Err(reason) => return ("ktls", Box::pin(std::future::ready(relay::RelayStats::failed(reason)))),
+                (client, backend) => (KtlsSide::back(client), KtlsSide::back(backend)),
             }
         }
         _ => (client, backend),
@@ -770,24 +773,47 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
     }
 }
 
-/// A TLS side handed to the kernel when it can be (then plain, and `true`),
-/// with what rustls had decrypted but nobody read appended to `unread`;
-/// `Err` when its keys left rustls but the kernel refused them.
-fn to_kernel(stream: Stream, kernel: tls::ktls::KernelTls, unread: &mut Vec<u8>) -> Result<(Stream, bool), String> {
-    let Stream::Tls(tls) = stream else {
-        return Ok((stream, false));
-    };
-    match tls::ktls::hand_off(tls, kernel) {
-        tls::ktls::Handoff::Kernel { socket, plaintext } => {
-            // After what the session read itself: rustls decrypted it later.
-            unread.extend_from_slice(&plaintext);
-            Ok((Stream::Plain(socket), true))
+/// One side of a session on its way to kernel TLS.
+enum KtlsSide {
+    Plain(TcpStream),
+    Tls(tls::ktls::Ready),
+}
+
+impl KtlsSide {
+    /// `Err`: a TLS side that must stay with rustls (said at debug level).
+    fn prepare(stream: Stream, kernel: tls::ktls::KernelTls) -> Result<KtlsSide, Stream> {
+        match stream {
+            Stream::Plain(tcp) => Ok(KtlsSide::Plain(tcp)),
+            Stream::Tls(tls) => tls::ktls::prepare(tls, kernel)
+                .map(KtlsSide::Tls)
+                .map_err(|(tls, why)| {
+                    log::debug!("kernel TLS not used for this session: {why}");
+                    Stream::Tls(tls)
+                }),
         }
-        tls::ktls::Handoff::Kept(tls, why) => {
-            log::debug!("kernel TLS not used for this side of the session: {why}");
-            Ok((Stream::Tls(tls), false))
+    }
+
+    /// The side as it was, for rustls.
+    fn back(side: Result<KtlsSide, Stream>) -> Stream {
+        match side {
+            Ok(KtlsSide::Plain(tcp)) => Stream::Plain(tcp),
+            Ok(KtlsSide::Tls(ready)) => Stream::Tls(ready.back()),
+            Err(stream) => stream,
         }
-        tls::ktls::Handoff::Lost(reason) => Err(reason),
+    }
+
+    /// The plain socket, and whether it is kernel TLS; what rustls had
+    /// decrypted but nobody read is appended to `unread` (after what the
+    /// session read itself: rustls decrypted it later).
+    fn commit(self, unread: &mut Vec<u8>) -> Result<(TcpStream, bool), String> {
+        match self {
+            KtlsSide::Plain(tcp) => Ok((tcp, false)),
+            KtlsSide::Tls(ready) => {
+                let (socket, plaintext) = tls::ktls::commit(ready)?;
+                unread.extend_from_slice(&plaintext);
+                Ok((socket, true))
+            }
+        }
     }
 }
 

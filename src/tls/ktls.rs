@@ -244,69 +244,86 @@ pub fn kernel() -> Option<KernelTls> {
     KERNEL.get().copied().flatten()
 }
 
-/// The outcome of a hand-off.
-pub enum Handoff {
-    /// The kernel has the session: the socket now reads and writes
-    /// plaintext, and `plaintext` is what rustls had decrypted but nobody
-    /// read yet (it goes to the backend after what the session holds).
-    Kernel { socket: TcpStream, plaintext: Vec<u8> },
-    /// Not handed over, for the reason given; rustls carries on.
-    Kept(Box<TlsSocket>, &'static str),
-    /// The keys left rustls but the kernel refused them: the session
-    /// cannot go on.
-    Lost(String),
+/// A TLS side checked for the hand-off and given the tls protocol (which
+/// passes bytes through untouched until keys are set): `commit` hands it
+/// over; `back` returns it to rustls, which carries on as before.
+pub struct Ready {
+    tls: Box<TlsSocket>,
+    /// The kernel's number for the TLS version.
+    version: u16,
+    /// Bytes rustls decrypted that nobody read yet.
+    unread: usize,
 }
 
-/// Hands an established session (rustls as the server toward a client, or
-/// as the client toward a backend) to the kernel when it can be done
-/// without losing a byte.
-pub fn hand_off(tls: Box<TlsSocket>, kernel: KernelTls) -> Handoff {
-    use futures_rustls::TlsStream;
-    match *tls {
-        TlsStream::Server(mut server) => {
-            let (watch, conn) = server.get_mut();
-            let (version, unread) = match prepare(watch, conn, kernel) {
-                Ready::Go(version, unread) => (version, unread),
-                Ready::Keep(why) => return Handoff::Kept(Box::new(TlsStream::Server(server)), why),
-                Ready::Lost(reason) => return Handoff::Lost(reason),
-            };
-            let (watch, conn) = server.into_inner();
-            install(watch.into_inner(), version, unread, conn.dangerous_extract_secrets())
-        }
-        TlsStream::Client(mut client) => {
-            let (watch, conn) = client.get_mut();
-            let (version, unread) = match prepare(watch, conn, kernel) {
-                Ready::Go(version, unread) => (version, unread),
-                Ready::Keep(why) => return Handoff::Kept(Box::new(TlsStream::Client(client)), why),
-                Ready::Lost(reason) => return Handoff::Lost(reason),
-            };
-            let (watch, conn) = client.into_inner();
-            install(watch.into_inner(), version, unread, conn.dangerous_extract_secrets())
-        }
+impl Ready {
+    pub fn back(self) -> Box<TlsSocket> {
+        self.tls
     }
 }
 
-/// Whether the keys can go: `Go` with the kernel's version number and what
-/// rustls had decrypted but nobody read, once the socket has the tls
-/// protocol; `Keep` and why not, with nothing changed; `Lost` when the
-/// socket has the protocol but rustls could not give up its bytes.
-enum Ready {
-    Go(u16, Vec<u8>),
-    Keep(&'static str),
-    Lost(String),
+/// Checks that an established session (rustls as the server toward a
+/// client, or as the client toward a backend) can go to the kernel without
+/// losing a byte, and gives its socket the tls protocol. `Err`: the session
+/// as it was, and why not.
+pub fn prepare(mut tls: Box<TlsSocket>, kernel: KernelTls) -> Result<Ready, (Box<TlsSocket>, &'static str)> {
+    use futures_rustls::TlsStream;
+    let checked = match &mut *tls {
+        TlsStream::Server(server) => {
+            let (watch, conn) = server.get_mut();
+            check(watch, conn, kernel)
+        }
+        TlsStream::Client(client) => {
+            let (watch, conn) = client.get_mut();
+            check(watch, conn, kernel)
+        }
+    };
+    match checked {
+        Ok((version, unread)) => Ok(Ready { tls, version, unread }),
+        Err(why) => Err((tls, why)),
+    }
 }
 
-fn prepare<D>(watch: &RecordWatch<TcpStream>, conn: &mut rustls::ConnectionCommon<D>, kernel: KernelTls) -> Ready {
+/// Hands a prepared side to the kernel: the socket, which now reads and
+/// writes plaintext, and what rustls had decrypted but nobody read (it goes
+/// to the other side after what the session holds). `Err`: the keys could
+/// not be set, and the session cannot go on.
+pub fn commit(ready: Ready) -> Result<(TcpStream, Vec<u8>), String> {
+    use futures_rustls::TlsStream;
+    let Ready { tls, version, unread } = ready;
+    let mut plaintext = vec![0; unread];
+    let unread_failed = |e: io::Error| format!("reading what rustls had decrypted failed: {e}");
+    let socket = match *tls {
+        TlsStream::Server(server) => {
+            let (watch, mut conn) = server.into_inner();
+            io::Read::read_exact(&mut conn.reader(), &mut plaintext).map_err(unread_failed)?;
+            install(watch.into_inner(), version, conn.dangerous_extract_secrets())?
+        }
+        TlsStream::Client(client) => {
+            let (watch, mut conn) = client.into_inner();
+            io::Read::read_exact(&mut conn.reader(), &mut plaintext).map_err(unread_failed)?;
+            install(watch.into_inner(), version, conn.dangerous_extract_secrets())?
+        }
+    };
+    Ok((socket, plaintext))
+}
+
+/// The checks of `prepare`, for either rustls role: the kernel's version
+/// number and how many decrypted bytes wait, or why not.
+fn check<D>(
+    watch: &RecordWatch<TcpStream>,
+    conn: &mut rustls::ConnectionCommon<D>,
+    kernel: KernelTls,
+) -> Result<(u16, usize), &'static str> {
     if !watch.at_record_boundary() {
-        return Ready::Keep("a partial TLS record was read");
+        return Err("a partial TLS record was read");
     }
     if conn.wants_write() {
-        return Ready::Keep("TLS records wait to be sent");
+        return Err("TLS records wait to be sent");
     }
     let version = match conn.protocol_version() {
         Some(ProtocolVersion::TLSv1_2) => libc::TLS_1_2_VERSION,
         Some(ProtocolVersion::TLSv1_3) => libc::TLS_1_3_VERSION,
-        _ => return Ready::Keep("no TLS version"),
+        _ => return Err("no TLS version"),
     };
     let cipher = match conn.negotiated_cipher_suite().map(|s| s.suite()) {
         Some(
@@ -324,59 +341,45 @@ fn prepare<D>(watch: &RecordWatch<TcpStream>, conn: &mut rustls::ConnectionCommo
             | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
             | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
         ) => Cipher::Chacha20Poly1305,
-        _ => return Ready::Keep("a cipher the kernel does not implement"),
+        _ => return Err("a cipher the kernel does not implement"),
     };
     if !kernel.accepts(version, cipher) {
-        return Ready::Keep("a cipher this kernel refused at start-up");
+        return Err("a cipher this kernel refused at start-up");
     }
     // Every whole record read is decrypted now, so the record sequence
     // rustls reports is the kernel's next one.
-    let plaintext = match conn.process_new_packets() {
-        Ok(state) if state.peer_has_closed() => return Ready::Keep("the peer has closed"),
+    let unread = match conn.process_new_packets() {
+        Ok(state) if state.peer_has_closed() => return Err("the peer has closed"),
         Ok(state) => state.plaintext_bytes_to_read(),
-        Err(_) => return Ready::Keep("a TLS error is pending"),
+        Err(_) => return Err("a TLS error is pending"),
     };
-    // Before anything leaves rustls: a kernel that refuses the protocol
-    // leaves the socket as it was, and rustls carries on.
+    // A kernel that refuses the protocol leaves the socket as it was.
     // SAFETY: the stream owns its fd for the call.
     if set_ulp(unsafe { BorrowedFd::borrow_raw(watch.get_ref().as_raw_fd()) }).is_err() {
-        return Ready::Keep("the kernel refused the tls protocol");
+        return Err("the kernel refused the tls protocol");
     }
-    let mut unread = vec![0; plaintext];
-    if let Err(e) = io::Read::read_exact(&mut conn.reader(), &mut unread) {
-        return Ready::Lost(format!("reading what rustls had decrypted failed: {e}"));
-    }
-    Ready::Go(version, unread)
+    Ok((version, unread))
 }
 
 /// Gives the extracted keys to the kernel.
 fn install(
     socket: TcpStream,
     version: u16,
-    unread: Vec<u8>,
     secrets: Result<rustls::ExtractedSecrets, rustls::Error>,
-) -> Handoff {
-    let secrets = match secrets {
-        Ok(secrets) => secrets,
-        Err(e) => return Handoff::Lost(format!("extracting the TLS keys failed: {e}")),
-    };
+) -> Result<TcpStream, String> {
+    let secrets = secrets.map_err(|e| format!("extracting the TLS keys failed: {e}"))?;
     // SAFETY: `socket` owns its fd for the calls.
     let fd = unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) };
     let (tx_seq, tx) = &secrets.tx;
     let (rx_seq, rx) = &secrets.rx;
     let (Some(tx), Some(rx)) = (parts(tx), parts(rx)) else {
-        return Handoff::Lost("extracted TLS keys of an unknown cipher".to_string());
+        return Err("extracted TLS keys of an unknown cipher".to_string());
     };
-    if let Err(e) = set_keys(fd, libc::TLS_TX, version, *tx_seq, tx) {
-        return Handoff::Lost(format!("the kernel refused the TLS send keys: {e}"));
-    }
-    if let Err(e) = set_keys(fd, libc::TLS_RX, version, *rx_seq, rx) {
-        return Handoff::Lost(format!("the kernel refused the TLS receive keys: {e}"));
-    }
-    Handoff::Kernel {
-        socket,
-        plaintext: unread,
-    }
+    set_keys(fd, libc::TLS_TX, version, *tx_seq, tx)
+        .map_err(|e| format!("the kernel refused the TLS send keys: {e}"))?;
+    set_keys(fd, libc::TLS_RX, version, *rx_seq, rx)
+        .map_err(|e| format!("the kernel refused the TLS receive keys: {e}"))?;
+    Ok(socket)
 }
 
 fn set_ulp(fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -810,11 +813,9 @@ mod tests {
             assert_eq!(&ping, b"ping\r\n");
             tls.write_all(b"pong\r\n").await.unwrap();
             tls.flush().await.unwrap();
-            match (
-                hand_off(Box::new(tls), probed.clone().unwrap_or(KernelTls::ALL)),
-                probed,
-            ) {
-                (Handoff::Kernel { mut socket, plaintext }, Ok(_)) => {
+            match (prepare(Box::new(tls), probed.clone().unwrap_or(KernelTls::ALL)), probed) {
+                (Ok(ready), Ok(_)) => {
+                    let (mut socket, plaintext) = commit(ready).unwrap_or_else(|e| panic!("{name}: {e}"));
                     assert_eq!(plaintext, b"extra\r\n", "{name}");
                     let mut after = [0u8; 7];
                     socket.read_exact(&mut after).await.unwrap();
@@ -828,7 +829,7 @@ mod tests {
                     assert_eq!(read_control(fd).unwrap(), Control::CloseNotify, "{name}");
                     send_close_notify(fd);
                 }
-                (Handoff::Kept(mut tls, why), Err(_)) => {
+                (Err((mut tls, why)), Err(_)) => {
                     assert_eq!(why, "the kernel refused the tls protocol");
                     let mut rest = [0u8; 14];
                     tls.read_exact(&mut rest).await.unwrap();
@@ -839,9 +840,8 @@ mod tests {
                     assert_eq!(tls.read(&mut buf).await.unwrap(), 0, "the peer's close_notify");
                     tls.close().await.unwrap();
                 }
-                (Handoff::Kernel { .. }, Err(e)) => panic!("{name}: handed off on a kernel the probe refused ({e})"),
-                (Handoff::Kept(_, why), Ok(_)) => panic!("{name}: kept: {why}"),
-                (Handoff::Lost(e), _) => panic!("{name}: {e}"),
+                (Ok(_), Err(e)) => panic!("{name}: prepared on a kernel the probe refused ({e})"),
+                (Err((_, why)), Ok(_)) => panic!("{name}: kept: {why}"),
             }
             peer.join().unwrap();
         });
