@@ -51,6 +51,7 @@ start_postern() {
 worker_processes 2;
 error_log stderr info;
 pid $W/postern.pid;
+metrics_listen 127.0.0.1:9187;
 mail {
     auth_http 127.0.0.1:9000/auth;
     ssl_certificate $W/pki/server.pem;
@@ -106,6 +107,11 @@ until [ "$(grep -c 'session done' "$W/postern.log")" -ge 4 ]; do
 done
 grep "session done" "$W/postern.log"
 [ "$(grep -c 'session done (ktls)' "$W/postern.log")" -eq 4 ] || fail "not every session went through kernel TLS"
+# The metrics say the same, summed over the cores.
+handed=$(wget -q -O - http://127.0.0.1:9187/metrics |
+    awk '/^postern_ktls_handoffs_total\{.*result="kernel"/ { n += $NF } END { print n + 0 }')
+echo "== postern_ktls_handoffs_total{result=\"kernel\"}: $handed"
+[ "$handed" -eq 4 ] || fail "the metrics count $handed sessions handed to the kernel"
 # Each took most of its three messages by splice (a TLS backend's smaller
 # records go by copy more often), and ended without an error.
 grep 'session done (ktls)' "$W/postern.log" | while read -r line; do

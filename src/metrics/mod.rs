@@ -81,6 +81,9 @@ counters! {
     BackendConnectErrors => "postern_backend_connect_errors_total", &[];
     BytesClientToBackend => "postern_relayed_bytes_total", &[("direction", "client_to_backend")];
     BytesBackendToClient => "postern_relayed_bytes_total", &[("direction", "backend_to_client")];
+    KtlsKernel => "postern_ktls_handoffs_total", &[("result", "kernel")];
+    KtlsKept => "postern_ktls_handoffs_total", &[("result", "kept")];
+    KtlsFailed => "postern_ktls_handoffs_total", &[("result", "failed")];
     BytesSpliced => "postern_relayed_bytes_by_mode_total", &[("mode", "splice")];
     BytesCopied => "postern_relayed_bytes_by_mode_total", &[("mode", "copy")];
     ClosedClientLoggedOut => "postern_sessions_closed_total", &[("reason", "client_logged_out")];

@@ -90,6 +90,11 @@ pub(crate) const FAMILIES: &[(&str, Kind, &str)] = &[
         "Bytes relayed after login, by direction, counted as they move.",
     ),
     (
+        "postern_ktls_handoffs_total",
+        Kind::Counter,
+        "Logged-in sessions with TLS on a side, where kernel TLS is on: handed to the kernel, kept in rustls, or failed (the kernel refused the keys).",
+    ),
+    (
         "postern_relayed_bytes_by_mode_total",
         Kind::Counter,
         "Bytes relayed after login, both directions, by splice (never in user space) or copy.",

@@ -733,9 +733,11 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
                     let ((client, client_ktls), (backend, backend_ktls)) = match committed {
                         Ok(ends) => ends,
                         Err(reason) => {
+                            crate::metrics::inc(ctx.server.protocol, crate::metrics::Counter::KtlsFailed);
                             return ("ktls", Box::pin(std::future::ready(relay::RelayStats::failed(reason))));
                         }
                     };
+                    crate::metrics::inc(ctx.server.protocol, crate::metrics::Counter::KtlsKernel);
                     let ends = relay::splice::Ends {
                         client,
                         backend,
@@ -745,7 +747,10 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
                     let relay = relay::splice::relay(ends, to_backend, to_client, idle, pool, tally);
                     return ("ktls", Box::pin(relay));
                 }
-                (client, backend) => (KtlsSide::back(client), KtlsSide::back(backend)),
+                (client, backend) => {
+                    crate::metrics::inc(ctx.server.protocol, crate::metrics::Counter::KtlsKept);
+                    (KtlsSide::back(client), KtlsSide::back(backend))
+                }
             }
         }
         _ => (client, backend),
