@@ -706,7 +706,7 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
     let Handover {
         client,
         backend,
-        to_backend,
+        mut to_backend,
         mut to_client,
     } = handover;
     to_client.shrink_to_fit();
@@ -721,36 +721,16 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
     let tally = relay::RelayTally(ctx.server.protocol);
     let (client, backend) = match (ctx.ktls, &ctx.pipes) {
         (Some(kernel), Some(pool)) if client.is_tls() || backend.is_tls() => {
-            // Both TLS sides go to the kernel, or neither: a kernel TLS
-            // socket read as plaintext by the copy relay would take the
-            // peer's close_notify for an error.
-            match (KtlsSide::prepare(client, kernel), KtlsSide::prepare(backend, kernel)) {
-                (Ok(client), Ok(backend)) => {
-                    let (mut to_backend, mut to_client) = (to_backend, to_client);
-                    let committed = client
-                        .commit(&mut to_backend)
-                        .and_then(|client| Ok((client, backend.commit(&mut to_client)?)));
-                    let ((client, client_ktls), (backend, backend_ktls)) = match committed {
-                        Ok(ends) => ends,
-                        Err(reason) => {
-                            crate::metrics::inc(ctx.server.protocol, crate::metrics::Counter::KtlsFailed);
-                            return ("ktls", Box::pin(std::future::ready(relay::RelayStats::failed(reason))));
-                        }
-                    };
-                    crate::metrics::inc(ctx.server.protocol, crate::metrics::Counter::KtlsKernel);
-                    let ends = relay::splice::Ends {
-                        client,
-                        backend,
-                        client_ktls,
-                        backend_ktls,
-                    };
+            let protocol = ctx.server.protocol;
+            match to_kernel(client, backend, kernel, (&mut to_backend, &mut to_client), protocol) {
+                Handed::Kernel(ends) => {
                     let relay = relay::splice::relay(ends, to_backend, to_client, idle, pool, tally);
                     return ("ktls", Box::pin(relay));
                 }
-                (client, backend) => {
-                    crate::metrics::inc(ctx.server.protocol, crate::metrics::Counter::KtlsKept);
-                    (KtlsSide::back(client), KtlsSide::back(backend))
+                Handed::Failed(reason) => {
+                    return ("ktls", Box::pin(std::future::ready(relay::RelayStats::failed(reason))));
                 }
+                Handed::Kept(client, backend) => (client, backend),
             }
         }
         _ => (client, backend),
@@ -774,6 +754,55 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
             let via = if client_tls || backend.is_tls() { "tls" } else { "copy" };
             let relay = relay::copy::relay(client, backend, to_backend, to_client, idle, client_tls, tally);
             (via, Box::pin(relay))
+        }
+    }
+}
+
+/// What `to_kernel` made of a session.
+enum Handed {
+    /// Every TLS side is kernel TLS now: splice.
+    Kernel(relay::splice::Ends),
+    /// A side must stay with rustls, so both do.
+    Kept(Stream, Stream),
+    /// Keys left rustls but the kernel refused them.
+    Failed(String),
+}
+
+/// Hands both TLS sides of a session to the kernel, or neither: a kernel
+/// TLS socket read as plaintext by the copy relay would take the peer's
+/// close_notify for an error. What rustls had decrypted but nobody read is
+/// appended to `unread` (to the backend, to the client).
+fn to_kernel(
+    client: Stream,
+    backend: Stream,
+    kernel: tls::ktls::KernelTls,
+    unread: (&mut Vec<u8>, &mut Vec<u8>),
+    protocol: Protocol,
+) -> Handed {
+    use crate::metrics::{inc, Counter};
+    let (client, backend) = match (KtlsSide::prepare(client, kernel), KtlsSide::prepare(backend, kernel)) {
+        (Ok(client), Ok(backend)) => (client, backend),
+        (client, backend) => {
+            inc(protocol, Counter::KtlsKept);
+            return Handed::Kept(KtlsSide::back(client), KtlsSide::back(backend));
+        }
+    };
+    let committed = client
+        .commit(unread.0)
+        .and_then(|client| Ok((client, backend.commit(unread.1)?)));
+    match committed {
+        Ok(((client, client_ktls), (backend, backend_ktls))) => {
+            inc(protocol, Counter::KtlsKernel);
+            Handed::Kernel(relay::splice::Ends {
+                client,
+                backend,
+                client_ktls,
+                backend_ktls,
+            })
+        }
+        Err(reason) => {
+            inc(protocol, Counter::KtlsFailed);
+            Handed::Failed(reason)
         }
     }
 }
