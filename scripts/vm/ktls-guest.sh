@@ -52,6 +52,9 @@ worker_processes 2;
 error_log stderr info;
 pid $W/postern.pid;
 metrics_listen 127.0.0.1:9187;
+# Room for the idle sessions on either core (SO_REUSEPORT spreads them
+# unevenly; past worker_connections a core stops accepting).
+events { worker_connections 4096; }
 mail {
     auth_http 127.0.0.1:9000/auth;
     ssl_certificate $W/pki/server.pem;
@@ -134,6 +137,14 @@ if [ "$ROUNDS" -gt 0 ]; then
             stop_postern
         done
         r=$((r + 1))
+    done
+    echo "== idle logged-in IMAPS sessions, 1000: Postern's memory per session"
+    for mode in auto off; do
+        start_postern "$mode"
+        printf '%s: ' "$mode"
+        postern-bench load --mode idle --protocol imap --addr 127.0.0.1:10993 --tls --ca "$W/pki/ca.pem" \
+            --user demo:demo-password --conns 1000 --duration 3 --pid "$PID" --json-only
+        stop_postern
     done
 fi
 echo "== kernel TLS: ok"

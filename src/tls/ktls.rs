@@ -225,7 +225,7 @@ pub fn configure(mode: KtlsMode) {
         KtlsMode::Auto => match KernelTls::probe() {
             Ok(kernel) => {
                 log::info!(
-                    "kernel TLS on ({}): TLS sessions with a plaintext backend are handed to the kernel and spliced",
+                    "kernel TLS on ({}): logged-in TLS sessions are handed to the kernel and spliced",
                     kernel.describe()
                 );
                 Some(kernel)
