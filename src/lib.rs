@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod eager_read;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpStream, UnixStream};
 
 use super::reply::{self, MAX_REPLY_BYTES};
@@ -103,7 +103,7 @@ pub async fn ask(
     }
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+async fn exchange<S: crate::eager_read::Socket + AsyncWrite>(
     mut stream: S,
     request: &[u8],
     reused: bool,
@@ -118,7 +118,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = vec![0u8; MAX_REPLY_BYTES];
     let mut len = 0;
     loop {
-        let n = match stream.read(&mut buf[len..]).await {
+        let n = match crate::eager_read::read(&mut stream, &mut buf[len..]).await {
             Ok(n) => n,
             Err(_) if reused && len == 0 => return Ok(Exchange::Stale),
             Err(e) => return Err(AuthError::Io(e.to_string())),
@@ -136,7 +136,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 // Read the (small, bounded) body so the next reply starts
                 // clean; a server that sends more than it said is not reused.
                 while len < end && end <= buf.len() {
-                    match stream.read(&mut buf[len..end]).await {
+                    match crate::eager_read::read(&mut stream, &mut buf[len..end]).await {
                         Ok(0) | Err(_) => return Ok(Exchange::Done(reply, None)),
                         Ok(n) => len += n,
                     }

@@ -1,7 +1,6 @@
 //! Connects to the backend, TLS first when asked, and drives the login
 //! machine over the connection.
 
-use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
 
 use super::{BackendTls, ServerContext, Stream, Trace};
@@ -64,7 +63,7 @@ async fn steps(
     if server.so_keepalive {
         let _ = crate::runtime::sys::with_socket(&tcp, |s| s.set_keepalive(true));
     }
-    let _ = tcp.set_read_timeout(Some(timeout));
+    // Reads are bounded by the whole login's timeout (`login`).
     let _ = tcp.set_write_timeout(Some(timeout));
     let mut tcp = tcp;
     if let Some(preface) = preface {
@@ -126,13 +125,12 @@ async fn steps(
                         );
                         return (None, outcome);
                     }
-                    stream.set_read_timeout(None);
                     stream.set_write_timeout(None);
                     return (Some((stream, pending)), outcome);
                 }
             }
         }
-        let n = match stream.read(&mut chunk).await {
+        let n = match std::future::poll_fn(|cx| stream.poll_read_eager(cx, &mut chunk)).await {
             Ok(0) => {
                 say!(
                     ctx,

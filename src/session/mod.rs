@@ -26,7 +26,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncRead, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 
@@ -280,7 +280,7 @@ pub fn serve(
         let _ = runtime::sys::with_socket(&client, |s| s.set_keepalive(true));
     }
     let timeout = ctx.server.timeout;
-    let _ = client.set_read_timeout(Some(timeout));
+    // Reads are bounded by the dialogue (a whole command within `timeout`).
     let _ = client.set_write_timeout(Some(timeout));
     let now_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -546,20 +546,23 @@ async fn dialogue(
                 continue;
             }
         }
-        if !timeout.is_zero() {
+        let left = if timeout.is_zero() {
+            None
+        } else {
             let waited = command_since.map_or(Duration::ZERO, |t| t.elapsed());
             match timeout.checked_sub(waited).filter(|left| !left.is_zero()) {
-                Some(left) => {
-                    client.set_read_timeout(Some(left));
-                }
+                Some(left) => Some(left),
                 None => return Err("client timed out: command not complete within timeout".to_string()),
             }
-        }
-        let read = futures_lite::future::or(async { Some(read_into(&mut client, &mut pending).await) }, async {
-            // Never granted a permit: this only returns once the semaphore is closed.
-            let _ = ctx.stopping.acquire_permit(1).await;
-            None
-        });
+        };
+        let read = futures_lite::future::or(
+            async { Some(read_within(&mut client, &mut pending, left).await) },
+            async {
+                // Never granted a permit: this only returns once the semaphore is closed.
+                let _ = ctx.stopping.acquire_permit(1).await;
+                None
+            },
+        );
         let Some(read) = read.await else {
             front.on_shutdown();
             continue;
@@ -585,6 +588,18 @@ thread_local! {
     static READ_SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
 }
 
+/// `read_into`, given up after `left` (a timeout, as glommio's own would
+/// say it).
+async fn read_within(client: &mut Stream, pending: &mut Vec<u8>, left: Option<Duration>) -> std::io::Result<usize> {
+    let Some(left) = left else {
+        return read_into(client, pending).await;
+    };
+    match glommio::timer::timeout(left, async { Ok(read_into(client, pending).await) }).await {
+        Ok(read) => read,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "Operation timed out")),
+    }
+}
+
 /// Reads what the client sent onto the end of `pending`, through the
 /// core's scratch buffer, borrowed only inside the poll that completes the
 /// read: a session waiting for its client holds no read buffer of its own
@@ -593,7 +608,7 @@ async fn read_into(client: &mut Stream, pending: &mut Vec<u8>) -> std::io::Resul
     std::future::poll_fn(|cx| {
         READ_SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            match std::pin::Pin::new(&mut *client).poll_read(cx, &mut scratch[..]) {
+            match client.poll_read_eager(cx, &mut scratch[..]) {
                 std::task::Poll::Ready(Ok(n)) => {
                     pending.extend_from_slice(&scratch[..n]);
                     std::task::Poll::Ready(Ok(n))
@@ -710,7 +725,6 @@ fn start_relay(handover: Handover, ctx: &ServerContext) -> (&'static str, RelayF
         mut to_client,
     } = handover;
     to_client.shrink_to_fit();
-    client.set_read_timeout(None);
     client.set_write_timeout(None);
     if let Some(limit) = ctx.server.proxy_dead_peer_timeout {
         // Fails harmlessly on a unix-socket client.

@@ -30,10 +30,14 @@ impl Stream {
         matches!(self, Stream::Tls(_))
     }
 
-    /// Bounds each read of the socket (`timeout`), TLS records included.
-    pub fn set_read_timeout(&self, limit: Option<Duration>) {
-        // Only fails for a zero duration, which callers never pass.
-        let _ = self.tcp().set_read_timeout(limit);
+    /// A read for the login dialogue: a plain socket is tried before
+    /// glommio's read (`eager_read`); TLS reads go through rustls as ever.
+    /// Reads are not bounded here: callers use `glommio::timer::timeout`.
+    pub fn poll_read_eager(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Stream::Plain(tcp) => crate::eager_read::poll_read(tcp, cx, buf),
+            Stream::Tls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
+        }
     }
 
     pub fn set_write_timeout(&self, limit: Option<Duration>) {
