@@ -91,7 +91,8 @@ impl BackendTls {
 /// the signatures proving the backend holds its key are still checked with
 /// the provider's algorithms.
 #[derive(Debug)]
-struct AcceptAnyCertificate(WebPkiSupportedAlgorithms);
+/// `proxy_ssl_verify off`: any certificate, its signatures still checked.
+pub(super) struct AcceptAnyCertificate(pub(super) WebPkiSupportedAlgorithms);
 
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
