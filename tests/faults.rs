@@ -395,9 +395,10 @@ fn client_preauth_limit_refuses_at_the_greeting() {
 #[test]
 fn auth_http_concurrency_queues_then_defers() {
     let backend = start_backend(&["bob:secret"], 1, 10);
+    // a in flight 1.5 s, b queued as long: a second inside auth_http_timeout.
     let (auth, asked_auth) = slow_auth(backend.addr, Duration::from_millis(1500));
     let postern = one_core(&format!(
-        "    auth_http {auth}/auth;\n    auth_http_concurrency 1;\n    auth_http_queue 1;\n    auth_http_timeout 2s;"
+        "    auth_http {auth}/auth;\n    auth_http_concurrency 1;\n    auth_http_queue 1;\n    auth_http_timeout 2500ms;"
     ));
     let mut a = Client::imap(postern.addr);
     let mut b = Client::imap(postern.addr);
@@ -421,10 +422,12 @@ fn auth_http_concurrency_queues_then_defers() {
     c.expect("d LOGIN bob secret\r\n", &[&format!("d {LOGIN_OK}")]);
     postern.proc.wait_for("auth_http_queue is full");
 
-    // Waited too long: e in flight (1.5 s), f queued then in flight until
-    // 3 s, g queued from 0 s gives up at auth_http_timeout (2 s).
+    // Waited too long: e in flight (2.5 s), f queued then in flight until
+    // 5 s, g queued near 0 s gives up at auth_http_timeout (3.5 s). Each
+    // outcome has a second of slack either way, for a loaded machine.
+    let (auth, asked_auth) = slow_auth(backend.addr, Duration::from_millis(2500));
     let p = one_core(&format!(
-        "    auth_http {auth}/auth;\n    auth_http_concurrency 1;\n    auth_http_queue 5;\n    auth_http_timeout 2s;"
+        "    auth_http {auth}/auth;\n    auth_http_concurrency 1;\n    auth_http_queue 5;\n    auth_http_timeout 3500ms;"
     ));
     let mut clients: Vec<Client> = (0..3).map(|_| Client::imap(p.addr)).collect();
     clients[0].send(b"e LOGIN bob secret\r\n");
