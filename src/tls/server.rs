@@ -14,7 +14,7 @@ use rustls::{
 
 use super::cert_info::ClientCertFacts;
 use super::client_verify::ClientVerifier;
-use super::session_age::{ExpiringStore, ExpiringTickets};
+use super::session_age::Expiring;
 use super::{ciphers, files, kx};
 use crate::config::{ConfigError, ServerConfig, SessionCache, TlsSettings, TlsVersion, VerifyClient};
 
@@ -168,7 +168,7 @@ impl ServerTls {
                     server.location.clone(),
                 )
             })?;
-            config.ticketer = Arc::new(ExpiringTickets::new(keys, ssl.session_timeout));
+            config.ticketer = Arc::new(Expiring::new(keys, ssl.session_timeout));
         }
         let cached = matches!(ssl.session_cache, SessionCache::Sessions(n) if n > 0);
         if !ssl.session_tickets && !cached {
@@ -193,7 +193,7 @@ impl ServerTls {
         // The keys must be able to leave rustls for the kernel.
         config.enable_secret_extraction = super::ktls::kernel().is_some();
         config.session_storage = match self.session_cache {
-            SessionCache::Sessions(n) if n > 0 => Arc::new(ExpiringStore::new(
+            SessionCache::Sessions(n) if n > 0 => Arc::new(Expiring::new(
                 ServerSessionMemoryCache::new((n / cores.max(1)).max(1)),
                 self.session_timeout,
             )),

@@ -77,27 +77,30 @@ impl fmt::Debug for Expiry {
     }
 }
 
-/// A session cache whose entries expire `timeout` after they were stored.
+/// A session cache (`StoresServerSessions`) whose entries expire `timeout`
+/// after they were stored, or a ticketer (`ProducesTickets`) whose tickets
+/// are refused `timeout` after they were issued and tell the client so in
+/// their lifetime hint.
 #[derive(Debug)]
-pub struct ExpiringStore {
-    inner: Arc<dyn StoresServerSessions>,
+pub struct Expiring<T: ?Sized> {
+    inner: Arc<T>,
     expiry: Expiry,
 }
 
-impl ExpiringStore {
-    pub fn new(inner: Arc<dyn StoresServerSessions>, timeout: Duration) -> Self {
+impl<T: ?Sized> Expiring<T> {
+    pub fn new(inner: Arc<T>, timeout: Duration) -> Self {
         Self::with_clock(inner, timeout, unix_millis)
     }
 
-    fn with_clock(inner: Arc<dyn StoresServerSessions>, timeout: Duration, clock: Clock) -> Self {
-        ExpiringStore {
+    fn with_clock(inner: Arc<T>, timeout: Duration, clock: Clock) -> Self {
+        Expiring {
             inner,
             expiry: Expiry::new(timeout, clock),
         }
     }
 }
 
-impl StoresServerSessions for ExpiringStore {
+impl<T: StoresServerSessions + ?Sized> StoresServerSessions for Expiring<T> {
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
         self.inner.put(key, self.expiry.stamp(&value))
     }
@@ -115,28 +118,7 @@ impl StoresServerSessions for ExpiringStore {
     }
 }
 
-/// Tickets that are refused `timeout` after they were issued, and that tell
-/// the client so in their lifetime hint.
-#[derive(Debug)]
-pub struct ExpiringTickets {
-    inner: Arc<dyn ProducesTickets>,
-    expiry: Expiry,
-}
-
-impl ExpiringTickets {
-    pub fn new(inner: Arc<dyn ProducesTickets>, timeout: Duration) -> Self {
-        Self::with_clock(inner, timeout, unix_millis)
-    }
-
-    fn with_clock(inner: Arc<dyn ProducesTickets>, timeout: Duration, clock: Clock) -> Self {
-        ExpiringTickets {
-            inner,
-            expiry: Expiry::new(timeout, clock),
-        }
-    }
-}
-
-impl ProducesTickets for ExpiringTickets {
+impl<T: ProducesTickets + ?Sized> ProducesTickets for Expiring<T> {
     fn enabled(&self) -> bool {
         self.inner.enabled()
     }
@@ -180,7 +162,7 @@ mod tests {
     #[test]
     fn cached_sessions_expire_after_the_timeout() {
         let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let store = ExpiringStore::with_clock(ServerSessionMemoryCache::new(8), Duration::from_secs(300), test_clock);
+        let store = Expiring::with_clock(ServerSessionMemoryCache::new(8), Duration::from_secs(300), test_clock);
         at(1_000_000);
         assert!(store.put(b"id".to_vec(), b"session".to_vec()));
         at(1_000_000 + 299_999);
@@ -200,7 +182,7 @@ mod tests {
         let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let keys = rustls::crypto::ring::Ticketer::new().unwrap();
         let keys_life = keys.lifetime();
-        let tickets = ExpiringTickets::with_clock(keys, Duration::from_secs(300), test_clock);
+        let tickets = Expiring::with_clock(keys, Duration::from_secs(300), test_clock);
         assert!(tickets.enabled());
         assert_eq!(tickets.lifetime(), 300.min(keys_life));
         at(5_000);
