@@ -418,9 +418,9 @@ fn control_record(from: &Side) -> io::Result<Record> {
     use crate::tls::ktls::Control;
     match crate::tls::ktls::read_control(from.fd())? {
         Control::CloseNotify => Ok(Record::End),
-        Control::Handshake(4) => Ok(Record::Skipped),
+        Control::SessionTicket => Ok(Record::Skipped),
         Control::Alert(level, description) => Err(io::Error::other(format!("TLS alert {description} (level {level})"))),
-        Control::Handshake(24) => Err(io::Error::other("a TLS KeyUpdate, which kernel TLS cannot follow")),
+        Control::KeyUpdate => Err(io::Error::other("a TLS KeyUpdate, which kernel TLS cannot follow")),
         Control::Handshake(kind) => Err(io::Error::other(format!(
             "TLS handshake message {kind} after the handshake"
         ))),

@@ -506,7 +506,11 @@ pub enum Control {
     CloseNotify,
     /// Any other alert: (level, description).
     Alert(u8, u8),
-    /// A handshake message after the handshake (a KeyUpdate, say): its type.
+    /// A TLS 1.3 NewSessionTicket: of no use once the kernel has the keys.
+    SessionTicket,
+    /// A TLS 1.3 KeyUpdate: new keys the kernel cannot be given.
+    KeyUpdate,
+    /// Another handshake message after the handshake: its type.
     Handshake(u8),
     /// A record of another content type.
     Other(u8),
@@ -514,6 +518,8 @@ pub enum Control {
 
 const CONTENT_ALERT: u8 = 21;
 const CONTENT_HANDSHAKE: u8 = 22;
+const HANDSHAKE_NEW_SESSION_TICKET: u8 = 4;
+const HANDSHAKE_KEY_UPDATE: u8 = 24;
 
 /// Reads the control record that made a plain read of a kernel TLS socket
 /// fail (EIO): only recvmsg with room for the record type takes it.
@@ -555,6 +561,8 @@ pub fn read_control(fd: BorrowedFd<'_>) -> io::Result<Control> {
     Ok(match (record_type, body) {
         (CONTENT_ALERT, [_, 0, ..]) => Control::CloseNotify,
         (CONTENT_ALERT, [level, description, ..]) => Control::Alert(*level, *description),
+        (CONTENT_HANDSHAKE, [HANDSHAKE_NEW_SESSION_TICKET, ..]) => Control::SessionTicket,
+        (CONTENT_HANDSHAKE, [HANDSHAKE_KEY_UPDATE, ..]) => Control::KeyUpdate,
         (CONTENT_HANDSHAKE, [kind, ..]) => Control::Handshake(*kind),
         (other, _) => Control::Other(other),
     })
